@@ -1,0 +1,183 @@
+//! Benchmarks of the per-byte hot paths: line splitting, and the record encoders (raw lines
+//! as NDJSON, raw passthrough, JSON lines as NDJSON). Inputs are the real lines of
+//! `../shared/corpus`, repeated to about 8 MiB so that their length distribution is kept.
+//! Throughput is reported per byte of input (MB/s of log read).
+//!
+//! Run with `cargo bench --bench hot_paths` (add a filter such as `encode` to run a subset).
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use tailship::budget::Budget;
+use tailship::chunk::{Chunk, FileMeta};
+use tailship::config::{Encoding, Format};
+use tailship::ship::encode::{EncodeStats, Encoder};
+use tailship::tail::lines::{LineSplitter, Split};
+
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
+const RAW_FILES: &[&str] = &[
+    "apache-combined/access.log",
+    "loghub/Android_2k.log",
+    "loghub/Apache_2k.log",
+    "loghub/HDFS_2k.log",
+    "loghub/Hadoop_2k.log",
+    "loghub/HealthApp_2k.log",
+    "loghub/Linux_2k.log",
+    "loghub/OpenSSH_2k.log",
+    "loghub/Spark_2k.log",
+    "loghub/Zookeeper_2k.log",
+];
+const JSON_FILES: &[&str] = &["json/nginxplus-status.log"];
+const TARGET_BYTES: usize = 8 << 20;
+/// The tailer's default read size, and so its largest chunk.
+const READ_BYTES: usize = 256 << 10;
+const MAX_LINE_BYTES: usize = 1 << 20;
+/// A sink's default batch limits.
+const MAX_EVENTS: usize = 1000;
+const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// The files' lines, concatenated and repeated to about `TARGET_BYTES`.
+fn corpus(files: &[&str]) -> Vec<u8> {
+    let mut once = Vec::new();
+    for f in files {
+        let path = format!("{CORPUS}/{f}");
+        let mut bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        if !bytes.ends_with(b"\n") {
+            bytes.push(b'\n');
+        }
+        once.extend_from_slice(&bytes);
+    }
+    let mut data = Vec::with_capacity(TARGET_BYTES + once.len());
+    while data.len() < TARGET_BYTES {
+        data.extend_from_slice(&once);
+    }
+    data
+}
+
+/// Splits `data` as the tailer does: 256 KiB appends through a `LineSplitter`.
+fn split_all(data: &[u8], splits: &mut Vec<Split>) {
+    let mut splitter = LineSplitter::new(MAX_LINE_BYTES);
+    let mut buf = BytesMut::with_capacity(READ_BYTES * 2);
+    for read in data.chunks(READ_BYTES) {
+        buf.extend_from_slice(read);
+        splitter.split(&mut buf, splits);
+    }
+    splits.extend(splitter.flush(&mut buf));
+}
+
+/// The chunks the tailer would hand on for `data`.
+fn chunks(data: &[u8]) -> Vec<Chunk> {
+    let budget = Budget::new(usize::MAX / 2);
+    let file = Arc::new(FileMeta {
+        uid: 1,
+        source: 0,
+        path: Arc::from("/var/log/app/access.log"),
+        path_json: "\"/var/log/app/access.log\"".into(),
+        id_prefix: "3f2a9c0d5e7b1a64-".into(),
+    });
+    let mut splits = Vec::new();
+    split_all(data, &mut splits);
+    let mut start = 0;
+    splits
+        .into_iter()
+        .map(|s| {
+            let len = s.data.len();
+            let c = Chunk {
+                file: Arc::clone(&file),
+                start,
+                data: s.data,
+                observed_ns: 1_795_614_680_123_456_789,
+                head_continues: s.head_continues,
+                tail_truncated: s.tail_truncated,
+                budget: budget.take(len),
+            };
+            start += len as u64;
+            c
+        })
+        .collect()
+}
+
+/// Encodes every chunk the way a sink does: batches of `MAX_EVENTS` / `MAX_BATCH_BYTES`.
+fn encode_all(encoder: &mut Encoder, chunks: &[Chunk], out: &mut Vec<u8>, stats: &mut EncodeStats) -> usize {
+    let mut records = 0;
+    let mut in_batch = 0;
+    for c in chunks {
+        let mut from = 0;
+        while from < c.data.len() {
+            let (next, n) = encoder.encode(c, from, out, MAX_EVENTS - in_batch, MAX_BATCH_BYTES, stats);
+            from = next;
+            records += n;
+            in_batch += n;
+            if in_batch >= MAX_EVENTS || out.len() >= MAX_BATCH_BYTES {
+                black_box(&out[..]);
+                out.clear();
+                in_batch = 0;
+            }
+        }
+    }
+    records
+}
+
+fn bench_split(c: &mut Criterion) {
+    let data = corpus(RAW_FILES);
+    let mut g = c.benchmark_group("split");
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    g.sample_size(20);
+    let mut splits = Vec::new();
+    g.bench_function("lines_256k_appends", |b| {
+        b.iter(|| {
+            splits.clear();
+            split_all(black_box(&data), &mut splits);
+            splits.len()
+        })
+    });
+    g.finish();
+}
+
+fn bench_encode(c: &mut Criterion) {
+    let mut resource = BTreeMap::new();
+    resource.insert("k8s.pod.name".to_string(), "webapp-7d9f8b6c5-x2x9q".to_string());
+    resource.insert("k8s.namespace.name".to_string(), "default".to_string());
+    resource.insert("k8s.container.name".to_string(), "webapp".to_string());
+
+    let raw = corpus(RAW_FILES);
+    let raw_chunks = chunks(&raw);
+    let json = corpus(JSON_FILES);
+    let json_chunks = chunks(&json);
+
+    let cases = [
+        ("raw_ndjson", Encoding::Ndjson, Format::Raw, raw.len(), &raw_chunks),
+        ("raw_passthrough", Encoding::Raw, Format::Raw, raw.len(), &raw_chunks),
+        ("json_ndjson", Encoding::Ndjson, Format::Json, json.len(), &json_chunks),
+    ];
+    let mut g = c.benchmark_group("encode");
+    g.sample_size(20);
+    for (name, encoding, format, input_bytes, chunks) in cases {
+        g.throughput(Throughput::Bytes(input_bytes as u64));
+        let mut encoder = Encoder::new(encoding, vec![format], &resource);
+        let mut out = Vec::with_capacity(MAX_BATCH_BYTES * 2);
+        let mut stats = EncodeStats::default();
+        // The figures mean something only if every line became a record and parsed.
+        let lines = chunks
+            .iter()
+            .map(|c| memchr::memchr_iter(b'\n', &c.data).count())
+            .sum::<usize>();
+        assert_eq!(encode_all(&mut encoder, chunks, &mut out, &mut stats), lines, "{name}");
+        assert_eq!(
+            stats.parse_errors.iter().sum::<u64>() + stats.invalid_utf8.iter().sum::<u64>(),
+            0,
+            "{name}"
+        );
+        out.clear();
+        g.bench_function(name, |b| {
+            b.iter(|| encode_all(&mut encoder, chunks, &mut out, &mut stats))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_split, bench_encode);
+criterion_main!(benches);

@@ -1,0 +1,205 @@
+//! The sinks: one thread per `[[sinks]]` entry receives every chunk of the sources it reads,
+//! encodes the records straight into its wire format, batches them by `max_events` /
+//! `max_bytes` / `linger`, writes each batch until it succeeds, and then acknowledges the
+//! batch's end offsets to the checkpoint thread.
+//!
+//! A batch holds the chunks it came from until it is acknowledged; their budget guards are
+//! what the tailer waits on when a collector is down.
+
+pub mod backoff;
+pub mod encode;
+pub mod escape;
+pub mod output;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use self::backoff::Backoff;
+use self::encode::{EncodeStats, Encoder};
+use self::output::Output;
+use crate::checkpoint::{Mark, Msg};
+use crate::chunk::Chunk;
+use crate::config::SinkSettings;
+use crate::metrics::{add, Metrics};
+use crate::tail::identity;
+
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// What a sink thread needs.
+pub struct SinkContext {
+    pub index: usize,
+    pub settings: SinkSettings,
+    pub encoder: Encoder,
+    /// Per source: this sink counts the source's per-line problems (the first sink reading it).
+    pub counts_source: Vec<bool>,
+    pub chunks: Receiver<Arc<Chunk>>,
+    pub checkpoints: Sender<Msg>,
+    pub metrics: Arc<Metrics>,
+    /// Set when the shutdown deadline passed: stop retrying, acknowledge nothing more.
+    pub hard_stop: Arc<AtomicBool>,
+}
+
+/// One batch being filled.
+struct Batch {
+    bytes: Vec<u8>,
+    records: usize,
+    /// The chunks the batch's records came from, kept (with their budget) until the ack.
+    held: Vec<Arc<Chunk>>,
+    /// Per file uid, the offset just past the last record in the batch, and the chunk and
+    /// position it was in (to compute the resume validator).
+    marks: HashMap<u64, (u64, usize, usize)>,
+    opened: Option<Instant>,
+}
+
+/// Runs the sink until the tailer is gone and the last batch is delivered (or the hard stop).
+pub fn run(ctx: SinkContext) {
+    let SinkContext {
+        index,
+        settings,
+        mut encoder,
+        counts_source,
+        chunks,
+        checkpoints,
+        metrics,
+        hard_stop,
+    } = ctx;
+    let limits = settings.batch;
+    let mut output = Output::new(&settings.kind);
+    let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
+    let mut stats = EncodeStats::default();
+    let mut batch = Batch {
+        bytes: Vec::with_capacity(limits.max_bytes + (limits.max_bytes >> 3)),
+        records: 0,
+        held: Vec::new(),
+        marks: HashMap::new(),
+        opened: None,
+    };
+    let m = &metrics.sinks[index];
+    m.up.store(1, Ordering::Relaxed);
+
+    let mut deliver = |batch: &mut Batch, stats: &mut EncodeStats| -> bool {
+        if batch.records == 0 {
+            return true;
+        }
+        let mut failures = 0u64;
+        loop {
+            match output.write(&batch.bytes) {
+                Ok(()) => break,
+                Err(e) => {
+                    add(&m.errors, 1);
+                    m.up.store(0, Ordering::Relaxed);
+                    if hard_stop.load(Ordering::Relaxed) {
+                        tracing::warn!(sink = %settings.name, error = %e, records = batch.records, "giving up at the shutdown deadline; these lines will be read again at the next start");
+                        return false;
+                    }
+                    if failures == 0 {
+                        tracing::warn!(sink = %settings.name, error = %e, "send failed; retrying");
+                    }
+                    failures += 1;
+                    add(&m.retries, 1);
+                    let wait = backoff.next_delay();
+                    let until = Instant::now() + wait;
+                    while Instant::now() < until && !hard_stop.load(Ordering::Relaxed) {
+                        std::thread::sleep((until - Instant::now()).min(Duration::from_millis(50)));
+                    }
+                }
+            }
+        }
+        if failures > 0 {
+            tracing::info!(sink = %settings.name, failures, "sink recovered");
+        }
+        backoff.reset();
+        m.up.store(1, Ordering::Relaxed);
+        add(&m.records_sent, batch.records as u64);
+        add(&m.batches_sent, 1);
+        add(&m.bytes_sent, batch.bytes.len() as u64);
+        let marks = batch
+            .marks
+            .drain()
+            .map(|(uid, (offset, held_idx, pos))| {
+                let c = &batch.held[held_idx];
+                let (validator_len, validator) = identity::validator_of(&c.data[..pos]);
+                Mark {
+                    uid,
+                    offset,
+                    validator_len,
+                    validator,
+                }
+            })
+            .collect();
+        let _ = checkpoints.send(Msg::Ack { sink: index, marks });
+        flush_stats(&metrics, stats, &counts_source);
+        batch.bytes.clear();
+        batch.records = 0;
+        batch.held.clear();
+        batch.opened = None;
+        true
+    };
+
+    let mut pending: Option<(Arc<Chunk>, usize)> = None;
+    loop {
+        let (chunk, from) = match pending.take() {
+            Some(p) => p,
+            None => {
+                let got = match batch.opened {
+                    Some(t) => chunks.recv_timeout((t + limits.linger).saturating_duration_since(Instant::now())),
+                    None => chunks.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                };
+                match got {
+                    Ok(c) => (c, 0),
+                    Err(RecvTimeoutError::Timeout) => {
+                        if !deliver(&mut batch, &mut stats) {
+                            return;
+                        }
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => {
+                        deliver(&mut batch, &mut stats);
+                        return;
+                    }
+                }
+            }
+        };
+        let room = limits.max_events - batch.records;
+        let (pos, n) = encoder.encode(&chunk, from, &mut batch.bytes, room, limits.max_bytes, &mut stats);
+        if n > 0 {
+            batch.records += n;
+            batch.opened.get_or_insert_with(Instant::now);
+            batch.held.push(Arc::clone(&chunk));
+            batch
+                .marks
+                .insert(chunk.file.uid, (chunk.start + pos as u64, batch.held.len() - 1, pos));
+        }
+        let full = batch.records >= limits.max_events || batch.bytes.len() >= limits.max_bytes;
+        if pos < chunk.data.len() {
+            pending = Some((chunk, pos));
+        }
+        if full && !deliver(&mut batch, &mut stats) {
+            return;
+        }
+        if hard_stop.load(Ordering::Relaxed) {
+            return;
+        }
+    }
+}
+
+/// Moves the encoder's per-line counts into the shared metrics (once per batch, not per line).
+fn flush_stats(metrics: &Metrics, stats: &mut EncodeStats, counts_source: &[bool]) {
+    for (i, n) in stats.invalid_utf8.iter_mut().enumerate() {
+        let n = std::mem::take(n);
+        if counts_source.get(i) == Some(&true) {
+            add(&metrics.invalid_utf8_lines, n);
+        }
+    }
+    for (i, n) in stats.parse_errors.iter_mut().enumerate() {
+        let n = std::mem::take(n);
+        if let (Some(s), Some(true)) = (metrics.sources.get(i), counts_source.get(i)) {
+            add(&s.parse_errors, n);
+        }
+    }
+}

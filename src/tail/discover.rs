@@ -1,0 +1,166 @@
+//! Which paths belong to which source: include/exclude globs, the directories to watch and
+//! walk for them, and the full walk used by the periodic reconcile.
+//!
+//! inotify events are hints that make new files visible at once; this walk is the truth.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::SourceSettings;
+
+/// A directory to watch and walk, and how deep below it a pattern can match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Root {
+    pub dir: PathBuf,
+    /// `None` for `**` patterns (any depth); `Some(1)` for files directly inside `dir`.
+    pub max_depth: Option<usize>,
+}
+
+/// The literal directory prefix of an absolute glob and how deep its pattern reaches:
+/// `/var/log/**/*.log` → (`/var/log`, any depth); `/var/log/*/app.log` → (`/var/log`, 2).
+pub fn root_of(pattern: &str) -> Root {
+    let parts: Vec<&str> = pattern.split('/').collect();
+    let is_glob = |p: &str| p.contains(['*', '?', '[', '{']);
+    let first_glob = parts.iter().position(|p| is_glob(p)).unwrap_or(parts.len() - 1);
+    let dir: PathBuf = if first_glob <= 1 {
+        PathBuf::from("/")
+    } else {
+        PathBuf::from(parts[..first_glob].join("/"))
+    };
+    let rest = &parts[first_glob..];
+    let max_depth = if rest.contains(&"**") || rest.iter().any(|p| p.contains("**")) {
+        None
+    } else {
+        Some(rest.len())
+    };
+    Root { dir, max_depth }
+}
+
+/// All roots of all sources, merged so that no directory is walked twice.
+pub fn roots(sources: &[SourceSettings]) -> Vec<Root> {
+    let mut all: Vec<Root> = sources
+        .iter()
+        .flat_map(|s| s.include.iter().map(|p| root_of(p)))
+        .collect();
+    all.sort_by(|a, b| a.dir.cmp(&b.dir));
+    let mut merged: Vec<Root> = Vec::new();
+    for r in all {
+        match merged.iter_mut().find(|m| r.dir.starts_with(&m.dir)) {
+            Some(m) => {
+                let extra = r.dir.components().count() - m.dir.components().count();
+                m.max_depth = match (m.max_depth, r.max_depth) {
+                    (None, _) | (_, None) => None,
+                    (Some(a), Some(b)) => Some(a.max(b + extra)),
+                };
+            }
+            None => merged.push(r),
+        }
+    }
+    merged
+}
+
+/// The index of the first source whose include globs match `path` and whose exclude globs
+/// do not.
+pub fn source_for(sources: &[SourceSettings], path: &Path) -> Option<usize> {
+    sources
+        .iter()
+        .position(|s| s.include_set.is_match(path) && !s.exclude_set.is_match(path))
+}
+
+/// Every path under `roots` matched by a source, with that source. Symlinks are followed;
+/// directories and unreadable directories are skipped (the latter reported to `on_error`).
+pub fn walk(
+    roots: &[Root],
+    sources: &[SourceSettings],
+    on_error: &mut dyn FnMut(&Path, &walkdir::Error),
+) -> Vec<(PathBuf, usize)> {
+    let mut found = Vec::new();
+    for root in roots {
+        let mut w = walkdir::WalkDir::new(&root.dir).follow_links(true).min_depth(1);
+        if let Some(d) = root.max_depth {
+            w = w.max_depth(d);
+        }
+        for item in w {
+            match item {
+                Ok(e) if e.file_type().is_dir() => {}
+                Ok(e) => {
+                    if let Some(s) = source_for(sources, e.path()) {
+                        found.push((e.into_path(), s));
+                    }
+                }
+                // A root that does not exist yet is normal (the app creates it later).
+                Err(e) if e.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) => {}
+                Err(e) => on_error(e.path().unwrap_or(&root.dir), &e),
+            }
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roots_of_patterns() {
+        assert_eq!(
+            root_of("/var/log/**/*.log"),
+            Root {
+                dir: "/var/log".into(),
+                max_depth: None
+            }
+        );
+        assert_eq!(
+            root_of("/var/log/*.log"),
+            Root {
+                dir: "/var/log".into(),
+                max_depth: Some(1)
+            }
+        );
+        assert_eq!(
+            root_of("/var/log/*/app.log"),
+            Root {
+                dir: "/var/log".into(),
+                max_depth: Some(2)
+            }
+        );
+        assert_eq!(
+            root_of("/var/log/app.log"),
+            Root {
+                dir: "/var/log".into(),
+                max_depth: Some(1)
+            }
+        );
+        assert_eq!(
+            root_of("/*.log"),
+            Root {
+                dir: "/".into(),
+                max_depth: Some(1)
+            }
+        );
+    }
+
+    #[test]
+    fn nested_roots_merge() {
+        let mk = |p: &str| root_of(p);
+        let mut all = vec![mk("/var/log/*.log"), mk("/var/log/app/*/x.log")];
+        all.sort_by(|a, b| a.dir.cmp(&b.dir));
+        let src = |inc: Vec<&str>| crate::config::SourceSettings {
+            name: "s".into(),
+            include: inc.into_iter().map(String::from).collect(),
+            include_set: globset::GlobSet::empty(),
+            exclude_set: globset::GlobSet::empty(),
+            format: crate::config::Format::Raw,
+            read_from: crate::config::ReadFrom::Beginning,
+            max_line_bytes: 1024,
+            partial_line_timeout: std::time::Duration::from_secs(1),
+        };
+        let r = roots(&[src(vec!["/var/log/*.log", "/var/log/app/*/x.log"])]);
+        assert_eq!(
+            r,
+            vec![Root {
+                dir: "/var/log".into(),
+                max_depth: Some(3)
+            }]
+        );
+    }
+}

@@ -1,0 +1,290 @@
+//! One tailed file: its open descriptor, how far it has been read, the partial line waiting
+//! for its newline, and the checks that notice truncation and in-place rewrites.
+//!
+//! Offsets: `buf` holds the bytes `[buf_offset, read_offset)`, i.e. the partial last line;
+//! everything before `buf_offset` has been handed on in chunks.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+use super::identity::{self, Fingerprint};
+use super::lines::{LineSplitter, Split};
+use crate::chunk::FileMeta;
+
+/// `(device, inode)`.
+pub type FileKey = (u64, u64);
+
+pub struct Tracked {
+    pub key: FileKey,
+    pub uid: u64,
+    pub source: usize,
+    pub file: File,
+    /// The path the file was last seen at.
+    pub path: PathBuf,
+    /// False once the path no longer leads to this file (renamed away or deleted): the
+    /// file is then drained and closed after `rotate_wait` without growth.
+    pub attached: bool,
+    pub generation: u32,
+    pub id_seed: Option<u64>,
+    pub fp: Fingerprint,
+    /// Shared by the chunks of this file until the path changes; built at the first chunk.
+    pub meta: Option<Arc<FileMeta>>,
+    pub read_offset: u64,
+    /// File offset of `buf[0]`.
+    pub buf_offset: u64,
+    pub buf: BytesMut,
+    /// True while no chunk has been split off `buf`'s allocation, so growing it in place
+    /// does not copy bytes that chunks still share.
+    pub buf_unshared: bool,
+    pub splitter: LineSplitter,
+    /// The last bytes read (at most `identity::VALIDATOR_MAX`), to notice a rewrite.
+    pub last_bytes: Vec<u8>,
+    /// When `buf` last grew: the partial line is flushed `partial_line_timeout` after it.
+    pub partial_since: Instant,
+    /// When the file last grew (or was detached): a detached file is closed `rotate_wait`
+    /// after this.
+    pub last_growth: Instant,
+    /// There may be bytes to read.
+    pub dirty: bool,
+    /// The last read found no more bytes.
+    pub at_eof: bool,
+    /// Size seen at the last stat.
+    pub size: u64,
+}
+
+/// What a read attempt found.
+pub enum ReadResult {
+    /// `n` bytes were read; `splits` holds the complete lines (if any).
+    Data(usize),
+    /// Nothing new.
+    Eof,
+    /// The file shrank below our offset or the bytes before it changed: it was truncated
+    /// (copytruncate) and possibly written again already.
+    Truncated,
+}
+
+impl Tracked {
+    /// Reads the next bytes (at most `max_read`) and splits off complete lines into `splits`.
+    pub fn read(&mut self, max_read: usize, splits: &mut Vec<Split>) -> io::Result<ReadResult> {
+        let size = self.file.metadata()?.len();
+        self.size = size;
+        if size < self.read_offset {
+            return Ok(ReadResult::Truncated);
+        }
+        let avail = size - self.read_offset;
+        if avail == 0 {
+            self.at_eof = true;
+            return Ok(ReadResult::Eof);
+        }
+        let want = (avail as usize).min(max_read);
+        if self.buf.is_empty() {
+            // A fresh allocation sized to what is there: a chunk pins its allocation, so
+            // small writes must not each pin a large buffer.
+            self.buf = BytesMut::with_capacity(want);
+            self.buf_unshared = true;
+        } else if !self.buf_unshared {
+            let mut fresh = BytesMut::with_capacity(self.buf.len() + want);
+            fresh.extend_from_slice(&self.buf);
+            self.buf = fresh;
+            self.buf_unshared = true;
+        }
+        let old_len = self.buf.len();
+        self.buf.resize(old_len + want, 0);
+        let mut filled = 0;
+        while filled < want {
+            match self
+                .file
+                .read_at(&mut self.buf[old_len + filled..], self.read_offset + filled as u64)
+            {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.buf.truncate(old_len);
+                    return Err(e);
+                }
+            }
+        }
+        self.buf.truncate(old_len + filled);
+        if filled == 0 {
+            self.at_eof = true;
+            return Ok(ReadResult::Eof);
+        }
+        if self.read_offset > 0 && !self.last_bytes.is_empty() {
+            // The refill race: the writer truncated the file and wrote past our offset
+            // before we looked, so the size alone shows nothing; the bytes just before our
+            // offset then differ from the ones we read there. Checked after the read, so a
+            // truncation racing with it cannot pass new bytes off as old ones.
+            let n = self.last_bytes.len();
+            let now = identity::read_at(&self.file, self.read_offset - n as u64, n)?;
+            if now != self.last_bytes {
+                self.buf.truncate(old_len);
+                return Ok(ReadResult::Truncated);
+            }
+        }
+        self.at_eof = filled as u64 == avail;
+        self.read_offset += filled as u64;
+        // Remember the last bytes read (not the partial line's older bytes, which are
+        // already in `last_bytes`).
+        let fresh = &self.buf[old_len..];
+        let tail = &fresh[fresh.len().saturating_sub(identity::VALIDATOR_MAX)..];
+        let keep = identity::VALIDATOR_MAX - tail.len();
+        let drop = self.last_bytes.len().saturating_sub(keep);
+        self.last_bytes.drain(..drop);
+        self.last_bytes.extend_from_slice(tail);
+
+        let before = self.buf.len();
+        self.splitter.split(&mut self.buf, splits);
+        if self.buf.len() != before {
+            self.buf_unshared = false;
+        }
+        let now = Instant::now();
+        self.last_growth = now;
+        if !self.buf.is_empty() {
+            self.partial_since = now;
+        }
+        Ok(ReadResult::Data(filled))
+    }
+
+    /// Takes the file offset for the next `len` bytes handed on, advancing `buf_offset`.
+    pub fn take_range(&mut self, len: usize) -> u64 {
+        let start = self.buf_offset;
+        self.buf_offset += len as u64;
+        start
+    }
+
+    /// Starts a new generation at offset 0 after a truncation. The caller flushes the old
+    /// partial line first and registers the new generation.
+    pub fn restart_generation(&mut self, uid: u64) {
+        self.generation += 1;
+        self.uid = uid;
+        self.id_seed = None;
+        self.meta = None;
+        self.read_offset = 0;
+        self.buf_offset = 0;
+        self.buf = BytesMut::new();
+        self.buf_unshared = true;
+        self.splitter.reset();
+        self.last_bytes.clear();
+        self.fp = Fingerprint::default();
+        self.at_eof = false;
+        self.dirty = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn tracked(file: File) -> Tracked {
+        let now = Instant::now();
+        Tracked {
+            key: (0, 0),
+            uid: 1,
+            source: 0,
+            file,
+            path: PathBuf::from("/t.log"),
+            attached: true,
+            generation: 0,
+            id_seed: None,
+            fp: Fingerprint::default(),
+            meta: None,
+            read_offset: 0,
+            buf_offset: 0,
+            buf: BytesMut::new(),
+            buf_unshared: true,
+            splitter: LineSplitter::new(1 << 20),
+            last_bytes: Vec::new(),
+            partial_since: now,
+            last_growth: now,
+            dirty: true,
+            at_eof: false,
+            size: 0,
+        }
+    }
+
+    fn read_all(t: &mut Tracked) -> (Vec<u8>, bool) {
+        let mut out = Vec::new();
+        let mut splits = Vec::new();
+        loop {
+            match t.read(7, &mut splits).unwrap() {
+                ReadResult::Data(_) => {
+                    for s in splits.drain(..) {
+                        t.take_range(s.data.len());
+                        out.extend_from_slice(&s.data);
+                    }
+                }
+                ReadResult::Eof => return (out, false),
+                ReadResult::Truncated => return (out, true),
+            }
+        }
+    }
+
+    #[test]
+    fn reads_whole_lines_and_keeps_the_partial_one() {
+        let path = tempfile::NamedTempFile::new().unwrap();
+        let mut w = path.reopen().unwrap();
+        w.write_all(b"one\ntwo\nthr").unwrap();
+        let mut t = tracked(File::open(path.path()).unwrap());
+        assert_eq!(read_all(&mut t), (b"one\ntwo\n".to_vec(), false));
+        assert_eq!(&t.buf[..], b"thr");
+        assert_eq!((t.buf_offset, t.read_offset), (8, 11));
+        w.write_all(b"ee\n").unwrap();
+        assert_eq!(read_all(&mut t), (b"three\n".to_vec(), false));
+    }
+
+    #[test]
+    fn notices_truncation_by_size() {
+        let path = tempfile::NamedTempFile::new().unwrap();
+        let w = path.reopen().unwrap();
+        (&w).write_all(b"aaaa\nbbbb\n").unwrap();
+        let mut t = tracked(File::open(path.path()).unwrap());
+        read_all(&mut t);
+        w.set_len(0).unwrap();
+        (&w).write_all_at(b"c\n", 0).unwrap();
+        assert!(read_all(&mut t).1);
+    }
+
+    #[test]
+    fn notices_truncation_refilled_past_the_old_offset() {
+        // The writer truncated and wrote more than we had read before we looked again: the
+        // size alone says "grew", the bytes before our offset say "rewritten".
+        let path = tempfile::NamedTempFile::new().unwrap();
+        let w = path.reopen().unwrap();
+        w.write_all_at(b"line 1\nline 2\n", 0).unwrap();
+        let mut t = tracked(File::open(path.path()).unwrap());
+        read_all(&mut t);
+        w.set_len(0).unwrap();
+        w.write_all_at(b"line 3\nline 4\nline 5\n", 0).unwrap();
+        assert!(read_all(&mut t).1);
+        t.restart_generation(2);
+        assert_eq!(read_all(&mut t), (b"line 3\nline 4\nline 5\n".to_vec(), false));
+    }
+
+    #[test]
+    fn plain_appends_are_not_truncations() {
+        let path = tempfile::NamedTempFile::new().unwrap();
+        let mut w = path.reopen().unwrap();
+        let mut t = tracked(File::open(path.path()).unwrap());
+        let mut expect = Vec::new();
+        for i in 0..200 {
+            let line = format!("{i} {}\n", "x".repeat(i % 13));
+            w.write_all(line.as_bytes()).unwrap();
+            expect.extend_from_slice(line.as_bytes());
+            if i % 7 == 0 {
+                let (got, truncated) = read_all(&mut t);
+                assert!(!truncated);
+                let _ = got;
+            }
+        }
+        read_all(&mut t);
+        assert_eq!(t.read_offset, expect.len() as u64);
+    }
+}
