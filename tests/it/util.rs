@@ -336,7 +336,9 @@ impl Config {
     pub fn tcp(dir: &TestDir, include: &[String], rx: &Receiver) -> Config {
         Config {
             data_dir: dir.subdir("data"),
-            metrics_port: Some(free_port()),
+            // Port 0: the agent binds a free port and logs it (see `Agent::spawn`), so two
+            // tests can never race for the same port.
+            metrics_port: Some(0),
             top: Vec::new(),
             include: include.to_vec(),
             exclude: None,
@@ -389,7 +391,7 @@ impl Config {
     /// A new metrics port, for a restart: the old one may linger in TIME_WAIT.
     pub fn fresh_metrics_port(&mut self) {
         if self.metrics_port.is_some() {
-            self.metrics_port = Some(free_port());
+            self.metrics_port = Some(0);
         }
     }
 
@@ -514,14 +516,40 @@ impl Agent {
             .stderr(File::create(&stderr_path).expect("stderr file"));
         adjust(&mut cmd);
         let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", bin()));
-        Agent {
+        let mut agent = Agent {
             pid: child.id() as i32,
             child,
             stderr_path,
             stdout_path,
             metrics_addr,
             exit: None,
+        };
+        if metrics_addr.is_some_and(|a| a.port() == 0) {
+            agent.metrics_addr = agent.bound_metrics_addr();
         }
+        agent
+    }
+
+    /// With `address = "127.0.0.1:0"` the agent logs the port it bound; wait for that line
+    /// (or for the process to exit, e.g. on a bad config).
+    fn bound_metrics_addr(&mut self) -> Option<SocketAddr> {
+        let mut found = None;
+        wait_until(Duration::from_secs(15), || {
+            found = self
+                .stderr()
+                .lines()
+                .filter(|l| l.contains("metrics endpoint listening"))
+                .find_map(|l| {
+                    let at = l.find("127.0.0.1:")?;
+                    let rest = &l[at..];
+                    let end = rest
+                        .find(|c: char| c != '.' && c != ':' && !c.is_ascii_digit())
+                        .unwrap_or(rest.len());
+                    rest[..end].parse().ok()
+                });
+            found.is_some() || !self.alive()
+        });
+        found
     }
 
     pub fn signal(&self, sig: i32) {
