@@ -95,7 +95,7 @@ impl Metrics {
         one(
             "tailship_lines_read_total",
             "counter",
-            "Lines read from files.",
+            "Lines read from files and handed to the sinks (each piece of a split line counts).",
             get(&self.lines_read),
         );
         one(

@@ -168,6 +168,11 @@ pub fn run(ctx: SinkContext) {
         let room = limits.max_events - batch.records;
         let (pos, n) = encoder.encode(&chunk, from, &mut batch.bytes, room, limits.max_bytes, &mut stats);
         if n > 0 {
+            if counts_source.get(chunk.file.source) == Some(&true) {
+                // Counted here rather than by the tailer: the encoder finds every line end
+                // anyway, so this costs nothing, and one sink per source counts.
+                add(&metrics.lines_read, n as u64);
+            }
             batch.records += n;
             batch.opened.get_or_insert_with(Instant::now);
             batch.held.push(Arc::clone(&chunk));

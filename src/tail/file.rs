@@ -5,8 +5,7 @@
 //! everything before `buf_offset` has been handed on in chunks.
 
 use std::fs::File;
-use std::io;
-use std::os::unix::fs::FileExt;
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,9 +38,6 @@ pub struct Tracked {
     /// File offset of `buf[0]`.
     pub buf_offset: u64,
     pub buf: BytesMut,
-    /// True while no chunk has been split off `buf`'s allocation, so growing it in place
-    /// does not copy bytes that chunks still share.
-    pub buf_unshared: bool,
     pub splitter: LineSplitter,
     /// The last bytes read (at most `identity::VALIDATOR_MAX`), to notice a rewrite.
     pub last_bytes: Vec<u8>,
@@ -83,35 +79,21 @@ impl Tracked {
             return Ok(ReadResult::Eof);
         }
         let want = (avail as usize).min(max_read);
-        if self.buf.is_empty() {
-            // A fresh allocation sized to what is there: a chunk pins its allocation, so
-            // small writes must not each pin a large buffer.
-            self.buf = BytesMut::with_capacity(want);
-            self.buf_unshared = true;
-        } else if !self.buf_unshared {
-            let mut fresh = BytesMut::with_capacity(self.buf.len() + want);
-            fresh.extend_from_slice(&self.buf);
-            self.buf = fresh;
-            self.buf_unshared = true;
-        }
+        // A fresh allocation sized to what is there, holding the partial line and the new
+        // bytes: a chunk pins its allocation, so small writes must not each pin a large
+        // buffer, and chunks still in flight must not be copied. `read_to_end` fills the
+        // spare capacity without zeroing it first.
         let old_len = self.buf.len();
-        self.buf.resize(old_len + want, 0);
-        let mut filled = 0;
-        while filled < want {
-            match self
-                .file
-                .read_at(&mut self.buf[old_len + filled..], self.read_offset + filled as u64)
-            {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.buf.truncate(old_len);
-                    return Err(e);
-                }
-            }
+        let mut v = Vec::with_capacity(old_len + want);
+        v.extend_from_slice(&self.buf);
+        let read = (&self.file)
+            .seek(SeekFrom::Start(self.read_offset))
+            .and_then(|_| (&self.file).take(want as u64).read_to_end(&mut v));
+        if let Err(e) = read {
+            return Err(e);
         }
-        self.buf.truncate(old_len + filled);
+        let filled = v.len() - old_len;
+        self.buf = BytesMut::from(bytes::Bytes::from(v));
         if filled == 0 {
             self.at_eof = true;
             return Ok(ReadResult::Eof);
@@ -139,11 +121,7 @@ impl Tracked {
         self.last_bytes.drain(..drop);
         self.last_bytes.extend_from_slice(tail);
 
-        let before = self.buf.len();
         self.splitter.split(&mut self.buf, splits);
-        if self.buf.len() != before {
-            self.buf_unshared = false;
-        }
         let now = Instant::now();
         self.last_growth = now;
         if !self.buf.is_empty() {
@@ -169,7 +147,6 @@ impl Tracked {
         self.read_offset = 0;
         self.buf_offset = 0;
         self.buf = BytesMut::new();
-        self.buf_unshared = true;
         self.splitter.reset();
         self.last_bytes.clear();
         self.fp = Fingerprint::default();
@@ -182,6 +159,7 @@ impl Tracked {
 mod tests {
     use super::*;
     use std::io::Write;
+    use std::os::unix::fs::FileExt;
 
     fn tracked(file: File) -> Tracked {
         let now = Instant::now();
@@ -199,7 +177,6 @@ mod tests {
             read_offset: 0,
             buf_offset: 0,
             buf: BytesMut::new(),
-            buf_unshared: true,
             splitter: LineSplitter::new(1 << 20),
             last_bytes: Vec::new(),
             partial_since: now,

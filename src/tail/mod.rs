@@ -594,7 +594,6 @@ impl Tailer {
             read_offset: start,
             buf_offset: start,
             buf: BytesMut::new(),
-            buf_unshared: true,
             splitter: LineSplitter::new(self.sources[source].max_line_bytes),
             last_bytes,
             partial_since: now,
@@ -785,7 +784,6 @@ impl Tailer {
     fn flush_partial(&mut self, key: FileKey) {
         let Some(f) = self.files.get_mut(&key) else { return };
         if let Some(s) = f.splitter.flush(&mut f.buf) {
-            f.buf_unshared = false;
             add(&self.metrics.partial_lines_flushed, 1);
             self.emit(key, s);
         }
@@ -855,9 +853,6 @@ impl Tailer {
             }
         };
         let start = f.take_range(split.data.len());
-        let newlines = memchr::memchr_iter(b'\n', &split.data).count();
-        let unterminated = !split.data.ends_with(b"\n") && !split.tail_truncated;
-        add(&self.metrics.lines_read, (newlines + unterminated as usize) as u64);
         if split.tail_truncated && !split.head_continues {
             add(&self.metrics.lines_split, 1);
         }
