@@ -20,6 +20,8 @@ mod delivery;
 mod edge;
 /// 1,000 idle files cost (almost) no CPU.
 mod idle;
+/// Two sinks on one source (the checkpoint is their minimum); files behind symlinks.
+mod fanout;
 /// `kill -9` in the middle of a run and restart from the checkpoint: at-least-once.
 mod restart;
 /// rename+create and copytruncate rotation while writing at full speed.
