@@ -6,7 +6,13 @@
 //! Knobs (environment):
 //! - `E2E_BYTES`    input size, e.g. `1073741824`, `256M`, `2G` (default 1 GiB)
 //! - `E2E_FILES`    number of input files the bytes are spread over (default 1)
-//! - `E2E_ENCODING` `ndjson` (default) or `raw`
+//! - `E2E_ENCODING` `ndjson` (default) or `raw` (tcp sink only)
+//! - `E2E_FORMAT`   the source format: `raw` (default; the corpus lines) or `json` (each corpus
+//!   line wrapped as `{"time":…,"level":…,"msg":<line>,"n":…}`, a structured log)
+//! - `E2E_SINK`     `tcp` (default), `http` (NDJSON POSTs), `http-gzip`, or `otlp` (OTLP/HTTP
+//!   protobuf); the HTTP receiver decodes every body (gunzips it, counts its NDJSON records, or
+//!   decodes the OTLP request with the official protobuf types and counts its log records)
+//!   and discards it
 //! - `E2E_DIR`      where inputs and scratch go (default `<target>/e2e`)
 //!
 //! The input is built once per (size, files) from the lines of
@@ -53,12 +59,19 @@ fn main() {
         encoding == "ndjson" || encoding == "raw",
         "E2E_ENCODING must be ndjson or raw"
     );
+    let format = std::env::var("E2E_FORMAT").unwrap_or_else(|_| "raw".into());
+    assert!(format == "raw" || format == "json", "E2E_FORMAT must be raw or json");
+    let sink = std::env::var("E2E_SINK").unwrap_or_else(|_| "tcp".into());
+    assert!(
+        matches!(sink.as_str(), "tcp" | "http" | "http-gzip" | "otlp"),
+        "E2E_SINK must be tcp, http, http-gzip or otlp"
+    );
     let base = std::env::var_os("E2E_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(default_dir);
 
-    let input = base.join(format!("input-{bytes}-{files}"));
-    let lines = prepare_input(&input, bytes, files);
+    let input = base.join(format!("input-{format}-{bytes}-{files}"));
+    let lines = prepare_input(&input, bytes, files, format == "json");
     let total_bytes: u64 = (0..files)
         .map(|i| fs::metadata(input.join(format!("app-{i}.log"))).unwrap().len())
         .sum();
@@ -68,16 +81,27 @@ fn main() {
     let _ = fs::remove_dir_all(&run);
     fs::create_dir_all(run.join("data")).unwrap();
 
-    let rx = CountingReceiver::start();
+    let rx = match sink.as_str() {
+        "tcp" => CountingReceiver::start(),
+        _ => CountingReceiver::start_http(),
+    };
+    let sink_lines = match sink.as_str() {
+        "tcp" => format!("type = \"tcp\"\naddress = \"{}\"\nencoding = \"{encoding}\"", rx.addr),
+        "http" => format!("type = \"http\"\nurl = \"http://{}/ingest\"", rx.addr),
+        "otlp" => format!("type = \"otlp\"\nurl = \"http://{}\"", rx.addr),
+        _ => format!(
+            "type = \"http\"\nurl = \"http://{}/ingest\"\ncompression = \"gzip\"",
+            rx.addr
+        ),
+    };
     let config = run.join("tailship.toml");
     fs::write(
         &config,
         format!(
-            "data_dir = {data}\n[metrics]\nenabled = false\n\n[[sources]]\nname = \"bench\"\ninclude = [{glob}]\nformat = \"raw\"\nread_from = \"beginning\"\n\n[[sinks]]\nname = \"out\"\ntype = \"tcp\"\naddress = \"{addr}\"\nencoding = \"{encoding}\"\n",
+            "data_dir = {data}\n[metrics]\nenabled = false\n\n[[sources]]\nname = \"bench\"\ninclude = [{glob}]\nformat = \"{format}\"\nread_from = \"beginning\"\n\n[[sinks]]\nname = \"out\"\n{sink_lines}\n",
             // JSON string escaping is valid TOML basic-string escaping.
             data = serde_json::to_string(&run.join("data").to_string_lossy()).unwrap(),
             glob = serde_json::to_string(&format!("{}/*.log", input.display())).unwrap(),
-            addr = rx.addr,
         ),
     )
     .unwrap();
@@ -145,8 +169,14 @@ fn main() {
 
     let cpu = utime + stime;
     let gb = total_bytes as f64 / 1e9;
+    // The tcp sink's encoding is a knob; the HTTP sinks' wire format is in their name.
+    let wire = if sink == "tcp" {
+        format!(" {encoding}")
+    } else {
+        String::new()
+    };
     println!(
-        "e2e: tailship raw → tcp {encoding}, {total_bytes} bytes, {lines} lines in {files} file(s), {} CPUs",
+        "e2e: tailship {format} → {sink}{wire}, {total_bytes} bytes, {lines} lines in {files} file(s), {} CPUs",
         num_cpus()
     );
     println!("  wall           {wall:.3} s (agent start → last line received)");
@@ -161,7 +191,7 @@ fn main() {
     );
     println!("  agent peak RSS {:.1} MiB (VmHWM)", hwm_kib as f64 / 1024.0);
     println!(
-        "  receiver       {} bytes ({:.2}× input), {} lines, this process's CPU {self_cpu:.2} s",
+        "  receiver       {} bytes on the wire ({:.2}× input), {} records, this process's CPU {self_cpu:.2} s",
         rx.bytes.load(Ordering::Relaxed),
         rx.bytes.load(Ordering::Relaxed) as f64 / total_bytes as f64,
         rx.lines.load(Ordering::Relaxed)
@@ -244,7 +274,7 @@ fn corpus_lines() -> Vec<Vec<u8>> {
 }
 
 /// Writes (once) `files` files totalling at least `bytes`; returns the number of lines.
-fn prepare_input(dir: &Path, bytes: u64, files: usize) -> u64 {
+fn prepare_input(dir: &Path, bytes: u64, files: usize, json: bool) -> u64 {
     let marker = dir.join("lines");
     if let Some(n) = fs::read_to_string(&marker).ok().and_then(|s| s.trim().parse().ok()) {
         eprintln!("e2e: reusing input in {}", dir.display());
@@ -263,6 +293,23 @@ fn prepare_input(dir: &Path, bytes: u64, files: usize) -> u64 {
         while written < per_file {
             let l = &corpus[next % corpus.len()];
             next += 1;
+            let json_line;
+            let l = if json {
+                // A structured line as an app logger writes it; the corpus line is the message.
+                const LEVELS: [&str; 4] = ["info", "debug", "warn", "error"];
+                let secs = 1_780_000_000 + next as u64 / 1000;
+                json_line = format!(
+                    "{{\"time\":\"{}\",\"level\":\"{}\",\"msg\":{},\"n\":{next},\"svc\":\"bench\"}}",
+                    chrono::DateTime::from_timestamp(secs as i64, (next % 1000) as u32 * 1_000_000)
+                        .unwrap()
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    LEVELS[next % 4],
+                    serde_json::to_string(&String::from_utf8_lossy(l)).unwrap(),
+                );
+                json_line.as_bytes()
+            } else {
+                &l[..]
+            };
             w.write_all(l).unwrap();
             w.write_all(b"\n").unwrap();
             written += l.len() as u64 + 1;
@@ -299,6 +346,60 @@ impl CountingReceiver {
                 thread::spawn(move || count(stream, &l, &b));
             }
         });
+        CountingReceiver { addr, lines, bytes }
+    }
+}
+
+impl CountingReceiver {
+    /// An HTTP collector on tiny_http: reads each body, gunzips it if it says gzip, counts its
+    /// records (newlines), discards it and answers 200. Two threads serve the sink's two
+    /// requests in flight.
+    fn start_http() -> CountingReceiver {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+        let addr = server.server_addr().to_ip().unwrap();
+        let lines = Arc::new(AtomicU64::new(0));
+        let bytes = Arc::new(AtomicU64::new(0));
+        for _ in 0..2 {
+            let (server, l, b) = (server.clone(), lines.clone(), bytes.clone());
+            thread::spawn(move || {
+                let mut body = Vec::with_capacity(2 << 20);
+                let mut plain = Vec::with_capacity(8 << 20);
+                while let Ok(mut req) = server.recv() {
+                    body.clear();
+                    let _ = req.as_reader().read_to_end(&mut body);
+                    let gzip = req
+                        .headers()
+                        .iter()
+                        .any(|h| h.field.equiv("Content-Encoding") && h.value.as_str() == "gzip");
+                    let otlp = req
+                        .headers()
+                        .iter()
+                        .any(|h| h.field.equiv("Content-Type") && h.value.as_str() == "application/x-protobuf");
+                    let data = if gzip {
+                        plain.clear();
+                        flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut plain).unwrap();
+                        &plain[..]
+                    } else {
+                        &body[..]
+                    };
+                    b.fetch_add(body.len() as u64, Ordering::Relaxed);
+                    let records = if otlp {
+                        use prost::Message as _;
+                        let r = opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest::decode(data)
+                            .expect("an OTLP logs request");
+                        r.resource_logs
+                            .iter()
+                            .flat_map(|rl| &rl.scope_logs)
+                            .map(|sl| sl.log_records.len() as u64)
+                            .sum()
+                    } else {
+                        memchr::memchr_iter(b'\n', data).count() as u64
+                    };
+                    l.fetch_add(records, Ordering::Relaxed);
+                    let _ = req.respond(tiny_http::Response::empty(200));
+                }
+            });
+        }
         CountingReceiver { addr, lines, bytes }
     }
 }

@@ -11,6 +11,13 @@ use std::time::Duration;
 use globset::{GlobSet, GlobSetBuilder};
 use serde::Deserialize;
 
+mod http;
+pub use self::http::{
+    client_identity, Api, Auth, Compression, DeadLetterSettings, EsTarget, Framing, HttpSettings, LineKind,
+    LokiSettings, RecordKey, RetrySettings, Secret, SplunkSettings, TlsSettings,
+};
+use self::http::{http_keys_set, validate_http};
+
 /// Checkpoints live here when the config does not say otherwise.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/tailship";
 /// Bytes read but not yet acknowledged by every sink; past this the tailer stops reading.
@@ -115,6 +122,28 @@ struct SinkFileConfig {
     path: Option<PathBuf>,
     #[serde(default)]
     batch: BatchFileConfig,
+    // The http sink's keys, validated by `http::validate_http` (serde's `flatten` would
+    // defeat `deny_unknown_fields`, so they are listed here).
+    url: Option<String>,
+    method: Option<String>,
+    headers: Option<BTreeMap<String, String>>,
+    compression: Option<String>,
+    auth: Option<http::AuthFileConfig>,
+    tls: Option<http::TlsFileConfig>,
+    timeout: Option<DurationValue>,
+    concurrency: Option<usize>,
+    retry: Option<http::RetryFileConfig>,
+    dead_letter: Option<http::DeadLetterFileConfig>,
+    // The elasticsearch sink's own keys.
+    index: Option<String>,
+    data_stream: Option<String>,
+    // The loki sink's own keys.
+    labels: Option<BTreeMap<String, String>>,
+    structured_metadata: Option<BTreeMap<String, String>>,
+    tenant_id: Option<String>,
+    line: Option<String>,
+    // The splunk_hec sink's own key (it shares `index` and `line`).
+    sourcetype: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -208,6 +237,7 @@ pub enum SinkKind {
     Stdout,
     File { path: PathBuf },
     Tcp { address: String },
+    Http(Box<HttpSettings>),
 }
 
 /// What a sink writes per record.
@@ -543,21 +573,29 @@ fn validate(mut file: FileConfig, base: &Path, env: &dyn Fn(&str) -> Option<Stri
                     SinkKind::Stdout
                 }
             },
-            Some(other @ ("http" | "loki" | "elasticsearch" | "otlp" | "splunk_hec")) => {
-                problem(
-                    at("type"),
-                    format!("{other:?} is not available in this version; one of: stdout, file, tcp"),
-                );
-                SinkKind::Stdout
+            Some(http_type @ ("http" | "elasticsearch" | "loki" | "otlp" | "splunk_hec")) => {
+                let data_dir = base.join(file.data_dir.as_deref().unwrap_or(Path::new(DEFAULT_DATA_DIR)));
+                match validate_http(http_type, &s, &name, &data_dir, &at, &mut problem) {
+                    Some(h) => SinkKind::Http(Box::new(h)),
+                    None => SinkKind::Stdout,
+                }
             }
             Some(other) => {
                 problem(
                     at("type"),
-                    format!("{other:?} is not a known sink type; one of: stdout, file, tcp"),
+                    format!(
+                        "{other:?} is not a known sink type; one of: stdout, file, tcp, http, elasticsearch, loki, otlp, splunk_hec"
+                    ),
                 );
                 SinkKind::Stdout
             }
         };
+        for key in http_keys_set(s.kind.as_deref(), &s) {
+            problem(
+                at(key),
+                format!("a {} sink does not take this key", s.kind.as_deref().unwrap_or("")),
+            );
+        }
         // Keys that belong to another sink type are mistakes worth reporting, not ignoring.
         if s.address.is_some() && !matches!(kind, SinkKind::Tcp { .. }) && s.kind.as_deref() != Some("tcp") {
             problem(at("address"), "only a tcp sink takes an address".into());
@@ -566,6 +604,8 @@ fn validate(mut file: FileConfig, base: &Path, env: &dyn Fn(&str) -> Option<Stri
             problem(at("path"), "only a file sink takes a path".into());
         }
         let encoding = match s.encoding.as_deref().unwrap_or("ndjson") {
+            // An http sink frames the same NDJSON records as a JSON array (`HttpSettings::framing`).
+            "ndjson" | "json" | "json_array" | "protobuf" if matches!(kind, SinkKind::Http(_)) => Encoding::Ndjson,
             "ndjson" | "json" => Encoding::Ndjson,
             "raw" => Encoding::Raw,
             other => {

@@ -55,6 +55,81 @@ pub struct SinkMetrics {
     pub errors: AtomicU64,
     /// 1 while the sink has a working connection/output, 0 while it is retrying.
     pub up: AtomicU64,
+    /// HTTP sinks: answers by status class (`[0]` = 1xx … `[4]` = 5xx).
+    pub http_status: [AtomicU64; 5],
+    /// HTTP sinks: requests that got no answer (connect error, timeout, reset).
+    pub http_transport_errors: AtomicU64,
+    /// HTTP sinks: request bodies before and after compression, once per batch.
+    pub bytes_uncompressed: AtomicU64,
+    pub bytes_compressed: AtomicU64,
+    /// Records written to the dead-letter file (rejected by the collector).
+    pub dead_letter_records: AtomicU64,
+    /// Records per batch sent.
+    pub batch_records: Histogram,
+    /// Seconds from sending a request to its answer (or error), every attempt.
+    pub request_seconds: Histogram,
+}
+
+/// A Prometheus histogram of fixed buckets, in integer units (`divisor` turns them into the
+/// exported unit: 1e9 for nanoseconds → seconds; a division, so `le` labels print exactly).
+#[derive(Debug, Default)]
+pub struct Histogram {
+    bounds: &'static [u64],
+    divisor: f64,
+    /// One per bound, then `+Inf`; not cumulative (summed when rendered).
+    counts: Vec<AtomicU64>,
+    sum: AtomicU64,
+}
+
+/// Records per batch: up to the largest `max_events` worth having.
+const BATCH_BUCKETS: &[u64] = &[1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
+/// Request latency in nanoseconds: 5 ms … 30 s.
+const LATENCY_BUCKETS_NS: &[u64] = &[
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+    30_000_000_000,
+];
+
+impl Histogram {
+    pub fn new(bounds: &'static [u64], divisor: f64) -> Histogram {
+        Histogram {
+            bounds,
+            divisor,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, v: u64) {
+        let i = self.bounds.partition_point(|b| *b < v);
+        if let Some(c) = self.counts.get(i) {
+            add(c, 1);
+        }
+        add(&self.sum, v);
+    }
+
+    fn render(&self, out: &mut String, name: &str, label: &str) {
+        let mut cumulative = 0;
+        for (i, c) in self.counts.iter().enumerate() {
+            cumulative += c.load(Ordering::Relaxed);
+            let le = match self.bounds.get(i) {
+                Some(b) => (*b as f64 / self.divisor).to_string(),
+                None => "+Inf".to_owned(),
+            };
+            let _ = writeln!(out, "{name}_bucket{{{label},le=\"{le}\"}} {cumulative}");
+        }
+        let sum = self.sum.load(Ordering::Relaxed) as f64 / self.divisor;
+        let _ = writeln!(out, "{name}_sum{{{label}}} {sum}\n{name}_count{{{label}}} {cumulative}");
+    }
 }
 
 /// Shorthand for the relaxed increments used everywhere: these are statistics, not
@@ -78,6 +153,8 @@ impl Metrics {
                 .iter()
                 .map(|n| SinkMetrics {
                     name: n.clone(),
+                    batch_records: Histogram::new(BATCH_BUCKETS, 1.0),
+                    request_seconds: Histogram::new(LATENCY_BUCKETS_NS, 1e9),
                     ..Default::default()
                 })
                 .collect(),
@@ -246,6 +323,7 @@ impl Metrics {
                 &mut self.sinks.iter().map(|s| (s.name.clone(), get(field(s)))),
             );
         }
+        self.render_http(&mut out);
         let lag = self.file_lag.lock().unwrap_or_else(|p| p.into_inner());
         let mut rows: Vec<(String, u64)> = lag.iter().map(|(k, v)| (k.clone(), *v)).collect();
         drop(lag);
@@ -259,6 +337,82 @@ impl Metrics {
             &mut rows.into_iter(),
         );
         out
+    }
+}
+
+impl Metrics {
+    /// The HTTP sinks' families (zero for the other sinks).
+    fn render_http(&self, out: &mut String) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let head = |out: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        head(
+            out,
+            "tailship_http_requests_total",
+            "counter",
+            "HTTP requests by answer status class; status=\"error\" got no answer (connect error, timeout).",
+        );
+        for s in &self.sinks {
+            let sink = escape_label(&s.name);
+            for (i, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "tailship_http_requests_total{{sink=\"{sink}\",status=\"{class}\"}} {}",
+                    get(&s.http_status[i])
+                );
+            }
+            let _ = writeln!(
+                out,
+                "tailship_http_requests_total{{sink=\"{sink}\",status=\"error\"}} {}",
+                get(&s.http_transport_errors)
+            );
+        }
+        type SinkField = fn(&SinkMetrics) -> &AtomicU64;
+        let rows: [(&str, &str, SinkField); 3] = [
+            (
+                "tailship_http_bytes_uncompressed_total",
+                "Request body bytes before compression, once per batch.",
+                |s| &s.bytes_uncompressed,
+            ),
+            (
+                "tailship_http_bytes_compressed_total",
+                "Request body bytes after compression, once per batch.",
+                |s| &s.bytes_compressed,
+            ),
+            (
+                "tailship_dead_letter_records_total",
+                "Records the collector rejected, written to the dead-letter file.",
+                |s| &s.dead_letter_records,
+            ),
+        ];
+        for (name, help, field) in rows {
+            head(out, name, "counter", help);
+            for s in &self.sinks {
+                let _ = writeln!(out, "{name}{{sink=\"{}\"}} {}", escape_label(&s.name), get(field(s)));
+            }
+        }
+        head(
+            out,
+            "tailship_batch_records",
+            "histogram",
+            "Records per batch sent by an HTTP sink.",
+        );
+        for s in &self.sinks {
+            let label = format!("sink=\"{}\"", escape_label(&s.name));
+            s.batch_records.render(out, "tailship_batch_records", &label);
+        }
+        head(
+            out,
+            "tailship_http_request_duration_seconds",
+            "histogram",
+            "HTTP request latency, every attempt.",
+        );
+        for s in &self.sinks {
+            let label = format!("sink=\"{}\"", escape_label(&s.name));
+            s.request_seconds
+                .render(out, "tailship_http_request_duration_seconds", &label);
+        }
     }
 }
 
@@ -281,5 +435,28 @@ mod tests {
         assert!(text.contains("tailship_records_sent_total{sink=\"out\"} 2\n"));
         assert!(text.contains("tailship_file_lag_bytes{file=\"/var/log/a\\\"b.log\"} 7\n"));
         assert!(text.contains("tailship_parse_errors_total{source=\"app\"} 0\n"));
+    }
+
+    #[test]
+    fn histograms_are_cumulative_with_sum_and_count() {
+        let m = Metrics::new(&[], &["h".into()], Budget::new(1 << 20));
+        for v in [1, 10, 11, 20_000] {
+            m.sinks[0].batch_records.observe(v);
+        }
+        m.sinks[0].request_seconds.observe(7_000_000);
+        add(&m.sinks[0].http_status[4], 2);
+        let text = m.render();
+        for want in [
+            "tailship_batch_records_bucket{sink=\"h\",le=\"10\"} 2\n",
+            "tailship_batch_records_bucket{sink=\"h\",le=\"50\"} 3\n",
+            "tailship_batch_records_bucket{sink=\"h\",le=\"+Inf\"} 4\n",
+            "tailship_batch_records_sum{sink=\"h\"} 20022\n",
+            "tailship_batch_records_count{sink=\"h\"} 4\n",
+            "tailship_http_request_duration_seconds_bucket{sink=\"h\",le=\"0.005\"} 0\n",
+            "tailship_http_request_duration_seconds_bucket{sink=\"h\",le=\"0.01\"} 1\n",
+            "tailship_http_requests_total{sink=\"h\",status=\"5xx\"} 2\n",
+        ] {
+            assert!(text.contains(want), "{want} missing from\n{text}");
+        }
     }
 }

@@ -5,7 +5,23 @@
 //! Shared vocabulary lives here: the per-source `Format` and the normalized severity `Level`,
 //! with the spellings applications use for it.
 
+pub mod access;
+#[cfg(test)]
+mod corpus_tests;
+pub mod cri;
+pub mod detect;
+pub mod docker;
+pub mod join;
 pub mod json;
+pub mod klog;
+pub mod logfmt;
+pub mod multiline;
+pub mod parsed;
+pub mod regex;
+pub mod syslog;
+pub mod timestamp;
+
+pub use parsed::{Field, FieldValue, ParseError, Parsed, Stream};
 
 pub use crate::config::Format;
 
@@ -38,7 +54,8 @@ impl Level {
 /// know (the adapter then keeps the value as a plain field rather than guess).
 ///
 /// Syslog's `notice` counts as `info` and its `crit`/`alert`/`emerg` as `fatal`; Go's `panic`
-/// and the one-letter forms of klog/glog (`I`, `W`, `E`, `F`) are included.
+/// and the one-letter forms of klog/glog (`I`, `W`, `E`, `F`) are included, as is Android's
+/// `V`/`verbose` (its level below debug, so `trace`).
 pub fn normalize_level(s: &str) -> Option<Level> {
     // Lower-case into a stack buffer: this runs once per record, and the longest name we know
     // ("informational") is 13 bytes, so anything longer is not a level.
@@ -51,7 +68,7 @@ pub fn normalize_level(s: &str) -> Option<Level> {
     lower.copy_from_slice(bytes);
     lower.make_ascii_lowercase();
     Some(match &*lower {
-        b"trace" | b"trc" => Level::Trace,
+        b"trace" | b"trc" | b"verbose" | b"v" => Level::Trace,
         b"debug" | b"dbg" | b"d" => Level::Debug,
         b"info" | b"information" | b"informational" | b"notice" | b"i" => Level::Info,
         b"warn" | b"warning" | b"w" => Level::Warn,
@@ -111,7 +128,9 @@ mod tests {
         for (name, level) in cases {
             assert_eq!(normalize_level(name), Some(level), "{name}");
         }
-        for name in ["", "verbose", "informationall", " info", "warn ", "ïnfo"] {
+        assert_eq!(normalize_level("V"), Some(Level::Trace));
+        assert_eq!(normalize_level("Verbose"), Some(Level::Trace));
+        for name in ["", "verbosely", "informationall", " info", "warn ", "ïnfo"] {
             assert_eq!(normalize_level(name), None, "{name:?}");
         }
     }

@@ -7,9 +7,17 @@
 //! what the tailer waits on when a collector is down.
 
 pub mod backoff;
+pub mod deadletter;
+pub mod elasticsearch;
 pub mod encode;
 pub mod escape;
+pub mod http;
+pub mod loki;
+pub mod otlp;
 pub mod output;
+pub mod record;
+pub mod resolve;
+pub mod splunk;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,6 +66,10 @@ struct Batch {
 
 /// Runs the sink until the tailer is gone and the last batch is delivered (or the hard stop).
 pub fn run(ctx: SinkContext) {
+    // HTTP sinks keep several requests in flight; they have a loop of their own.
+    if matches!(ctx.settings.kind, crate::config::SinkKind::Http(_)) {
+        return http::run(ctx);
+    }
     let SinkContext {
         index,
         settings,
@@ -194,7 +206,7 @@ pub fn run(ctx: SinkContext) {
 }
 
 /// Moves the encoder's per-line counts into the shared metrics (once per batch, not per line).
-fn flush_stats(metrics: &Metrics, stats: &mut EncodeStats, counts_source: &[bool]) {
+pub(crate) fn flush_stats(metrics: &Metrics, stats: &mut EncodeStats, counts_source: &[bool]) {
     for (i, n) in stats.invalid_utf8.iter_mut().enumerate() {
         let n = std::mem::take(n);
         if counts_source.get(i) == Some(&true) {

@@ -4,10 +4,11 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::resolve;
 use crate::config::SinkKind;
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +46,8 @@ impl Output {
                 address: address.clone(),
                 conn: None,
             },
+            // `ship::run` hands HTTP sinks to `ship::http::run` before it builds an Output.
+            SinkKind::Http(_) => unreachable!("an http sink has no byte Output"),
         }
     }
 
@@ -132,7 +135,8 @@ fn connect(address: &str) -> Result<TcpStream, Error> {
         source,
     };
     let mut last = io::Error::new(io::ErrorKind::NotFound, "no address resolved");
-    for addr in address.to_socket_addrs().map_err(err)? {
+    // Not `ToSocketAddrs`: no glibc NSS in the static binary of the scratch image (resolve.rs).
+    for addr in resolve::resolve(address).map_err(err)? {
         match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
             Ok(s) => {
                 let _ = s.set_nodelay(true);

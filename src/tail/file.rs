@@ -130,6 +130,13 @@ impl Tracked {
         Ok(ReadResult::Data(filled))
     }
 
+    /// A partial line sits at the end of what is on disk, waiting for its newline. (One cut
+    /// short by the in-flight budget, or with new bytes not read yet, has its rest unread,
+    /// not missing: the partial-line timeout does not apply to it.)
+    pub fn waits_for_newline(&self) -> bool {
+        !self.buf.is_empty() && self.at_eof && !self.dirty
+    }
+
     /// Takes the file offset for the next `len` bytes handed on, advancing `buf_offset`.
     pub fn take_range(&mut self, len: usize) -> u64 {
         let start = self.buf_offset;

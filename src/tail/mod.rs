@@ -236,7 +236,7 @@ impl Tailer {
     fn next_deadline(&self, next_rescan: Instant, next_detached_poll: Instant) -> Instant {
         let mut at = next_rescan;
         for f in self.files.values() {
-            if !f.buf.is_empty() {
+            if f.waits_for_newline() {
                 at = at.min(f.partial_since + self.sources[f.source].partial_line_timeout);
             }
         }
@@ -795,7 +795,7 @@ impl Tailer {
         let mut due = Vec::new();
         let mut close = Vec::new();
         for (k, f) in &self.files {
-            if !f.buf.is_empty() && now >= f.partial_since + self.sources[f.source].partial_line_timeout {
+            if f.waits_for_newline() && now >= f.partial_since + self.sources[f.source].partial_line_timeout {
                 due.push(*k);
             }
             if !f.attached && !draining && f.at_eof && !f.dirty && now >= f.last_growth + self.rotate_wait {

@@ -18,10 +18,29 @@ mod delivery;
 /// Odd files: a 10 MiB line, no final newline, empty, invalid UTF-8, deleted, unreadable,
 /// directories and FIFOs matching the glob; the json format; read_from = end.
 mod edge;
-/// 1,000 idle files cost (almost) no CPU.
-mod idle;
 /// Two sinks on one source (the checkpoint is their minimum); files behind symlinks.
 mod fanout;
+/// The elasticsearch sink against a `_bulk` server: per-item retries, mapping errors to the
+/// dead-letter file, dates in index names, `kill -9` with exactly-once storage by `_id`.
+mod http_es;
+/// The loki sink against a push-API server: streams by label, ns timestamps, metadata, tenant.
+mod http_loki;
+/// The otlp sink (protobuf and JSON) decoded with the official OTLP types.
+mod http_otlp;
+/// The test collector for the HTTP sinks: decodes bodies, answers as each test decides.
+mod http_server;
+/// The http sink: outage then Retry-After, a rejected batch to the dead-letter file, a
+/// collector that never answers, gzip/zstd/JSON-array bodies and auth, kill -9 while retrying.
+mod http_sink;
+/// The splunk_hec sink against an HTTP Event Collector; a wrong token (403) is retried.
+mod http_splunk;
+/// The http sink over mutual TLS with a custom CA; an unverifiable server gets nothing.
+mod http_tls;
+/// 1,000 idle files cost (almost) no CPU.
+mod idle;
+/// The sidecar pod in Docker: the scratch image, webapp + log-agent sharing /var/log and the
+/// network namespace, a collector found by DNS, restarts, SIGTERM (skipped without Docker).
+mod pod;
 /// `kill -9` in the middle of a run and restart from the checkpoint: at-least-once.
 mod restart;
 /// rename+create and copytruncate rotation while writing at full speed.

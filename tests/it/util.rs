@@ -1199,7 +1199,7 @@ fn hash_id(id: &str) -> u64 {
 }
 
 impl State {
-    fn handle_line(&mut self, line: &[u8], wire: Wire, keep: bool) {
+    pub fn handle_line(&mut self, line: &[u8], wire: Wire, keep: bool) {
         match wire {
             Wire::Raw => {
                 let msg = String::from_utf8_lossy(line);
@@ -1294,7 +1294,7 @@ pub struct SeqReport {
 }
 
 impl SeqReport {
-    fn of(tag: &str, t: Option<&TagState>, expected: u64) -> SeqReport {
+    pub fn of(tag: &str, t: Option<&TagState>, expected: u64) -> SeqReport {
         let mut r = SeqReport {
             tag: tag.to_owned(),
             expected,

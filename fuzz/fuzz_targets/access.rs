@@ -1,0 +1,9 @@
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use tailship::adapt::access;
+
+fuzz_target!(|data: &[u8]| {
+    let line = String::from_utf8_lossy(data);
+    let _ = access::parse_combined(&line);
+    let _ = access::parse_common(&line);
+});

@@ -1,0 +1,502 @@
+//! The `syslog` format, in the three shapes found on disk and on the wire:
+//!
+//! - RFC 5424: `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA [MSG]`, any
+//!   header field may be the NILVALUE `-`;
+//! - RFC 3164 (BSD): `<PRI>Mmm dd hh:mm:ss HOSTNAME TAG[PID]: MSG`;
+//! - the same without `<PRI>`, as rsyslog/syslogd write `/var/log/messages`, `auth.log`, …
+//!   (rsyslog's high-precision file form, an RFC 3339 time in place of `Mmm dd hh:mm:ss`, too).
+//!
+//! Mapping onto the record:
+//! - time → event time; RFC 3164's year-less time takes its year from the supplied `now_ns`
+//!   (`timestamp::infer_year`: a December line read in January is last year's) and is read as
+//!   UTC; an RFC 5424 `-` time leaves the event time unset;
+//! - PRI → `syslog.facility` (its keyword: `kern`, `user`, `auth`, … `local7`) and
+//!   `syslog.severity` (0–7); the severity → level (0–2 fatal, 3 error, 4 warn, 5–6 info,
+//!   7 debug). Without PRI there is no level;
+//! - HOSTNAME → `host.hostname`; APP-NAME / TAG → `syslog.appname`; a numeric PROCID / `[PID]`
+//!   → `process.pid` (an integer), another PROCID → `syslog.procid`; MSGID → `syslog.msgid`;
+//! - STRUCTURED-DATA → `sd`, a map of SD-ID → map of PARAM-NAME → value (so the path of a
+//!   parameter is `sd.<id>.<param>`), values unescaped (`\"`, `\\`, `\]`);
+//! - MSG → message, borrowed, a leading UTF-8 BOM removed; the rest of the line as written
+//!   (trailing spaces included).
+//!
+//! A line is rejected when its PRI is malformed or above 191, its time is not one of the
+//! shapes above, a 5424 header is cut short, or its structured data is malformed.
+
+use std::borrow::Cow;
+
+use super::parsed::{parse_u64, FieldValue, ParseError, Parsed};
+use super::{timestamp, Level};
+
+const FORMAT: &str = "syslog";
+
+const FACILITIES: [&str; 24] = [
+    "kern",
+    "user",
+    "mail",
+    "daemon",
+    "auth",
+    "syslog",
+    "lpr",
+    "news",
+    "uucp",
+    "cron",
+    "authpriv",
+    "ftp",
+    "ntp",
+    "security",
+    "console",
+    "solaris-cron",
+    "local0",
+    "local1",
+    "local2",
+    "local3",
+    "local4",
+    "local5",
+    "local6",
+    "local7",
+];
+
+/// The level of a syslog severity (0 emergency … 7 debug).
+pub fn severity_level(severity: u8) -> Level {
+    match severity {
+        0..=2 => Level::Fatal,
+        3 => Level::Error,
+        4 => Level::Warn,
+        5 | 6 => Level::Info,
+        _ => Level::Debug,
+    }
+}
+
+/// Parses one line into a fresh record; `now_ns` supplies RFC 3164's missing year.
+pub fn parse(line: &str, now_ns: i64) -> Result<Parsed<'_>, ParseError> {
+    let mut out = Parsed::default();
+    parse_into(line, now_ns, &mut out)?;
+    Ok(out)
+}
+
+/// Parses one line (without its ending) into `out`, clearing it first.
+pub fn parse_into<'a>(line: &'a str, now_ns: i64, out: &mut Parsed<'a>) -> Result<(), ParseError> {
+    out.clear();
+    let b = line.as_bytes();
+    let mut i = 0;
+    if b.first() == Some(&b'<') {
+        let close = b.iter().take(5).position(|&c| c == b'>');
+        let pri = close
+            .and_then(|c| parse_u64(&b[1..c]).map(|p| (p, c)))
+            .filter(|&(p, c)| p <= 191 && c >= 2 && !(c > 2 && b[1] == b'0'));
+        let Some((pri, close)) = pri else {
+            return Err(ParseError::new(FORMAT, "malformed <PRI>", 0));
+        };
+        let (facility, severity) = ((pri / 8) as usize, (pri % 8) as u8);
+        out.level = Some(severity_level(severity));
+        out.push("syslog.facility", FieldValue::str(FACILITIES[facility]));
+        out.push("syslog.severity", FieldValue::Int(i64::from(severity)));
+        i = close + 1;
+        if b.get(i) == Some(&b'1') && b.get(i + 1) == Some(&b' ') {
+            return rfc5424(line, i + 2, out);
+        }
+    }
+    rfc3164(line, i, now_ns, out)
+}
+
+/// Next space-delimited token from `i`: (token, index after the space following it).
+fn token(line: &str, i: usize) -> Option<(&str, usize)> {
+    let b = line.as_bytes();
+    if i >= b.len() {
+        return None;
+    }
+    let end = memchr::memchr(b' ', &b[i..]).map_or(b.len(), |k| i + k);
+    if end == i {
+        return None;
+    }
+    Some((&line[i..end], (end + 1).min(b.len().max(end))))
+}
+
+fn rfc3164<'a>(line: &'a str, mut i: usize, now_ns: i64, out: &mut Parsed<'a>) -> Result<(), ParseError> {
+    let b = line.as_bytes();
+    let rest = &b[i..];
+    if let Some(t) = timestamp::rfc3164_prefix(rest, now_ns) {
+        out.timestamp_ns = Some(t);
+        i += 15;
+    } else if let Some((t, n)) = timestamp::rfc3339_prefix(rest) {
+        out.timestamp_ns = Some(t);
+        i += n;
+    } else {
+        return Err(ParseError::new(
+            FORMAT,
+            "expected `Mmm dd hh:mm:ss` or an RFC 3339 time",
+            i,
+        ));
+    }
+    if b.get(i) != Some(&b' ') {
+        return Err(ParseError::new(FORMAT, "expected a space after the time", i));
+    }
+    i += 1;
+    let (host, next) = token(line, i).ok_or(ParseError::new(FORMAT, "expected a hostname", i))?;
+    out.push("host.hostname", FieldValue::str(host));
+    i = next;
+    if i >= b.len() || b[i - 1] != b' ' {
+        // Hostname and nothing else.
+        return Ok(());
+    }
+    // TAG: up to `[`, `:` or a space, then `[pid]` and/or `:`. Failing that, a tag with
+    // spaces (`syslogd 1.4.1: restart.`, `-- root[2421]: …`): up to MAX_LOOSE_TAG bytes before
+    // `[pid]:` or `: `. Otherwise there is no tag and the rest is the message.
+    while b.get(i) == Some(&b' ') {
+        i += 1;
+    }
+    let tag_start = i;
+    let Some((tag, pid, mut k)) = tag_at(b, line, tag_start, false).or_else(|| tag_at(b, line, tag_start, true)) else {
+        out.message = Cow::Borrowed(&line[tag_start..]);
+        return Ok(());
+    };
+    let colon = b.get(k) == Some(&b':');
+    out.push("syslog.appname", FieldValue::str(tag));
+    if let Some(pid) = pid {
+        match parse_u64(pid.as_bytes()) {
+            Some(n) if n <= i64::MAX as u64 => out.push("process.pid", FieldValue::Int(n as i64)),
+            _ => out.push("syslog.procid", FieldValue::str(pid)),
+        }
+    }
+    if colon {
+        k += 1;
+    }
+    if b.get(k) == Some(&b' ') {
+        k += 1;
+    }
+    out.message = Cow::Borrowed(&line[k..]);
+    Ok(())
+}
+
+/// Longest tag with spaces accepted (`tag_at` with `loose`).
+const MAX_LOOSE_TAG: usize = 48;
+
+/// A tag at `start`: (tag, pid text, index after `]`/the tag). Strict: the tag has no space and
+/// is followed by `[pid]` or `:`. Loose: the tag may have spaces, must be followed by `[pid]:`
+/// or by `:` and a space (or the end), within `MAX_LOOSE_TAG` bytes.
+fn tag_at<'a>(b: &[u8], line: &'a str, start: usize, loose: bool) -> Option<(&'a str, Option<&'a str>, usize)> {
+    let limit = if loose {
+        (start + MAX_LOOSE_TAG).min(b.len())
+    } else {
+        b.len()
+    };
+    let mut j = start;
+    while j < limit && !matches!(b[j], b'[' | b':') && (loose || b[j] != b' ') {
+        j += 1;
+    }
+    if j == start || j >= b.len() || !matches!(b[j], b'[' | b':') {
+        return None;
+    }
+    let tag = &line[start..j];
+    let mut k = j;
+    let mut pid = None;
+    if b[k] == b'[' {
+        let close = memchr::memchr(b']', &b[k..])?;
+        pid = Some(&line[k + 1..k + close]);
+        k += close + 1;
+    }
+    let colon = b.get(k) == Some(&b':');
+    let after_ok = match b.get(k) {
+        None => true,
+        Some(b':') => matches!(b.get(k + 1), None | Some(b' ')),
+        Some(b' ') => pid.is_some() && !loose,
+        _ => false,
+    };
+    if !after_ok || (loose && !colon) || tag.ends_with(' ') {
+        return None;
+    }
+    Some((tag, pid, k))
+}
+
+fn rfc5424<'a>(line: &'a str, i: usize, out: &mut Parsed<'a>) -> Result<(), ParseError> {
+    let b = line.as_bytes();
+    let short = |at| ParseError::new(FORMAT, "RFC 5424 header cut short", at);
+    let (ts, i) = token(line, i).ok_or(short(i))?;
+    if ts != "-" {
+        match timestamp::rfc3339_prefix(ts.as_bytes()) {
+            Some((t, n)) if n == ts.len() => out.timestamp_ns = Some(t),
+            _ => return Err(ParseError::new(FORMAT, "RFC 5424 time is not RFC 3339", i)),
+        }
+    }
+    let mut i = i;
+    for key in ["host.hostname", "syslog.appname", "process.pid", "syslog.msgid"] {
+        if i >= b.len() || b[i - 1] != b' ' {
+            return Err(short(i));
+        }
+        let (v, next) = token(line, i).ok_or(short(i))?;
+        i = next;
+        if v == "-" {
+            continue;
+        }
+        if key == "process.pid" {
+            match parse_u64(v.as_bytes()) {
+                Some(n) if n <= i64::MAX as u64 => out.push(key, FieldValue::Int(n as i64)),
+                _ => out.push("syslog.procid", FieldValue::str(v)),
+            }
+        } else {
+            out.push(key, FieldValue::str(v));
+        }
+    }
+    if i >= b.len() || b[i - 1] != b' ' {
+        return Err(short(i));
+    }
+    // STRUCTURED-DATA
+    if b[i] == b'-' {
+        i += 1;
+    } else if b[i] == b'[' {
+        let mut sd = Vec::new();
+        while b.get(i) == Some(&b'[') {
+            let (elem, next) = sd_element(line, i)?;
+            sd.push(elem);
+            i = next;
+        }
+        out.push("sd", FieldValue::Map(sd));
+    } else {
+        return Err(ParseError::new(FORMAT, "expected `-` or `[` for structured data", i));
+    }
+    match b.get(i) {
+        None => {}
+        Some(b' ') => {
+            let msg = &line[i + 1..];
+            out.message = Cow::Borrowed(msg.strip_prefix('\u{feff}').unwrap_or(msg));
+        }
+        Some(_) => return Err(ParseError::new(FORMAT, "expected a space after structured data", i)),
+    }
+    Ok(())
+}
+
+/// One `[id name="value" ...]` at `i`: (id, map of params) and the index past `]`.
+fn sd_element(line: &str, mut i: usize) -> Result<((Cow<'_, str>, FieldValue<'_>), usize), ParseError> {
+    let b = line.as_bytes();
+    let name_end = |from: usize| {
+        let mut j = from;
+        while j < b.len() && !matches!(b[j], b' ' | b'=' | b']' | b'"') && b[j] > 32 && b[j] < 127 {
+            j += 1;
+        }
+        j
+    };
+    i += 1;
+    let id_end = name_end(i);
+    if id_end == i {
+        return Err(ParseError::new(FORMAT, "empty SD-ID", i));
+    }
+    let id = &line[i..id_end];
+    i = id_end;
+    let mut params = Vec::new();
+    loop {
+        match b.get(i) {
+            Some(b']') => return Ok(((Cow::Borrowed(id), FieldValue::Map(params)), i + 1)),
+            Some(b' ') => {
+                i += 1;
+                let n_end = name_end(i);
+                if n_end == i || b.get(n_end) != Some(&b'=') || b.get(n_end + 1) != Some(&b'"') {
+                    return Err(ParseError::new(FORMAT, "expected PARAM-NAME=\"value\"", i));
+                }
+                let name = &line[i..n_end];
+                let (value, next) = sd_value(line, n_end + 2)?;
+                params.push((Cow::Borrowed(name), FieldValue::Str(value)));
+                i = next;
+            }
+            _ => return Err(ParseError::new(FORMAT, "unterminated structured data", i)),
+        }
+    }
+}
+
+/// A PARAM-VALUE starting after its opening quote: the text and the index past the closing quote.
+fn sd_value(line: &str, start: usize) -> Result<(Cow<'_, str>, usize), ParseError> {
+    let b = line.as_bytes();
+    let mut i = start;
+    let mut owned: Option<String> = None;
+    let mut run = start;
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                let v = match owned {
+                    None => Cow::Borrowed(&line[start..i]),
+                    Some(mut s) => {
+                        s.push_str(&line[run..i]);
+                        Cow::Owned(s)
+                    }
+                };
+                return Ok((v, i + 1));
+            }
+            b'\\' if matches!(b.get(i + 1), Some(b'"' | b'\\' | b']')) => {
+                let s = owned.get_or_insert_with(String::new);
+                s.push_str(&line[run..i]);
+                i += 1;
+                run = i;
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    Err(ParseError::new(FORMAT, "unterminated PARAM-VALUE", start))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    // 2026-11-25T13:51:20Z
+    const NOW: i64 = 1_795_614_680_000_000_000;
+
+    fn utc(s: &str) -> i64 {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .timestamp_nanos_opt()
+            .unwrap()
+    }
+
+    #[test]
+    fn rfc3164_with_pri() {
+        let p = parse(
+            "<34>Oct 11 22:14:15 mymachine su[123]: 'su root' failed for lonvick on /dev/pts/8",
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(p.timestamp_ns, Some(utc("2026-10-11T22:14:15Z")));
+        assert_eq!(p.level, Some(Level::Fatal));
+        assert_eq!(p.message, "'su root' failed for lonvick on /dev/pts/8");
+        assert_eq!(p.field("syslog.facility"), Some(&FieldValue::str("auth")));
+        assert_eq!(p.field("syslog.severity"), Some(&FieldValue::Int(2)));
+        assert_eq!(p.field("host.hostname"), Some(&FieldValue::str("mymachine")));
+        assert_eq!(p.field("syslog.appname"), Some(&FieldValue::str("su")));
+        assert_eq!(p.field("process.pid"), Some(&FieldValue::Int(123)));
+    }
+
+    #[test]
+    fn file_form_without_pri() {
+        let p = parse(
+            "Jun 14 15:16:01 combo sshd(pam_unix)[19939]: authentication failure; ",
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(p.level, None);
+        assert_eq!(p.timestamp_ns, Some(utc("2026-06-14T15:16:01Z")));
+        assert_eq!(p.field("syslog.appname"), Some(&FieldValue::str("sshd(pam_unix)")));
+        assert_eq!(p.message, "authentication failure; ");
+        let p = parse("Jun  9 04:06:20 combo logrotate: ALERT exited abnormally with [1]", NOW).unwrap();
+        assert_eq!(p.field("syslog.appname"), Some(&FieldValue::str("logrotate")));
+        assert_eq!(p.field("process.pid"), None);
+        assert_eq!(p.message, "ALERT exited abnormally with [1]");
+        let p = parse("Jun  9 04:06:20 combo just words here", NOW).unwrap();
+        assert_eq!(p.field("syslog.appname"), None);
+        assert_eq!(p.message, "just words here");
+        let p = parse("Jun 19 04:09:11 combo syslogd 1.4.1: restart.", NOW).unwrap();
+        assert_eq!(p.field("syslog.appname"), Some(&FieldValue::str("syslogd 1.4.1")));
+        assert_eq!(p.message, "restart.");
+        let p = parse("Jul  7 08:06:15 combo  -- root[2421]: ROOT LOGIN ON tty2", NOW).unwrap();
+        assert_eq!(p.field("syslog.appname"), Some(&FieldValue::str("-- root")));
+        assert_eq!(p.field("process.pid"), Some(&FieldValue::Int(2421)));
+        assert_eq!(p.message, "ROOT LOGIN ON tty2");
+        let p = parse(
+            "Jul  7 08:06:15 combo a very long sentence without any tag at all, then: colon",
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(p.field("syslog.appname"), None);
+        let p = parse("Jun  9 04:06:20 combo", NOW).unwrap();
+        assert_eq!(p.message, "");
+        let p = parse("Jun  9 04:06:20 combo tag[x]: m", NOW).unwrap();
+        assert_eq!(p.field("syslog.procid"), Some(&FieldValue::str("x")));
+        let p = parse("2026-11-25T13:51:20.5+00:00 web nginx[7]: up", NOW).unwrap();
+        assert_eq!(p.timestamp_ns, Some(NOW + 500_000_000));
+        assert_eq!(p.message, "up");
+    }
+
+    #[test]
+    fn new_year() {
+        let jan = utc("2027-01-01T00:00:30Z");
+        let p = parse("Dec 31 23:59:59 h t: m", jan).unwrap();
+        assert_eq!(p.timestamp_ns, Some(utc("2026-12-31T23:59:59Z")));
+        let p = parse("Jan  1 00:00:10 h t: m", jan).unwrap();
+        assert_eq!(p.timestamp_ns, Some(utc("2027-01-01T00:00:10Z")));
+    }
+
+    #[test]
+    fn rfc5424_examples() {
+        let p = parse(
+            "<34>1 2003-10-11T22:14:15.003Z mymachine.example.com su - ID47 - \u{feff}'su root' failed for lonvick",
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(p.timestamp_ns, Some(utc("2003-10-11T22:14:15.003Z")));
+        assert_eq!(p.level, Some(Level::Fatal));
+        assert_eq!(p.message, "'su root' failed for lonvick");
+        assert_eq!(p.field("syslog.msgid"), Some(&FieldValue::str("ID47")));
+        assert_eq!(p.field("process.pid"), None);
+
+        let p = parse(
+            r#"<165>1 2003-10-11T22:14:15.003-07:00 host evntslog 8710 ID47 [exampleSDID@32473 iut="3" eventSource="Appli\"cation\]"][examplePriority@32473 class="high"] An application event"#,
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(p.level, Some(Level::Info));
+        assert_eq!(p.field("syslog.facility"), Some(&FieldValue::str("local4")));
+        assert_eq!(p.field("process.pid"), Some(&FieldValue::Int(8710)));
+        let sd = FieldValue::Map(vec![
+            (
+                Cow::Borrowed("exampleSDID@32473"),
+                FieldValue::Map(vec![
+                    (Cow::Borrowed("iut"), FieldValue::str("3")),
+                    (Cow::Borrowed("eventSource"), FieldValue::str("Appli\"cation]")),
+                ]),
+            ),
+            (
+                Cow::Borrowed("examplePriority@32473"),
+                FieldValue::Map(vec![(Cow::Borrowed("class"), FieldValue::str("high"))]),
+            ),
+        ]);
+        assert_eq!(p.field("sd"), Some(&sd));
+        assert_eq!(p.message, "An application event");
+
+        let p = parse("<7>1 - - - - - -", NOW).unwrap();
+        assert_eq!((p.timestamp_ns, p.level, &*p.message), (None, Some(Level::Debug), ""));
+        assert_eq!(p.fields.len(), 2);
+        let p = parse("<7>1 - - app procid7 - [a]", NOW).unwrap();
+        assert_eq!(p.field("syslog.procid"), Some(&FieldValue::str("procid7")));
+        assert_eq!(
+            p.field("sd"),
+            Some(&FieldValue::Map(vec![(Cow::Borrowed("a"), FieldValue::Map(vec![]))]))
+        );
+    }
+
+    #[test]
+    fn rejects() {
+        for (line, reason) in [
+            ("", "expected `Mmm dd hh:mm:ss` or an RFC 3339 time"),
+            ("hello world", "expected `Mmm dd hh:mm:ss` or an RFC 3339 time"),
+            ("<>Oct 11 22:14:15 h t: m", "malformed <PRI>"),
+            ("<192>Oct 11 22:14:15 h t: m", "malformed <PRI>"),
+            ("<013>Oct 11 22:14:15 h t: m", "malformed <PRI>"),
+            ("<13", "malformed <PRI>"),
+            ("Oct 11 22:14:15", "expected a space after the time"),
+            ("Oct 11 22:14:15 ", "expected a hostname"),
+            ("<13>1 2003-10-11T22:14:15Z host", "RFC 5424 header cut short"),
+            ("<13>1 yesterday h a p m -", "RFC 5424 time is not RFC 3339"),
+            ("<13>1 - h a p m x", "expected `-` or `[` for structured data"),
+            ("<13>1 - h a p m [id a=\"b]", "unterminated PARAM-VALUE"),
+            ("<13>1 - h a p m [id a=b]", "expected PARAM-NAME=\"value\""),
+            ("<13>1 - h a p m [id", "unterminated structured data"),
+            ("<13>1 - h a p m []", "empty SD-ID"),
+            ("<13>1 - h a p m [a]x", "expected a space after structured data"),
+        ] {
+            assert_eq!(parse(line, NOW).unwrap_err().reason, reason, "{line:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(s in "\\PC*", now in any::<i64>()) {
+            let _ = parse(&s, now);
+        }
+
+        #[test]
+        fn never_panics_near_the_format(s in "(<[0-9]{1,4}>)?(1 )?(Oct 11 22:14:15|2003-10-11T22:14:15Z|-)?( [a-z\\-\\[\\]=\" :\\\\]{0,30}){0,7}", now in any::<i64>()) {
+            let _ = parse(&s, now);
+        }
+    }
+}

@@ -1,0 +1,597 @@
+//! Time parsing for the line formats, hand-rolled for the shapes that sit on hot paths (RFC 3339
+//! in `cri`, RFC 3164 in `syslog`, the Apache access-log time, log4j's comma millis) and
+//! chrono for user-given `timestamp_format` layouts.
+//!
+//! Every function returns nanoseconds since the epoch, or `None` when the text is not a valid
+//! time of that shape (the caller keeps the observed time and counts the line). Times written
+//! without an offset (RFC 3164, klog, log4j, most custom layouts) are taken as UTC.
+//!
+//! Formats that leave out the year (RFC 3164, klog, Android's `MM-DD`) take it from a supplied
+//! "now" with the New Year rule of `infer_year`.
+
+use chrono::format::{Parsed as ChronoParsed, StrftimeItems};
+use serde_json::Number;
+
+use crate::timefmt;
+
+const NANOS_PER_SEC: i64 = 1_000_000_000;
+const SECS_PER_DAY: i64 = 86_400;
+
+/// How far in the future a year-less time may be (clock skew, a local time zone ahead of UTC)
+/// before it is taken to belong to the year before.
+const FUTURE_SLACK_NS: i64 = 7 * SECS_PER_DAY * NANOS_PER_SEC;
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (no validation).
+pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn is_leap(year: i64) -> bool {
+    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+}
+
+fn days_in_month(year: i64, month: u32) -> u32 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if is_leap(year) => 29,
+        2 => 28,
+        _ => 0,
+    }
+}
+
+/// A validated civil time (UTC) plus `offset_secs` east of UTC, as epoch nanoseconds.
+#[allow(clippy::too_many_arguments)]
+pub fn civil_to_ns(
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: u32,
+    min: u32,
+    sec: u32,
+    nanos: u32,
+    offset_secs: i64,
+) -> Option<i64> {
+    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+        return None;
+    }
+    if hour > 23 || min > 59 || sec > 60 || nanos >= 1_000_000_000 {
+        return None;
+    }
+    // A leap second (:60) is folded onto the next second, as most consumers do.
+    let secs = days_from_civil(year, month, day) * SECS_PER_DAY + i64::from(hour * 3600 + min * 60 + sec) - offset_secs;
+    secs.checked_mul(NANOS_PER_SEC)?.checked_add(i64::from(nanos))
+}
+
+/// (year, month) of an epoch-nanosecond instant, UTC.
+fn year_month_of(ns: i64) -> (i64, u32) {
+    let days = ns.div_euclid(NANOS_PER_SEC).div_euclid(SECS_PER_DAY);
+    // Inverse of days_from_civil, as in timefmt.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(month <= 2), month)
+}
+
+/// The year of `now_ns`, UTC.
+pub fn year_of(now_ns: i64) -> i64 {
+    year_month_of(now_ns).0
+}
+
+/// The instant of a year-less time, `nanos` included: the current year of `now_ns`, unless that
+/// puts it more than seven days after `now_ns`, in which case the year before (a `Dec 31`
+/// line read on January 1st was written last year). Seven days of slack keep a line from a
+/// time zone ahead of UTC, or from a host with a fast clock, in the current year.
+#[allow(clippy::too_many_arguments)]
+pub fn infer_year(month: u32, day: u32, hour: u32, min: u32, sec: u32, nanos: u32, now_ns: i64) -> Option<i64> {
+    let year = year_of(now_ns);
+    // Feb 29 only exists in leap years: try the candidate years rather than fail outright.
+    match civil_to_ns(year, month, day, hour, min, sec, nanos, 0) {
+        Some(t) if t <= now_ns.saturating_add(FUTURE_SLACK_NS) => Some(t),
+        _ => civil_to_ns(year - 1, month, day, hour, min, sec, nanos, 0)
+            .or_else(|| (1..8).find_map(|back| civil_to_ns(year - 1 - back, month, day, hour, min, sec, nanos, 0))),
+    }
+}
+
+#[inline]
+fn d2(b: &[u8], i: usize) -> Option<u32> {
+    let hi = b.get(i)?.wrapping_sub(b'0');
+    let lo = b.get(i + 1)?.wrapping_sub(b'0');
+    if hi > 9 || lo > 9 {
+        return None;
+    }
+    Some(u32::from(hi) * 10 + u32::from(lo))
+}
+
+#[inline]
+fn d4(b: &[u8], i: usize) -> Option<u32> {
+    Some(d2(b, i)? * 100 + d2(b, i + 2)?)
+}
+
+/// Fraction digits starting at `i` (after the separator): (nanoseconds, digits consumed).
+/// Digits past the ninth are read and ignored.
+#[inline]
+fn fraction(b: &[u8], mut i: usize) -> (u32, usize) {
+    let start = i;
+    let mut nanos = 0u32;
+    let mut scale = 100_000_000u32;
+    while let Some(&c) = b.get(i) {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        nanos += u32::from(d) * scale;
+        scale /= 10;
+        i += 1;
+    }
+    (nanos, i - start)
+}
+
+/// Month number of a three-letter English abbreviation (`Jan` … `Dec`, case as written by
+/// syslog/Apache, plus all-lower and all-upper).
+#[inline]
+pub fn month_abbr(b: &[u8]) -> Option<u32> {
+    if b.len() < 3 {
+        return None;
+    }
+    let key = [b[0] | 0x20, b[1] | 0x20, b[2] | 0x20];
+    Some(match &key {
+        b"jan" => 1,
+        b"feb" => 2,
+        b"mar" => 3,
+        b"apr" => 4,
+        b"may" => 5,
+        b"jun" => 6,
+        b"jul" => 7,
+        b"aug" => 8,
+        b"sep" => 9,
+        b"oct" => 10,
+        b"nov" => 11,
+        b"dec" => 12,
+        _ => return None,
+    })
+}
+
+/// RFC 3339 at the start of `b`: `YYYY-MM-DD(T|t| )HH:MM:SS[.frac](Z|z|±HH:MM)`, any fraction
+/// precision. Returns the instant and the bytes consumed.
+pub fn rfc3339_prefix(b: &[u8]) -> Option<(i64, usize)> {
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    if !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let (year, month, day) = (d4(b, 0)?, d2(b, 5)?, d2(b, 8)?);
+    let (hour, min, sec) = (d2(b, 11)?, d2(b, 14)?, d2(b, 17)?);
+    let mut i = 19;
+    let mut nanos = 0;
+    if b[i] == b'.' || b[i] == b',' {
+        let (n, len) = fraction(b, i + 1);
+        if len == 0 {
+            return None;
+        }
+        nanos = n;
+        i += 1 + len;
+    }
+    let offset = match b.get(i)? {
+        b'Z' | b'z' => {
+            i += 1;
+            0
+        }
+        &sign @ (b'+' | b'-') => {
+            if b.get(i + 3) != Some(&b':') {
+                return None;
+            }
+            let secs = i64::from(d2(b, i + 1)? * 3600 + d2(b, i + 4)? * 60);
+            i += 6;
+            if sign == b'-' {
+                -secs
+            } else {
+                secs
+            }
+        }
+        _ => return None,
+    };
+    Some((
+        civil_to_ns(i64::from(year), month, day, hour, min, sec, nanos, offset)?,
+        i,
+    ))
+}
+
+/// RFC 3339 (the whole of `s`), falling back to `timefmt::parse_timestamp_str` for the
+/// offset-less ISO 8601 it also accepts.
+pub fn rfc3339(s: &str) -> Option<i64> {
+    match rfc3339_prefix(s.as_bytes()) {
+        Some((t, n)) if n == s.len() => Some(t),
+        _ => timefmt::parse_timestamp_str(s),
+    }
+}
+
+/// RFC 3164's `Mmm dd hh:mm:ss` (day space- or zero-padded, exactly 15 bytes) at the start of
+/// `b`, with the year from `infer_year`.
+pub fn rfc3164_prefix(b: &[u8], now_ns: i64) -> Option<i64> {
+    if b.len() < 15 || b[3] != b' ' || b[6] != b' ' || b[9] != b':' || b[12] != b':' {
+        return None;
+    }
+    let month = month_abbr(&b[..3])?;
+    let day = if b[4] == b' ' {
+        let d = b[5].wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        u32::from(d)
+    } else {
+        d2(b, 4)?
+    };
+    if day > 31 {
+        return None;
+    }
+    infer_year(month, day, d2(b, 7)?, d2(b, 10)?, d2(b, 13)?, 0, now_ns)
+}
+
+/// The Apache/NGINX access-log time `dd/Mmm/yyyy:hh:mm:ss ±hhmm` (without the brackets).
+pub fn apache(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() != 26 || b[2] != b'/' || b[6] != b'/' || b[11] != b':' || b[14] != b':' || b[17] != b':' {
+        return None;
+    }
+    if b[20] != b' ' || !matches!(b[21], b'+' | b'-') {
+        return None;
+    }
+    let offset = i64::from(d2(b, 22)? * 3600 + d2(b, 24)? * 60);
+    let offset = if b[21] == b'-' { -offset } else { offset };
+    civil_to_ns(
+        i64::from(d4(b, 7)?),
+        month_abbr(&b[3..6])?,
+        d2(b, 0)?,
+        d2(b, 12)?,
+        d2(b, 15)?,
+        d2(b, 18)?,
+        0,
+        offset,
+    )
+}
+
+/// log4j's default date layout `yyyy-MM-dd HH:mm:ss,SSS` (a `.` before the millis is accepted
+/// too), as UTC.
+pub fn log4j(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || b[10] != b' ' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let mut nanos = 0;
+    if b.len() > 19 {
+        if !matches!(b[19], b',' | b'.') {
+            return None;
+        }
+        let (n, len) = fraction(b, 20);
+        if len == 0 || 20 + len != b.len() {
+            return None;
+        }
+        nanos = n;
+    }
+    civil_to_ns(
+        i64::from(d4(b, 0)?),
+        d2(b, 5)?,
+        d2(b, 8)?,
+        d2(b, 11)?,
+        d2(b, 14)?,
+        d2(b, 17)?,
+        nanos,
+        0,
+    )
+}
+
+/// An epoch number written as text (`1700000000`, `1700000000123`, `1700000000.5`), its unit
+/// told by magnitude as in `timefmt::parse_timestamp_number`.
+pub fn epoch(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let digits = b.first()?.is_ascii_digit() || (b[0] == b'-' && b.len() > 1);
+    if !digits || b.len() > 40 || !b.iter().all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'-')) {
+        return None;
+    }
+    let n: Number = s.parse().ok()?;
+    timefmt::parse_timestamp_number(&n)
+}
+
+/// Any of the built-in shapes: RFC 3339 (and offset-less ISO 8601), log4j, Apache, epoch.
+pub fn parse_any(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if let Some((t, n)) = rfc3339_prefix(s.as_bytes()) {
+        if n == s.len() {
+            return Some(t);
+        }
+    }
+    log4j(s)
+        .or_else(|| apache(s))
+        .or_else(|| epoch(s))
+        .or_else(|| timefmt::parse_timestamp_str(s))
+}
+
+/// A strftime-like layout (chrono's syntax) compiled for parsing. Layouts without a year
+/// take it from "now" (`infer_year`); layouts without an offset mean UTC.
+///
+/// One addition to chrono's syntax: a layout may end in `%L`, milliseconds written as an
+/// unpadded integer of one to three digits (`22:25:13:8` is 8 ms), as some Java loggers do.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    format: String,
+    /// The layout ended in `%L` (removed from `format`).
+    millis_suffix: bool,
+    has_year: bool,
+    has_offset: bool,
+    has_date: bool,
+}
+
+impl Layout {
+    /// Checks `format` for chrono syntax errors up front, so a bad layout is a config error and
+    /// not a per-line failure.
+    pub fn new(format: &str) -> Result<Layout, String> {
+        use chrono::format::{Fixed, Item, Numeric};
+        let mut has_year = false;
+        let mut has_offset = false;
+        let mut has_date = false;
+        let mut has_time = false;
+        let (format, millis_suffix) = match format.strip_suffix("%L") {
+            Some(f) if !f.ends_with('%') || f.ends_with("%%") => (f, true),
+            _ => (format, false),
+        };
+        for item in StrftimeItems::new(format) {
+            match item {
+                Item::Error => return Err(format!("invalid timestamp_format {format:?}")),
+                Item::Numeric(Numeric::Year | Numeric::YearMod100 | Numeric::IsoYear | Numeric::IsoYearMod100, _) => {
+                    has_year = true
+                }
+                Item::Numeric(Numeric::Timestamp, _) => {
+                    has_year = true;
+                    has_date = true;
+                    has_time = true;
+                }
+                Item::Numeric(Numeric::Month | Numeric::Day | Numeric::Ordinal, _) => has_date = true,
+                Item::Fixed(Fixed::ShortMonthName | Fixed::LongMonthName) => has_date = true,
+                Item::Numeric(Numeric::Hour | Numeric::Hour12, _) => has_time = true,
+                Item::Fixed(Fixed::TimezoneOffset | Fixed::TimezoneOffsetColon | Fixed::TimezoneOffsetZ) => {
+                    has_offset = true
+                }
+                Item::Fixed(Fixed::RFC2822 | Fixed::RFC3339) => {
+                    has_year = true;
+                    has_offset = true;
+                    has_date = true;
+                    has_time = true;
+                }
+                _ => {}
+            }
+        }
+        if !has_date || !has_time {
+            return Err(format!("timestamp_format {format:?} needs a date (or %s) and an hour"));
+        }
+        Ok(Layout {
+            format: format.to_owned(),
+            millis_suffix,
+            has_year,
+            has_offset,
+            has_date,
+        })
+    }
+
+    /// The instant `s` stands for in this layout; `now_ns` supplies a missing year.
+    pub fn parse(&self, s: &str, now_ns: i64) -> Option<i64> {
+        debug_assert!(self.has_date);
+        let mut p = ChronoParsed::new();
+        let mut extra_ns = 0;
+        if self.millis_suffix {
+            let rest = chrono::format::parse_and_remainder(&mut p, s, StrftimeItems::new(&self.format)).ok()?;
+            if rest.is_empty() || rest.len() > 3 || !rest.bytes().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            extra_ns = rest.parse::<i64>().ok()? * 1_000_000;
+        } else {
+            chrono::format::parse(&mut p, s, StrftimeItems::new(&self.format)).ok()?;
+        }
+        self.finish(p, now_ns).map(|t| t + extra_ns)
+    }
+
+    fn finish(&self, mut p: ChronoParsed, now_ns: i64) -> Option<i64> {
+        if !self.has_offset {
+            p.set_offset(0).ok()?;
+        }
+        if self.has_year || p.timestamp.is_some() {
+            return p.to_datetime().ok()?.timestamp_nanos_opt();
+        }
+        // No year: read the rest as if in a leap year (so Feb 29 parses), then place it.
+        p.set_year(2000).ok()?;
+        let t = p.to_datetime().ok()?;
+        use chrono::{Datelike, Timelike};
+        infer_year(
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.nanosecond(),
+            now_ns,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn never_panic(s in "\\PC{0,40}", now in any::<i64>()) {
+            let _ = parse_any(&s);
+            let _ = rfc3164_prefix(s.as_bytes(), now);
+            let _ = apache(&s);
+            let _ = log4j(&s);
+            let _ = Layout::new("%m-%d %H:%M:%S%.3f").unwrap().parse(&s, now);
+            let _ = Layout::new("%Y%m%d-%H:%M:%S:%L").unwrap().parse(&s, now);
+        }
+
+        #[test]
+        fn near_misses_never_panic(s in "[0-9]{0,4}[-/: ,.TZ+]{0,2}[0-9A-Za-z]{0,3}[-/: ,.TZ+]{0,2}[0-9]{0,2}[-/: ,.TZ+]{0,2}[0-9:.,+ ]{0,16}", now in any::<i64>()) {
+            let _ = parse_any(&s);
+            let _ = rfc3164_prefix(s.as_bytes(), now);
+        }
+
+        #[test]
+        fn rfc3339_agrees_with_chrono(ns in -2_000_000_000_000_000_000i64..4_000_000_000_000_000_000i64, off_min in -1439i32..1439) {
+            let off = chrono::FixedOffset::east_opt(off_min * 60).unwrap();
+            let text = chrono::DateTime::from_timestamp_nanos(ns).with_timezone(&off).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+            prop_assert_eq!(rfc3339(&text), Some(ns), "{}", text);
+        }
+    }
+
+    // 2026-11-25T13:51:20Z
+    const NOW: i64 = 1_795_614_680 * NANOS_PER_SEC;
+
+    fn utc(s: &str) -> i64 {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .timestamp_nanos_opt()
+            .unwrap()
+    }
+
+    #[test]
+    fn days_from_civil_matches_chrono() {
+        for (y, m, d) in [
+            (1970, 1, 1),
+            (2000, 2, 29),
+            (1969, 12, 31),
+            (2262, 4, 11),
+            (1677, 9, 21),
+            (2026, 11, 25),
+        ] {
+            let want = chrono::NaiveDate::from_ymd_opt(y as i32, m, d)
+                .unwrap()
+                .signed_duration_since(chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap());
+            assert_eq!(days_from_civil(y, m, d), want.num_days());
+        }
+    }
+
+    #[test]
+    fn rfc3339_fast_path() {
+        assert_eq!(rfc3339("2026-11-25T13:51:20.123456789Z"), Some(NOW + 123_456_789));
+        assert_eq!(rfc3339("2026-11-25T14:51:20.5+01:00"), Some(NOW + 500_000_000));
+        assert_eq!(rfc3339("2026-11-25t13:51:20z"), Some(NOW));
+        assert_eq!(rfc3339("2026-11-25T13:51:20.1234567891Z"), Some(NOW + 123_456_789));
+        assert_eq!(rfc3339("2026-11-25T13:51:20"), Some(NOW)); // fallback: offset-less
+        assert_eq!(rfc3339("2026-02-30T13:51:20Z"), None);
+        assert_eq!(rfc3339("2026-11-25T13:51:20.Z"), None);
+        assert_eq!(rfc3339("2026-11-25T25:51:20Z"), None);
+        assert_eq!(rfc3339_prefix(b"2026-11-25T13:51:20Z stdout"), Some((NOW, 20)));
+    }
+
+    #[test]
+    fn rfc3164_year_and_new_year() {
+        assert_eq!(rfc3164_prefix(b"Nov 25 13:51:20", NOW), Some(NOW));
+        assert_eq!(
+            rfc3164_prefix(b"Jun 14 15:16:01 host", NOW),
+            Some(utc("2026-06-14T15:16:01Z"))
+        );
+        assert_eq!(
+            rfc3164_prefix(b"Jun  4 15:16:01", NOW),
+            Some(utc("2026-06-04T15:16:01Z"))
+        );
+        // December line read in January: last year.
+        let jan2 = utc("2027-01-02T00:00:00Z");
+        assert_eq!(
+            rfc3164_prefix(b"Dec 31 23:59:59", jan2),
+            Some(utc("2026-12-31T23:59:59Z"))
+        );
+        // A few days ahead (time zone, skew): this year.
+        assert_eq!(
+            rfc3164_prefix(b"Nov 27 00:00:00", NOW),
+            Some(utc("2026-11-27T00:00:00Z"))
+        );
+        // Feb 29 read in a non-leap year: the last leap year.
+        assert_eq!(
+            rfc3164_prefix(b"Feb 29 10:00:00", NOW),
+            Some(utc("2024-02-29T10:00:00Z"))
+        );
+        assert_eq!(rfc3164_prefix(b"Foo 14 15:16:01", NOW), None);
+        assert_eq!(rfc3164_prefix(b"Jun 32 15:16:01", NOW), None);
+        assert_eq!(rfc3164_prefix(b"Jun 14 15:16", NOW), None);
+        assert_eq!(rfc3164_prefix(b"Jun  x 15:16:01", NOW), None);
+        assert_eq!(rfc3164_prefix(b"Jun  0 15:16:01", NOW), None);
+    }
+
+    #[test]
+    fn apache_log4j_epoch() {
+        assert_eq!(apache("17/May/2015:10:05:03 +0000"), Some(utc("2015-05-17T10:05:03Z")));
+        assert_eq!(apache("17/May/2015:10:05:03 -0700"), Some(utc("2015-05-17T17:05:03Z")));
+        assert_eq!(apache("17/Mai/2015:10:05:03 +0000"), None);
+        assert_eq!(log4j("2015-07-29 17:41:44,747"), Some(utc("2015-07-29T17:41:44.747Z")));
+        assert_eq!(log4j("2015-07-29 17:41:44"), Some(utc("2015-07-29T17:41:44Z")));
+        assert_eq!(log4j("2015-07-29 17:41:44,"), None);
+        assert_eq!(epoch("1795614680"), Some(NOW));
+        assert_eq!(epoch("1795614680123"), Some(NOW + 123_000_000));
+        assert_eq!(epoch("1795614680123456"), Some(NOW + 123_456_000));
+        assert_eq!(epoch("1795614680123456789"), Some(NOW + 123_456_789));
+        assert_eq!(epoch("1795614680.25"), Some(NOW + 250_000_000));
+        assert_eq!(epoch("12ab"), None);
+        assert_eq!(epoch(""), None);
+        for s in [
+            "2026-11-25T13:51:20Z",
+            "2026-11-25 13:51:20,000",
+            "25/Nov/2026:13:51:20 +0000",
+            "1795614680",
+        ] {
+            assert_eq!(parse_any(s), Some(NOW), "{s}");
+        }
+        assert_eq!(parse_any("soon"), None);
+    }
+
+    #[test]
+    fn layouts() {
+        let l = Layout::new("%y%m%d %H%M%S").unwrap();
+        assert_eq!(l.parse("081109 203615", NOW), Some(utc("2008-11-09T20:36:15Z")));
+        let l = Layout::new("%Y%m%d-%H:%M:%S:%3f").unwrap();
+        assert_eq!(
+            l.parse("20171223-22:15:29:606", NOW),
+            Some(utc("2017-12-23T22:15:29.606Z"))
+        );
+        let l = Layout::new("%m-%d %H:%M:%S%.3f").unwrap();
+        assert_eq!(
+            l.parse("03-17 16:13:38.811", NOW),
+            Some(utc("2026-03-17T16:13:38.811Z"))
+        );
+        let l = Layout::new("%a %b %d %H:%M:%S %Y").unwrap();
+        assert_eq!(
+            l.parse("Sun Dec 04 04:47:44 2005", NOW),
+            Some(utc("2005-12-04T04:47:44Z"))
+        );
+        let l = Layout::new("%d/%b/%Y:%H:%M:%S %z").unwrap();
+        assert_eq!(
+            l.parse("17/May/2015:10:05:03 -0700", NOW),
+            Some(utc("2015-05-17T17:05:03Z"))
+        );
+        assert_eq!(l.parse("17/May/2015", NOW), None);
+        let l = Layout::new("%Y%m%d-%H:%M:%S:%L").unwrap();
+        assert_eq!(
+            l.parse("20171223-22:53:7:6", NOW),
+            Some(utc("2017-12-23T22:53:07.006Z"))
+        );
+        assert_eq!(
+            l.parse("20171223-22:53:07:606", NOW),
+            Some(utc("2017-12-23T22:53:07.606Z"))
+        );
+        assert_eq!(l.parse("20171223-22:53:07:6066", NOW), None);
+        assert_eq!(l.parse("20171223-22:53:07:", NOW), None);
+        assert!(Layout::new("%H:%M").is_err());
+        assert!(Layout::new("%Y-%m-%d %H %Q").is_err());
+    }
+}

@@ -1,0 +1,932 @@
+//! The HTTP sinks (`http`, `elasticsearch`, `loki`, `otlp`, `splunk_hec`): batches of
+//! records POSTed to a collector (optionally gzip- or zstd-compressed), with up to
+//! `concurrency` requests in flight, retries that never give a record up, and a dead-letter
+//! file for records the collector rejects for good.
+//!
+//! Threads: the sink thread encodes and batches exactly like the byte sinks (the hot path
+//! stays synchronous); each sealed batch is handed to a small tokio runtime owned by the
+//! sink (one worker thread) as one task that compresses it on the blocking pool and sends
+//! it until it succeeds. A runtime rather than worker threads with a blocking client: the
+//! in-flight requests, their timeouts and `Retry-After` waits are timers and sockets, which
+//! one async worker multiplexes, and reqwest's async client is the maintained one. Tasks
+//! report back on a channel; the sink thread applies the outcomes to the checkpoint **in
+//! batch order**, over the contiguous prefix of finished batches only, so a later batch
+//! that finished first never moves a file's checkpoint past an earlier one still retrying.
+//!
+//! Retries: no answer (connect error, timeout, reset), 408, 429, 5xx, 3xx (redirects are
+//! not followed: a POST body cannot be replayed to a guessed place) and 401/403/404/407 (a
+//! wrong URL or credentials: see `retryable`) are retried with exponential backoff and
+//! jitter, or after the `Retry-After` the answer asks for (seconds or an HTTP date, capped at
+//! `MAX_RETRY_AFTER`), forever unless `retry.max_retries` is set. Other 4xx answers mean "this
+//! batch will never be accepted": its records go to the dead-letter file (`ship::deadletter`),
+//! the answer's first 512 bytes are logged, and the checkpoint moves on. A batch that
+//! exhausted `max_retries` is dead-lettered the same way.
+//!
+//! Protocols: the `Api` of the settings picks how a batch's NDJSON records become a request
+//! body and how a 2xx answer is read — the records as they are (`http`), `_bulk` with per-item
+//! verdicts (`ship::elasticsearch`), a Loki push (`ship::loki`), an OTLP export
+//! (`ship::otlp`), HEC events (`ship::splunk`); everything else here is common to all.
+//!
+//! Memory: a batch keeps its chunks (and their in-flight budget) until it is acknowledged,
+//! like every sink, plus its encoded bytes while its request is running; at most
+//! `concurrency` requests run at once, so a dead collector stops the tailer, not the heap.
+
+use std::collections::VecDeque;
+use std::io::Write as _;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use crossbeam_channel::{select, RecvTimeoutError};
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
+
+use super::backoff::Backoff;
+use super::deadletter::DeadLetter;
+use super::elasticsearch::{self, IndexNames, Verdict};
+use super::encode::EncodeStats;
+use super::loki;
+use super::otlp;
+use super::splunk;
+use super::{flush_stats, SinkContext};
+use crate::checkpoint::{Mark, Msg};
+use crate::chunk::Chunk;
+use crate::config::{client_identity, Api, Auth, Compression, Framing, HttpSettings, SinkKind};
+use crate::metrics::{add, Metrics, SinkMetrics};
+use crate::tail::identity;
+
+/// A `Retry-After` longer than this is shortened to it: a header set by mistake (or a date
+/// far in the future) must not park a sink for hours.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+/// How much of a rejecting answer's body is logged.
+const BODY_HEAD: usize = 512;
+/// Compression levels: log batches shrink 5–10× already at the fastest levels, and CPU is
+/// what a sidecar is short of.
+const GZIP_LEVEL: u32 = 1;
+const ZSTD_LEVEL: i32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("http sink {sink}: build the client for {url}: {source}")]
+    Client {
+        sink: String,
+        url: String,
+        source: reqwest::Error,
+    },
+    #[error("http sink {sink}: {path}: {message}")]
+    Tls {
+        sink: String,
+        path: String,
+        message: String,
+    },
+    #[error("http sink {sink}: start its runtime: {source}")]
+    Runtime { sink: String, source: std::io::Error },
+}
+
+/// What became of one batch's request.
+#[derive(Debug)]
+enum Outcome {
+    /// Every record delivered, except `dead` (rejected for good: dead-letter them).
+    Done { dead: Dead },
+    /// The shutdown deadline passed while it was still retrying.
+    Abandoned,
+}
+
+/// Records a collector rejected for good, as NDJSON, and the first reason (for the log).
+#[derive(Debug, Default)]
+struct Dead {
+    ndjson: Vec<u8>,
+    records: usize,
+    why: String,
+}
+
+impl Dead {
+    fn add(&mut self, ndjson: &[u8], records: &[Range<usize>], why: &str) {
+        if records.is_empty() {
+            return;
+        }
+        for r in records {
+            self.ndjson.extend_from_slice(&ndjson[r.clone()]);
+            self.ndjson.push(b'\n');
+        }
+        self.records += records.len();
+        if self.why.is_empty() {
+            self.why = why.to_owned();
+        }
+    }
+}
+
+/// What the request tasks share.
+struct Shared {
+    sink: String,
+    index: usize,
+    http: HttpSettings,
+    client: reqwest::Client,
+    metrics: Arc<Metrics>,
+    hard_stop: Arc<AtomicBool>,
+    done: crossbeam_channel::Sender<(u64, Outcome)>,
+    /// Batch buffers back from acknowledged batches, reused for new ones: a fresh 1 MiB
+    /// buffer per batch costs page faults that showed up as a third of the sink's CPU.
+    spare: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+impl Shared {
+    fn m(&self) -> &SinkMetrics {
+        &self.metrics.sinks[self.index]
+    }
+}
+
+/// Applies a task's `(seq, outcome)` to the window; false at the hard stop.
+type Settle<'a> = dyn FnMut(&mut VecDeque<InFlight>, (u64, Outcome)) -> bool + 'a;
+
+/// A sealed batch between its hand-off and its acknowledgement.
+struct InFlight {
+    seq: u64,
+    records: usize,
+    /// The NDJSON records, for the dead-letter file if the collector rejects them.
+    ndjson: Bytes,
+    /// Never read: held so that the chunks' budget keeps the tailer back until the ack.
+    _held: Vec<Arc<Chunk>>,
+    marks: Vec<Mark>,
+    /// Delivered or dead-lettered: acknowledged once every earlier batch is too.
+    settled: bool,
+}
+
+/// The batch being filled.
+struct Batch {
+    bytes: Vec<u8>,
+    records: usize,
+    held: Vec<Arc<Chunk>>,
+    /// Per file uid: the offset past the batch's last record there, the index in `held` of
+    /// its chunk and the position in it (for the resume validator).
+    marks: Vec<(u64, u64, usize, usize)>,
+    opened: Option<Instant>,
+}
+
+/// Builds the reqwest client: rustls, the configured CA and client certificate, keep-alive,
+/// no redirects, the request timeout.
+pub fn client(sink: &str, http: &HttpSettings) -> Result<reqwest::Client, Error> {
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .timeout(http.timeout)
+        .connect_timeout(http.timeout.min(Duration::from_secs(10)))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(http.concurrency)
+        .tcp_keepalive(Duration::from_secs(30))
+        .tcp_nodelay(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("tailship/", env!("CARGO_PKG_VERSION")));
+    let tls_err = |path: &std::path::Path, message: String| Error::Tls {
+        sink: sink.to_owned(),
+        path: path.display().to_string(),
+        message,
+    };
+    if let Some(ca) = &http.tls.ca_file {
+        let pem = std::fs::read(ca).map_err(|e| tls_err(ca, e.to_string()))?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| tls_err(ca, e.to_string()))? {
+            b = b.add_root_certificate(cert);
+        }
+    }
+    if let Some((cert, key)) = &http.tls.client_cert {
+        b = b.identity(client_identity(cert, key).map_err(|m| tls_err(cert, m))?);
+    }
+    if http.tls.insecure_skip_verify {
+        b = b.danger_accept_invalid_certs(true);
+    }
+    b.build().map_err(|source| Error::Client {
+        sink: sink.to_owned(),
+        url: http.url.to_string(),
+        source,
+    })
+}
+
+/// Runs an `http` sink until the tailer is gone and every batch is settled (or the hard stop).
+pub fn run(ctx: SinkContext) {
+    let SinkContext {
+        index,
+        settings,
+        mut encoder,
+        counts_source,
+        chunks,
+        checkpoints,
+        metrics,
+        hard_stop,
+    } = ctx;
+    let SinkKind::Http(http) = &settings.kind else {
+        return;
+    };
+    let sink = settings.name.clone();
+    let limits = settings.batch;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(http.concurrency.max(2))
+        .thread_name(format!("http-{sink}"))
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(source) => {
+            // Nothing is acknowledged, so the tailer stops at its budget: lines wait on disk.
+            tracing::error!(error = %Error::Runtime { sink: sink.clone(), source }, "http sink cannot run");
+            return;
+        }
+    };
+    // The files were checked at validation; if one went bad since, keep trying (logged)
+    // rather than exit: the lines wait on disk meanwhile.
+    let client = loop {
+        match client(&sink, http) {
+            Ok(c) => break c,
+            Err(e) => {
+                tracing::error!(error = %e, "http sink cannot build its client; retrying in 5s");
+                let until = Instant::now() + Duration::from_secs(5);
+                while Instant::now() < until {
+                    if hard_stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+    };
+    let (done_tx, done_rx) = crossbeam_channel::unbounded();
+    let shared = Arc::new(Shared {
+        sink: sink.clone(),
+        index,
+        http: (**http).clone(),
+        client,
+        metrics: Arc::clone(&metrics),
+        hard_stop: Arc::clone(&hard_stop),
+        done: done_tx,
+        spare: std::sync::Mutex::new(Vec::new()),
+    });
+    let m = &metrics.sinks[index];
+    m.up.store(1, Ordering::Relaxed);
+    let mut dead_letter = DeadLetter::new(&sink, &http.dead_letter);
+    let mut window: VecDeque<InFlight> = VecDeque::new();
+    let mut next_seq = 0u64;
+    let mut stats = EncodeStats::default();
+    let mut batch = Batch {
+        bytes: Vec::with_capacity(limits.max_bytes + (limits.max_bytes >> 3)),
+        records: 0,
+        held: Vec::new(),
+        marks: Vec::new(),
+        opened: None,
+    };
+
+    // Applies one task's outcome, then acknowledges the finished prefix of the window.
+    // False: the hard stop, stop now.
+    let mut settle = |window: &mut VecDeque<InFlight>, (seq, outcome): (u64, Outcome)| -> bool {
+        let Some(f) = window.iter_mut().find(|f| f.seq == seq) else {
+            return true;
+        };
+        match outcome {
+            Outcome::Abandoned => return false,
+            Outcome::Done { dead } => {
+                if dead.records > 0 {
+                    if let Err(e) = dead_letter.write(&dead.ndjson) {
+                        // Not acknowledged, so not lost: the batch is sent again after a pause
+                        // (elasticsearch `_id`s make the delivered part of it harmless), and
+                        // if the collector still rejects it the file is tried again.
+                        tracing::error!(sink = %sink, error = %e, "{}; cannot write the dead-letter file, will send the batch again", dead.why);
+                        spawn_request(&runtime, &shared, seq, f.ndjson.clone(), shared.http.retry.max);
+                        return true;
+                    }
+                    add(&m.dead_letter_records, dead.records as u64);
+                    tracing::error!(sink = %sink, records = dead.records, file = %dead_letter.path().display(), "{}; rejected records were written to the dead-letter file", dead.why);
+                }
+                if dead.records < f.records {
+                    add(&m.records_sent, (f.records - dead.records) as u64);
+                    add(&m.batches_sent, 1);
+                    add(&m.bytes_sent, f.ndjson.len() as u64);
+                }
+                f.settled = true;
+            }
+        }
+        while window.front().is_some_and(|f| f.settled) {
+            let Some(f) = window.pop_front() else { break };
+            let _ = checkpoints.send(Msg::Ack {
+                sink: index,
+                marks: f.marks,
+            });
+            // The request is over, so the buffer is normally ours alone again.
+            if let Ok(buf) = f.ndjson.try_into_mut() {
+                let mut spare = shared.spare.lock().unwrap_or_else(|p| p.into_inner());
+                if spare.len() <= shared.http.concurrency {
+                    let mut buf = Vec::from(buf);
+                    buf.clear();
+                    spare.push(buf);
+                }
+            }
+        }
+        true
+    };
+
+    let mut pending: Option<(Arc<Chunk>, usize)> = None;
+    let mut closed = false;
+    loop {
+        if hard_stop.load(Ordering::Relaxed) {
+            break;
+        }
+        if pending.is_none() && !closed {
+            let timer = match batch.opened {
+                Some(t) => crossbeam_channel::at(t + limits.linger),
+                None => crossbeam_channel::never(),
+            };
+            let mut linger_over = false;
+            select! {
+                recv(chunks) -> c => match c {
+                    Ok(c) => pending = Some((c, 0)),
+                    Err(_) => closed = true,
+                },
+                recv(done_rx) -> d => {
+                    if let Ok(d) = d {
+                        if !settle(&mut window, d) {
+                            break;
+                        }
+                    }
+                }
+                recv(timer) -> _ => linger_over = true,
+            }
+            if linger_over
+                && !submit(
+                    &mut batch,
+                    &mut window,
+                    &mut next_seq,
+                    &runtime,
+                    &shared,
+                    &done_rx,
+                    &mut settle,
+                )
+            {
+                break;
+            }
+            if !closed && pending.is_none() {
+                continue;
+            }
+        }
+        if let Some((chunk, from)) = pending.take() {
+            let room = limits.max_events - batch.records;
+            let (pos, n) = encoder.encode(&chunk, from, &mut batch.bytes, room, limits.max_bytes, &mut stats);
+            if n > 0 {
+                if counts_source.get(chunk.file.source) == Some(&true) {
+                    add(&metrics.lines_read, n as u64);
+                }
+                batch.records += n;
+                batch.opened.get_or_insert_with(Instant::now);
+                batch.held.push(Arc::clone(&chunk));
+                let mark = (chunk.file.uid, chunk.start + pos as u64, batch.held.len() - 1, pos);
+                match batch.marks.iter_mut().find(|m| m.0 == chunk.file.uid) {
+                    Some(m) => *m = mark,
+                    None => batch.marks.push(mark),
+                }
+            }
+            if pos < chunk.data.len() {
+                pending = Some((chunk, pos));
+            }
+            let full = batch.records >= limits.max_events || batch.bytes.len() >= limits.max_bytes;
+            if full {
+                flush_stats(&metrics, &mut stats, &counts_source);
+                if !submit(
+                    &mut batch,
+                    &mut window,
+                    &mut next_seq,
+                    &runtime,
+                    &shared,
+                    &done_rx,
+                    &mut settle,
+                ) {
+                    break;
+                }
+            }
+            continue;
+        }
+        // The tailer is gone: send what is left and wait for every batch to settle.
+        flush_stats(&metrics, &mut stats, &counts_source);
+        if !submit(
+            &mut batch,
+            &mut window,
+            &mut next_seq,
+            &runtime,
+            &shared,
+            &done_rx,
+            &mut settle,
+        ) {
+            break;
+        }
+        let mut stopped = false;
+        while !window.is_empty() && !stopped {
+            match done_rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(d) => stopped = !settle(&mut window, d),
+                Err(RecvTimeoutError::Timeout) => stopped = hard_stop.load(Ordering::Relaxed),
+                Err(RecvTimeoutError::Disconnected) => stopped = true,
+            }
+        }
+        break;
+    }
+    if !window.is_empty() {
+        let records: usize = window.iter().map(|f| f.records).sum();
+        tracing::warn!(sink = %sink, records, "giving up at the shutdown deadline; these lines will be read again at the next start");
+    }
+    // Requests still retrying belong to batches that were not acknowledged: drop them.
+    runtime.shutdown_background();
+}
+
+/// Seals the batch and starts its request, first waiting (and settling what finishes) until
+/// fewer than `concurrency` requests run. False: the hard stop.
+fn submit(
+    batch: &mut Batch,
+    window: &mut VecDeque<InFlight>,
+    next_seq: &mut u64,
+    runtime: &tokio::runtime::Runtime,
+    shared: &Arc<Shared>,
+    done_rx: &crossbeam_channel::Receiver<(u64, Outcome)>,
+    settle: &mut Settle,
+) -> bool {
+    if batch.records == 0 {
+        return true;
+    }
+    while window.iter().filter(|f| !f.settled).count() >= shared.http.concurrency {
+        match done_rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(d) => {
+                if !settle(window, d) {
+                    return false;
+                }
+            }
+            Err(_) => {
+                if shared.hard_stop.load(Ordering::Relaxed) {
+                    return false;
+                }
+            }
+        }
+    }
+    let marks = batch
+        .marks
+        .drain(..)
+        .map(|(uid, offset, held_idx, pos)| {
+            let (validator_len, validator) = identity::validator_of(&batch.held[held_idx].data[..pos]);
+            Mark {
+                uid,
+                offset,
+                validator_len,
+                validator,
+            }
+        })
+        .collect();
+    let capacity = batch.bytes.capacity();
+    let fresh = shared
+        .spare
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .pop()
+        .unwrap_or_else(|| Vec::with_capacity(capacity));
+    let ndjson = Bytes::from(std::mem::replace(&mut batch.bytes, fresh));
+    shared.m().batch_records.observe(batch.records as u64);
+    let seq = *next_seq;
+    *next_seq += 1;
+    spawn_request(runtime, shared, seq, ndjson.clone(), Duration::ZERO);
+    window.push_back(InFlight {
+        seq,
+        records: batch.records,
+        ndjson,
+        _held: std::mem::take(&mut batch.held),
+        marks,
+        settled: false,
+    });
+    batch.records = 0;
+    batch.opened = None;
+    true
+}
+
+fn spawn_request(runtime: &tokio::runtime::Runtime, shared: &Arc<Shared>, seq: u64, ndjson: Bytes, delay: Duration) {
+    let shared = Arc::clone(shared);
+    runtime.spawn(async move {
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let outcome = send_until_settled(&shared, ndjson).await;
+        let _ = shared.done.send((seq, outcome));
+    });
+}
+
+/// Sends one batch until every record is delivered or rejected for good, or the hard stop.
+async fn send_until_settled(shared: &Shared, ndjson: Bytes) -> Outcome {
+    let http = &shared.http;
+    let m = shared.m();
+    let mut dead = Dead::default();
+    // The records still to send. Plain: the whole batch, always. Elasticsearch: all records
+    // at first, then only the items that failed with 429/5xx.
+    let (mut pending, malformed) = match &http.api {
+        Api::Plain | Api::Loki(_) | Api::Otlp { .. } | Api::SplunkHec(_) => (whole(&ndjson), Vec::new()),
+        Api::Elasticsearch(_) => elasticsearch::split(&ndjson),
+    };
+    dead.add(&ndjson, &malformed, "not an encoded record");
+    let mut names = IndexNames::default();
+    let mut backoff = Backoff::new(http.retry.initial, http.retry.max);
+    let mut retries = 0u32;
+    loop {
+        if pending.is_empty() {
+            return Outcome::Done { dead };
+        }
+        let body = match request_body(shared, &ndjson, &pending, &mut names).await {
+            Ok((b, unreadable)) => {
+                if !unreadable.is_empty() {
+                    dead.add(&ndjson, &unreadable, "not a readable record");
+                    pending.retain(|r| !unreadable.contains(r));
+                }
+                b
+            }
+            Err(why) => {
+                dead.add(&ndjson, &pending, &why);
+                return Outcome::Done { dead };
+            }
+        };
+        loop {
+            if shared.hard_stop.load(Ordering::Relaxed) {
+                return Outcome::Abandoned;
+            }
+            let started = Instant::now();
+            let answer = attempt(shared, body.clone()).await;
+            m.request_seconds.observe(started.elapsed().as_nanos() as u64);
+            // `partial`: some bulk items are to be sent again, in a new, smaller request.
+            let (what, wait, partial) = match answer {
+                Ok((status, _, answer)) if (200..300).contains(&status) => {
+                    add(&m.http_status[1], 1);
+                    m.up.store(1, Ordering::Relaxed);
+                    let again = match &http.api {
+                        Api::Plain | Api::Loki(_) | Api::SplunkHec(_) => Vec::new(),
+                        Api::Otlp { json } => {
+                            otlp_partial_success(shared, &answer, *json);
+                            Vec::new()
+                        }
+                        Api::Elasticsearch(_) => match elasticsearch::verdicts(&answer, pending.len()) {
+                            Ok(v) => {
+                                let mut again = Vec::new();
+                                for (r, verdict) in pending.iter().zip(v) {
+                                    match verdict {
+                                        Verdict::Done => {}
+                                        Verdict::Retry => again.push(r.clone()),
+                                        Verdict::Reject(why) => dead.add(&ndjson, std::slice::from_ref(r), &why),
+                                    }
+                                }
+                                again
+                            }
+                            Err(e) => {
+                                tracing::warn!(sink = %shared.sink, error = %e, "sending the whole request again");
+                                pending.clone()
+                            }
+                        },
+                    };
+                    if again.is_empty() {
+                        if retries > 0 {
+                            tracing::info!(sink = %shared.sink, retries, "batch delivered after retries");
+                        }
+                        return Outcome::Done { dead };
+                    }
+                    let what = format!("{} of {} bulk items failed with 429/5xx", again.len(), pending.len());
+                    pending = again;
+                    (what, None, true)
+                }
+                Ok((status, headers, head)) => {
+                    if let Some(c) = m.http_status.get(usize::from(status / 100).saturating_sub(1)) {
+                        add(c, 1);
+                    }
+                    let what = format!(
+                        "{} answered HTTP {status}: {}",
+                        http.url,
+                        String::from_utf8_lossy(&head)
+                    );
+                    if !retryable(status) {
+                        dead.add(&ndjson, &pending, &what);
+                        return Outcome::Done { dead };
+                    }
+                    let after = headers
+                        .get(RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| retry_after(v, SystemTime::now()));
+                    (what, after, false)
+                }
+                Err(e) => {
+                    add(&m.http_transport_errors, 1);
+                    (format!("{}: {e}", http.url), None, false)
+                }
+            };
+            if !partial {
+                add(&m.errors, 1);
+                m.up.store(0, Ordering::Relaxed);
+            }
+            if http.retry.max_retries.is_some_and(|max| retries >= max) {
+                let why = format!("{what} (gave up after {retries} retries, retry.max_retries)");
+                dead.add(&ndjson, &pending, &why);
+                return Outcome::Done { dead };
+            }
+            retries += 1;
+            add(&m.retries, 1);
+            let wait = wait.unwrap_or_else(|| backoff.next_delay());
+            if retries == 1 {
+                tracing::warn!(sink = %shared.sink, error = %what, wait = ?wait, "send failed; retrying");
+            } else {
+                tracing::debug!(sink = %shared.sink, error = %what, retries, wait = ?wait, "send failed again");
+            }
+            let until = tokio::time::Instant::now() + wait;
+            while tokio::time::Instant::now() < until {
+                if shared.hard_stop.load(Ordering::Relaxed) {
+                    return Outcome::Abandoned;
+                }
+                tokio::time::sleep_until(until.min(tokio::time::Instant::now() + Duration::from_millis(50))).await;
+            }
+            if partial {
+                break;
+            }
+        }
+    }
+}
+
+/// An OTLP answer may accept a request only in part (`partial_success`): the rejected
+/// records must not be sent again, and the answer does not say which they were, so they
+/// cannot be dead-lettered; they are logged and counted as errors, never silent.
+fn otlp_partial_success(shared: &Shared, answer: &[u8], json: bool) {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
+    use prost::Message as _;
+    if answer.is_empty() {
+        return;
+    }
+    let parsed = if json {
+        serde_json::from_slice::<ExportLogsServiceResponse>(answer).ok()
+    } else {
+        ExportLogsServiceResponse::decode(answer).ok()
+    };
+    if let Some(p) = parsed.and_then(|r| r.partial_success) {
+        if p.rejected_log_records > 0 || !p.error_message.is_empty() {
+            add(&shared.m().errors, 1);
+            tracing::warn!(sink = %shared.sink, rejected = p.rejected_log_records, message = %p.error_message, "the collector accepted the request only in part");
+        }
+    }
+}
+
+/// The batch's records as line ranges, for the plain sink's bookkeeping (it always sends
+/// them all; the ranges say what a rejection dead-letters).
+fn whole(ndjson: &[u8]) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for nl in memchr::memchr_iter(b'\n', ndjson) {
+        out.push(start..nl);
+        start = nl + 1;
+    }
+    out
+}
+
+/// The compressed body for the `pending` records, and those of them that are not readable
+/// records (Loki; dead-lettered). Compression runs on the blocking pool (CPU work off the
+/// async worker); compressing into memory cannot fail short of a bug, and the batch is then
+/// dead-lettered rather than retried forever or dropped.
+async fn request_body(
+    shared: &Shared,
+    ndjson: &Bytes,
+    pending: &[Range<usize>],
+    names: &mut IndexNames,
+) -> Result<(Bytes, Vec<Range<usize>>), String> {
+    let http = &shared.http;
+    let mut unreadable = Vec::new();
+    let raw: Bytes = match &http.api {
+        Api::Plain => ndjson.clone(),
+        Api::Elasticsearch(target) => {
+            let mut out = Vec::with_capacity(ndjson.len() + pending.len() * 96);
+            elasticsearch::bulk_body(ndjson, pending, target, names, &mut out);
+            Bytes::from(out)
+        }
+        Api::SplunkHec(settings) => {
+            let (body, bad) = splunk::event_body(ndjson, pending, settings)?;
+            unreadable = bad;
+            Bytes::from(body)
+        }
+        Api::Otlp { json } => {
+            let (body, bad) = otlp::export_body(ndjson, pending, *json)?;
+            unreadable = bad;
+            Bytes::from(body)
+        }
+        Api::Loki(settings) => {
+            let (body, bad) =
+                loki::push_body(ndjson, pending, settings).map_err(|e| format!("cannot build the push body: {e}"))?;
+            unreadable = bad;
+            Bytes::from(body)
+        }
+    };
+    // Only the plain sink reframes (JSON array); the others built their own bodies.
+    let framing = if http.api == Api::Plain {
+        http.framing
+    } else {
+        Framing::Ndjson
+    };
+    let compression = http.compression;
+    let len = raw.len();
+    let m = shared.m();
+    if (framing, compression) == (Framing::Ndjson, Compression::None) {
+        // The batch is the body: no copy.
+        add(&m.bytes_uncompressed, len as u64);
+        add(&m.bytes_compressed, len as u64);
+        return Ok((raw, unreadable));
+    }
+    let body = tokio::task::spawn_blocking(move || body(&raw, framing, compression))
+        .await
+        .map_err(|e| format!("the compression task failed: {e}"))?
+        .map_err(|e| format!("cannot compress the batch: {e}"))?;
+    add(&m.bytes_uncompressed, len as u64);
+    add(&m.bytes_compressed, body.len() as u64);
+    Ok((Bytes::from(body), unreadable))
+}
+
+/// One request. `Ok` with the status, headers and the body when the server answered: the
+/// first 512 bytes of a failure; all of an elasticsearch success; nothing of another success
+/// (read to its end all the same, so the connection is kept alive).
+async fn attempt(shared: &Shared, body: Bytes) -> Result<(u16, HeaderMap, Vec<u8>), String> {
+    let http = &shared.http;
+    let mut req = shared.client.request(http.method.clone(), http.url.clone()).header(
+        CONTENT_TYPE,
+        match (&http.api, http.framing) {
+            (Api::Loki(_) | Api::Otlp { json: true } | Api::SplunkHec(_), _) | (Api::Plain, Framing::JsonArray) => {
+                "application/json"
+            }
+            (Api::Otlp { json: false }, _) => "application/x-protobuf",
+            (Api::Elasticsearch(_), _) | (Api::Plain, Framing::Ndjson) => "application/x-ndjson",
+        },
+    );
+    if let Api::Loki(l) = &http.api {
+        if let Some(tenant) = &l.tenant_id {
+            req = req.header("X-Scope-OrgID", tenant);
+        }
+    }
+    match http.compression {
+        Compression::None => {}
+        Compression::Gzip => req = req.header(CONTENT_ENCODING, "gzip"),
+        Compression::Zstd => req = req.header(CONTENT_ENCODING, "zstd"),
+    }
+    for (name, value) in &http.headers {
+        let mut v = value
+            .reveal()
+            .ok()
+            .and_then(|v| HeaderValue::from_str(&v).ok())
+            .ok_or_else(|| format!("header {name}: cannot read its value"))?;
+        v.set_sensitive(true);
+        req = req.header(name, v);
+    }
+    match &http.auth {
+        None => {}
+        Some(Auth::Basic { user, password }) => {
+            let password = password.reveal().map_err(|e| format!("auth password file: {e}"))?;
+            req = req.basic_auth(user, Some(password));
+        }
+        Some(Auth::Bearer { token }) => {
+            let token = token.reveal().map_err(|e| format!("auth token file: {e}"))?;
+            req = req.bearer_auth(token);
+        }
+        Some(Auth::Splunk { token }) => {
+            let token = token.reveal().map_err(|e| format!("auth token file: {e}"))?;
+            let mut v = HeaderValue::from_str(&format!("Splunk {token}"))
+                .map_err(|_| "the HEC token has characters a header cannot carry".to_owned())?;
+            v.set_sensitive(true);
+            req = req.header(reqwest::header::AUTHORIZATION, v);
+        }
+    }
+    let mut resp = req.body(body).send().await.map_err(|e| error_chain(&e))?;
+    let status = resp.status().as_u16();
+    let headers = std::mem::take(resp.headers_mut());
+    let mut head = Vec::new();
+    if (200..300).contains(&status) {
+        // Read to the end (keep-alive needs it); the elasticsearch sink reads the answer.
+        while let Some(chunk) = resp.chunk().await.map_err(|e| error_chain(&e))? {
+            if matches!(http.api, Api::Elasticsearch(_) | Api::Otlp { .. }) {
+                head.extend_from_slice(&chunk);
+            }
+        }
+    } else {
+        while head.len() < BODY_HEAD {
+            match resp.chunk().await {
+                Ok(Some(c)) => head.extend_from_slice(&c[..c.len().min(BODY_HEAD - head.len())]),
+                _ => break,
+            }
+        }
+    }
+    Ok((status, headers, head))
+}
+
+/// reqwest's error with its causes ("error sending request: … : connection refused").
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Whether an answer with this status is worth sending again: 408, 429 and 5xx are the
+/// collector's momentary trouble. 401, 403, 404 and 407 (and 3xx) say the agent is knocking
+/// at the wrong door or with the wrong key, which is true of every batch alike and which an
+/// operator fixes: dead-lettering them would only fill the capped dead-letter files and
+/// rotate records away, so the lines wait on disk instead. Every other 4xx rejects the batch
+/// itself (malformed, too large, unprocessable): dead-letter it.
+pub fn retryable(status: u16) -> bool {
+    matches!(status, 401 | 403 | 404 | 407 | 408 | 429) || !(400..500).contains(&status)
+}
+
+/// A `Retry-After` value (delay-seconds or an HTTP date) as a wait from `now`, capped at
+/// `MAX_RETRY_AFTER`.
+pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO),
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+/// The request body of a batch of NDJSON records: framed, then compressed.
+pub fn body(ndjson: &[u8], framing: Framing, compression: Compression) -> std::io::Result<Vec<u8>> {
+    let framed;
+    let data: &[u8] = match framing {
+        Framing::Ndjson => ndjson,
+        Framing::JsonArray => {
+            framed = json_array(ndjson);
+            &framed
+        }
+    };
+    match compression {
+        Compression::None => Ok(data.to_vec()),
+        Compression::Gzip => {
+            let mut enc =
+                flate2::write::GzEncoder::new(Vec::with_capacity(data.len() / 4), flate2::Compression::new(GZIP_LEVEL));
+            enc.write_all(data)?;
+            enc.finish()
+        }
+        Compression::Zstd => zstd::bulk::compress(data, ZSTD_LEVEL),
+    }
+}
+
+/// `[r1,r2,…]` from `r1\nr2\n…`: an encoded record never holds a raw newline (JSON escapes
+/// it), so every newline is a record boundary.
+fn json_array(ndjson: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ndjson.len() + 2);
+    out.push(b'[');
+    let mut start = 0;
+    for nl in memchr::memchr_iter(b'\n', ndjson) {
+        if start > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&ndjson[start..nl]);
+        start = nl + 1;
+    }
+    out.push(b']');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+
+    use super::*;
+
+    #[test]
+    fn retry_classification() {
+        for s in [401, 403, 404, 407, 408, 429, 500, 502, 503, 504, 505, 301, 307] {
+            assert!(retryable(s), "{s}");
+        }
+        for s in [400, 409, 413, 415, 422] {
+            assert!(!retryable(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_784_000_000);
+        assert_eq!(retry_after("2", now), Some(Duration::from_secs(2)));
+        assert_eq!(retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(retry_after("86400", now), Some(MAX_RETRY_AFTER));
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(7));
+        assert_eq!(retry_after(&date, now), Some(Duration::from_secs(7)));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(7));
+        assert_eq!(retry_after(&past, now), Some(Duration::ZERO));
+        assert_eq!(retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn bodies_frame_and_compress_the_same_records() {
+        let ndjson = b"{\"a\":1}\n{\"b\":\"x\\ny\"}\n";
+        assert_eq!(body(ndjson, Framing::Ndjson, Compression::None).unwrap(), ndjson);
+        let array = body(ndjson, Framing::JsonArray, Compression::None).unwrap();
+        assert_eq!(array, b"[{\"a\":1},{\"b\":\"x\\ny\"}]");
+        let v: serde_json::Value = serde_json::from_slice(&array).unwrap();
+        assert_eq!(v.as_array().unwrap().len(), 2);
+        let gz = body(ndjson, Framing::Ndjson, Compression::Gzip).unwrap();
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut out).unwrap();
+        assert_eq!(out, ndjson);
+        let zs = body(ndjson, Framing::Ndjson, Compression::Zstd).unwrap();
+        assert_eq!(zstd::decode_all(&zs[..]).unwrap(), ndjson);
+    }
+}
