@@ -9,26 +9,6 @@ use std::time::Duration;
 
 use crate::util::*;
 
-/// The offsets saved in `data_dir/checkpoints.json`, by path.
-fn saved_offsets(cfg: &Config) -> Vec<(String, u64)> {
-    let text = fs::read_to_string(cfg.data_dir.join("checkpoints.json")).unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-    v["files"]
-        .as_array()
-        .map(|files| {
-            files
-                .iter()
-                .map(|f| {
-                    (
-                        f["path"].as_str().unwrap_or("").to_owned(),
-                        f["offset"].as_u64().unwrap_or(0),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[test]
 fn two_sinks_each_get_every_line_and_the_slower_one_holds_the_checkpoint() {
     const N: u64 = 5_000;
@@ -69,7 +49,7 @@ fn two_sinks_each_get_every_line_and_the_slower_one_holds_the_checkpoint() {
         "{}",
         agent.stderr_tail(20)
     );
-    let saved = saved_offsets(&cfg);
+    let saved = checkpoint_offsets(&cfg);
     assert!(
         saved.iter().any(|(p, o)| p.ends_with("app.log") && *o == 0),
         "checkpoint held at 0 by the sink that acknowledged nothing: {saved:?}"
@@ -86,7 +66,7 @@ fn two_sinks_each_get_every_line_and_the_slower_one_holds_the_checkpoint() {
     stop_clean(&mut agent, &b);
     let r = b.check("fan", N);
     assert_eq!(r.missing, 0, "second sink: {r}");
-    let saved = saved_offsets(&cfg);
+    let saved = checkpoint_offsets(&cfg);
     let size = fs::metadata(logs.join("app.log")).unwrap().len();
     assert!(
         saved.iter().any(|(p, o)| p.ends_with("app.log") && *o == size),

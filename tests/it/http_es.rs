@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::http_server::{checkpoint_offsets, dead_letters, http_config};
+use crate::http_server::{dead_letters, http_config};
 use crate::util::*;
 
 /// `(request number, document) -> status` for one bulk item.

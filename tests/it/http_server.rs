@@ -315,25 +315,3 @@ pub fn dead_letters(cfg: &Config) -> Vec<serde_json::Value> {
     }
     out
 }
-
-/// The committed offset of every file in the agent's checkpoint, by path.
-pub fn checkpoint_offsets(cfg: &Config) -> Vec<(String, u64)> {
-    let Ok(text) = std::fs::read(cfg.data_dir.join("checkpoints.json")) else {
-        return Vec::new();
-    };
-    let v: serde_json::Value = serde_json::from_slice(&text).unwrap_or_default();
-    v["files"]
-        .as_array()
-        .map(|files| {
-            files
-                .iter()
-                .map(|f| {
-                    (
-                        f["path"].as_str().unwrap_or("").to_owned(),
-                        f["offset"].as_u64().unwrap_or(0),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
