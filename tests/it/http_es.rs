@@ -289,15 +289,9 @@ fn es_bulk_retries_only_failed_items_and_dead_letters_mapping_errors() {
         ],
     )
     .format("json");
-    let cfg = Config {
-        sink: cfg
-            .sink
-            .into_iter()
-            .map(|l| l.replace("type = \"http\"", "type = \"elasticsearch\""))
-            .collect(),
-        batch: Some("{ max_events = 400, max_bytes = 1048576, linger_ms = 50 }".into()),
-        ..cfg
-    };
+    let cfg = cfg
+        .sink_type("elasticsearch")
+        .batch("{ max_events = 400, max_bytes = 1048576, linger_ms = 50 }");
     let poisoned = N.div_ceil(97) as usize;
     let mut agent = Agent::start(&dir, &cfg);
     wait_progress(Some(&mut agent), "stored + dead-lettered = all", STALL, LIMIT, || {
@@ -373,15 +367,9 @@ fn es_kill9_during_retries_then_restart_stores_every_record_exactly_once() {
             "retry = { initial_backoff = \"100ms\", max_backoff = \"300ms\" }",
         ],
     );
-    let mut cfg = Config {
-        sink: cfg
-            .sink
-            .into_iter()
-            .map(|l| l.replace("type = \"http\"", "type = \"elasticsearch\""))
-            .collect(),
-        batch: Some("{ max_events = 500, max_bytes = 1048576, linger_ms = 50 }".into()),
-        ..cfg
-    };
+    let mut cfg = cfg
+        .sink_type("elasticsearch")
+        .batch("{ max_events = 500, max_bytes = 1048576, linger_ms = 50 }");
     let mut agent = Agent::start(&dir, &cfg);
     wait_progress(Some(&mut agent), "retried requests", STALL, LIMIT, || {
         let n = es.state.lock().unwrap().requests;

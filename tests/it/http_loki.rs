@@ -159,15 +159,9 @@ fn loki_push_streams_by_labels_with_nanosecond_timestamps_metadata_and_tenant() 
         ],
     )
     .format("json");
-    let cfg = Config {
-        sink: cfg
-            .sink
-            .into_iter()
-            .map(|l| l.replace("type = \"http\"", "type = \"loki\""))
-            .collect(),
-        batch: Some("{ max_events = 400, max_bytes = 1048576, linger_ms = 50 }".into()),
-        ..cfg
-    };
+    let cfg = cfg
+        .sink_type("loki")
+        .batch("{ max_events = 400, max_bytes = 1048576, linger_ms = 50 }");
     let mut agent = Agent::start_with(&dir, &cfg, &[], |cmd| {
         cmd.env("POD_NAME", "web-1")
             .env("POD_NAMESPACE", "shop")

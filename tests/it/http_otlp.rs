@@ -115,14 +115,7 @@ fn otlp_protobuf_and_json_map_records_onto_the_log_data_model() {
         )
         .format("json")
         .encoding(encoding);
-        let cfg = Config {
-            sink: cfg
-                .sink
-                .into_iter()
-                .map(|l| l.replace("type = \"http\"", "type = \"otlp\""))
-                .collect(),
-            ..cfg
-        };
+        let cfg = cfg.sink_type("otlp");
         let mut agent = Agent::start_with(&sub, &cfg, &[], |cmd| {
             cmd.env("POD_NAME", "web-1").env("POD_NAMESPACE", "shop");
         });

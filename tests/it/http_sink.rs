@@ -49,10 +49,7 @@ fn http_500s_then_429_retry_after_then_200_delivers_every_record_once() {
         &rx.url("/ingest"),
         &["retry = { initial_backoff = \"100ms\", max_backoff = \"1s\" }"],
     );
-    let cfg = Config {
-        batch: Some("{ max_events = 500, max_bytes = 1048576, linger_ms = 50 }".into()),
-        ..cfg
-    };
+    let cfg = cfg.batch("{ max_events = 500, max_bytes = 1048576, linger_ms = 50 }");
     let mut agent = Agent::start(&dir, &cfg);
     wait_all(&mut agent, &rx, "r", N, "every record after the outage");
     let m = agent.metrics().expect("metrics");
@@ -113,10 +110,7 @@ fn http_400_for_one_batch_dead_letters_it_and_the_checkpoint_moves_on() {
         &rx.url("/ingest"),
         &["concurrency = 1"],
     );
-    let cfg = Config {
-        batch: Some("{ max_events = 100, max_bytes = 1048576, linger_ms = 50 }".into()),
-        ..cfg
-    };
+    let cfg = cfg.batch("{ max_events = 100, max_bytes = 1048576, linger_ms = 50 }");
     let mut agent = Agent::start(&dir, &cfg);
     wait_progress(Some(&mut agent), "accepted + dead-lettered = all", STALL, LIMIT, || {
         let n = rx.unique("d") + dead_letters(&cfg).len() as u64;
@@ -345,10 +339,7 @@ fn http_kill9_while_retrying_then_restart_delivers_every_record() {
         &rx.url("/ingest"),
         &["retry = { initial_backoff = \"100ms\", max_backoff = \"500ms\" }"],
     );
-    let mut cfg = Config {
-        batch: Some("{ max_events = 250, max_bytes = 1048576, linger_ms = 50 }".into()),
-        ..cfg
-    };
+    let mut cfg = cfg.batch("{ max_events = 250, max_bytes = 1048576, linger_ms = 50 }");
     let mut agent = Agent::start(&dir, &cfg);
     wait_progress(Some(&mut agent), "retries", STALL, LIMIT, || {
         let n = rx.requests().iter().filter(|r| r.status == 503).count() as u64;

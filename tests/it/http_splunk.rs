@@ -92,14 +92,7 @@ fn splunk_hec_events_with_the_token_and_a_wrong_token_is_retried_not_dead_letter
             "retry = { initial_backoff = \"100ms\", max_backoff = \"300ms\" }",
         ],
     );
-    let cfg = Config {
-        sink: cfg
-            .sink
-            .into_iter()
-            .map(|l| l.replace("type = \"http\"", "type = \"splunk_hec\""))
-            .collect(),
-        ..cfg
-    };
+    let cfg = cfg.sink_type("splunk_hec");
     let mut agent = Agent::start_with(&dir, &cfg, &[], |cmd| {
         cmd.env("POD_NAME", "web-1");
     });

@@ -379,6 +379,21 @@ impl Config {
         self
     }
 
+    /// The sink's `type` (the other sink lines stay): `http` configs become `loki`, `otlp`, ….
+    pub fn sink_type(mut self, kind: &str) -> Config {
+        for l in &mut self.sink {
+            if l.starts_with("type = ") {
+                *l = format!("type = {}", q(kind));
+            }
+        }
+        self
+    }
+
+    pub fn batch(mut self, b: &str) -> Config {
+        self.batch = Some(b.to_owned());
+        self
+    }
+
     pub fn encoding(mut self, e: &str) -> Config {
         self.encoding = e.to_owned();
         self
