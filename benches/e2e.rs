@@ -7,8 +7,9 @@
 //! - `E2E_BYTES`    input size, e.g. `1073741824`, `256M`, `2G` (default 1 GiB)
 //! - `E2E_FILES`    number of input files the bytes are spread over (default 1)
 //! - `E2E_ENCODING` `ndjson` (default) or `raw` (tcp sink only)
-//! - `E2E_FORMAT`   the source format: `raw` (default; the corpus lines) or `json` (each corpus
-//!   line wrapped as `{"time":…,"level":…,"msg":<line>,"n":…}`, a structured log)
+//! - `E2E_FORMAT`   the source format: `raw` (default; the corpus lines), `json` (each corpus
+//!   line wrapped as `{"time":…,"level":…,"msg":<line>,"n":…}`, a structured log) or `cri`
+//!   (each line as containerd writes it under `/var/log/pods`, the node-mode path)
 //! - `E2E_SINK`     `tcp` (default), `http` (NDJSON POSTs), `http-gzip`, or `otlp` (OTLP/HTTP
 //!   protobuf); the HTTP receiver decodes every body (gunzips it, counts its NDJSON records, or
 //!   decodes the OTLP request with the official protobuf types and counts its log records)
@@ -60,7 +61,10 @@ fn main() {
         "E2E_ENCODING must be ndjson or raw"
     );
     let format = std::env::var("E2E_FORMAT").unwrap_or_else(|_| "raw".into());
-    assert!(format == "raw" || format == "json", "E2E_FORMAT must be raw or json");
+    assert!(
+        matches!(format.as_str(), "raw" | "json" | "cri"),
+        "E2E_FORMAT must be raw, json or cri"
+    );
     let sink = std::env::var("E2E_SINK").unwrap_or_else(|_| "tcp".into());
     assert!(
         matches!(sink.as_str(), "tcp" | "http" | "http-gzip" | "otlp"),
@@ -71,7 +75,7 @@ fn main() {
         .unwrap_or_else(default_dir);
 
     let input = base.join(format!("input-{format}-{bytes}-{files}"));
-    let lines = prepare_input(&input, bytes, files, format == "json");
+    let lines = prepare_input(&input, bytes, files, &format);
     let total_bytes: u64 = (0..files)
         .map(|i| fs::metadata(input.join(format!("app-{i}.log"))).unwrap().len())
         .sum();
@@ -274,7 +278,7 @@ fn corpus_lines() -> Vec<Vec<u8>> {
 }
 
 /// Writes (once) `files` files totalling at least `bytes`; returns the number of lines.
-fn prepare_input(dir: &Path, bytes: u64, files: usize, json: bool) -> u64 {
+fn prepare_input(dir: &Path, bytes: u64, files: usize, format: &str) -> u64 {
     let marker = dir.join("lines");
     if let Some(n) = fs::read_to_string(&marker).ok().and_then(|s| s.trim().parse().ok()) {
         eprintln!("e2e: reusing input in {}", dir.display());
@@ -294,7 +298,20 @@ fn prepare_input(dir: &Path, bytes: u64, files: usize, json: bool) -> u64 {
             let l = &corpus[next % corpus.len()];
             next += 1;
             let json_line;
-            let l = if json {
+            let cri_line;
+            let l = if format == "cri" {
+                // What containerd writes under /var/log/pods: the runtime's time, the stream,
+                // the `F` tag, then the app's line.
+                let secs = 1_780_000_000 + next as i64 / 1000;
+                let mut v = chrono::DateTime::from_timestamp(secs, (next % 1000) as u32 * 1_000_017)
+                    .unwrap()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+                    .into_bytes();
+                v.extend_from_slice(if next % 8 == 0 { b" stderr F " } else { b" stdout F " });
+                v.extend_from_slice(l);
+                cri_line = v;
+                &cri_line[..]
+            } else if format == "json" {
                 // A structured line as an app logger writes it; the corpus line is the message.
                 const LEVELS: [&str; 4] = ["info", "debug", "warn", "error"];
                 let secs = 1_780_000_000 + next as u64 / 1000;

@@ -44,6 +44,8 @@ pub struct Metrics {
 pub struct SourceMetrics {
     pub name: String,
     pub parse_errors: AtomicU64,
+    /// Records whose time could not be read (they carry the observed time).
+    pub bad_timestamps: AtomicU64,
     /// Files of an `auto` source, by the format detected (index: `DETECTABLE`).
     pub detected_files: [AtomicU64; DETECTABLE.len()],
 }
@@ -298,6 +300,14 @@ impl Metrics {
             "Lines the source's format rejected, shipped raw with a parse_error mark.",
             "source",
             &mut self.sources.iter().map(|s| (s.name.clone(), get(&s.parse_errors))),
+        );
+        labelled(
+            &mut out,
+            "tailship_timestamp_parse_errors_total",
+            "counter",
+            "Records whose time was present but unreadable; they carry the time they were read.",
+            "source",
+            &mut self.sources.iter().map(|s| (s.name.clone(), get(&s.bad_timestamps))),
         );
         let _ = writeln!(
             out,

@@ -383,6 +383,7 @@ fn json_into<'a>(line: &'a str, out: &mut Parsed<'a>) -> Result<(), ParseError> 
         return Err(ParseError::new("json", "not one JSON object", 0));
     }
     out.timestamp_ns = j.timestamp_ns;
+    out.time_unparsed = j.time_unparsed;
     out.level = j.level;
     out.message = match j.message {
         Some(json::Message::Literal(lit)) => match serde_json::from_str::<String>(lit) {

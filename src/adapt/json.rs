@@ -29,6 +29,8 @@ const MESSAGE_KEYS: [&str; 2] = ["message", "msg"];
 pub struct JsonLine<'a> {
     /// The event time, when the line's time key held a time `timefmt::parse_timestamp` reads.
     pub timestamp_ns: Option<i64>,
+    /// A time key was there but its value is not a time we read (it stays in `fields`).
+    pub time_unparsed: bool,
     /// The normalized level, when the line's level key held a name or number we know.
     pub level: Option<Level>,
     pub message: Option<Message<'a>>,
@@ -73,6 +75,7 @@ impl<'a> JsonLine<'a> {
 /// On error `rec` holds an unspecified part of the line and should not be used.
 pub fn parse_into<'a>(line: &'a str, rec: &mut JsonLine<'a>) -> Result<(), ParseError> {
     rec.timestamp_ns = None;
+    rec.time_unparsed = false;
     rec.level = None;
     rec.message = None;
     rec.fields.clear();
@@ -117,6 +120,7 @@ fn lift<'a>(rec: &mut JsonLine<'a>, found: &Found) {
     let mut lifted = [usize::MAX; 3];
     if let Some(i) = found.time.iter().flatten().next().copied() {
         rec.timestamp_ns = time_of(rec.fields[i].value);
+        rec.time_unparsed = rec.timestamp_ns.is_none();
         if rec.timestamp_ns.is_some() {
             lifted[0] = i;
         }

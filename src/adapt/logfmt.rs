@@ -78,6 +78,7 @@ pub fn parse_into<'a>(line: &'a str, out: &mut Parsed<'a>) -> Result<(), ParseEr
                         have_time = true;
                         continue;
                     }
+                    out.time_unparsed = true;
                 }
                 "level" | "lvl" | "severity" if !have_level => {
                     if let Some(l) = normalize_level(s) {

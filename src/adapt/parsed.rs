@@ -101,6 +101,9 @@ pub struct Parsed<'a> {
     pub partial: bool,
     /// A joiner cut this message at its byte cap; the rest of it was dropped.
     pub truncated: bool,
+    /// The line had a time (a `timestamp` capture, a `ts=` pair) that could not be read; it
+    /// is kept as a field, the record gets the observed time, and the metrics count it.
+    pub time_unparsed: bool,
 }
 
 impl<'a> Parsed<'a> {
@@ -113,6 +116,7 @@ impl<'a> Parsed<'a> {
         self.fields.clear();
         self.partial = false;
         self.truncated = false;
+        self.time_unparsed = false;
     }
 
     /// The value of the first field named `key`.
@@ -136,6 +140,7 @@ impl<'a> Parsed<'a> {
             fields: own_fields(self.fields),
             partial: self.partial,
             truncated: self.truncated,
+            time_unparsed: self.time_unparsed,
         }
     }
 }

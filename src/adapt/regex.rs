@@ -129,6 +129,7 @@ impl RegexParser {
                 .and_then(|l| l.parse(t, now_ns))
                 .or_else(|| timestamp::parse_any(t));
             if out.timestamp_ns.is_none() {
+                out.time_unparsed = true;
                 out.push("timestamp", FieldValue::str(t));
             }
         }

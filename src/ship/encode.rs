@@ -38,6 +38,8 @@ pub struct EncodeStats {
     pub invalid_utf8: Vec<u64>,
     /// Lines that did not parse in their source's format and were shipped raw, per source index.
     pub parse_errors: Vec<u64>,
+    /// Records whose time was there but unreadable (observed time used), per source index.
+    pub bad_timestamps: Vec<u64>,
     /// Formats `auto` picked for new files: (source index, path, what and why).
     pub detected: Vec<(usize, Arc<str>, Detection)>,
 }
@@ -566,6 +568,9 @@ impl Encoder {
                 if ev.error.is_some() {
                     bump(&mut stats.parse_errors, source);
                 }
+                if ev.rec.time_unparsed && ev.rec.timestamp_ns.is_none() {
+                    bump(&mut stats.bad_timestamps, source);
+                }
                 records += 1;
             });
             if let Some(at) = state.consumed {
@@ -810,7 +815,12 @@ impl Encoder {
                 timefmt::rfc3339_nanos(ns, out);
                 out.extend_from_slice(&c.after_event_time);
             }
-            None => out.extend_from_slice(&c.head_observed),
+            None => {
+                if rec.time_unparsed {
+                    bump(&mut stats.bad_timestamps, source);
+                }
+                out.extend_from_slice(&c.head_observed)
+            }
         }
         if let Some(level) = rec.level {
             out.extend_from_slice(br#","level":""#);
@@ -904,6 +914,9 @@ impl Encoder {
                     write_event(out, consts, scratch, static_fields, &ev);
                     if ev.error.is_some() {
                         bump(&mut stats.parse_errors, source);
+                    }
+                    if ev.rec.time_unparsed && ev.rec.timestamp_ns.is_none() {
+                        bump(&mut stats.bad_timestamps, source);
                     }
                     records += 1;
                 };
@@ -1616,6 +1629,28 @@ java.lang.IllegalStateException: boom\n\
             .starts_with("logfmt: "));
         assert_eq!(recs[1]["fields"]["team"], "core");
         assert_eq!(stats.parse_errors, vec![0, 1]);
+    }
+
+    #[test]
+    fn unreadable_times_keep_the_line_use_the_observed_time_and_are_counted() {
+        let re = crate::adapt::regex::RegexParser::new(r"^(?P<timestamp>\S+) (?P<message>.*)$", None).unwrap();
+        for format in [Format::Json, Format::Logfmt, Format::Regex(Arc::new(re))] {
+            let line: &[u8] = match format {
+                Format::Json => b"{\"time\":\"yesterday\",\"msg\":\"m\"}\n",
+                Format::Logfmt => b"ts=yesterday msg=m\n",
+                _ => b"yesterday m\n",
+            };
+            let mut enc = plan_encoder(format.clone().into());
+            let mut stats = EncodeStats::default();
+            let out = feed(&mut enc, &[file_chunk("/l/t.log", 12, line, 0)], &mut stats);
+            let rec = &values(&out)[0];
+            assert_eq!(rec["timestamp"], OBSERVED_TEXT, "{format:?}");
+            assert_eq!(rec["message"], "m", "{format:?}");
+            let kept = rec["fields"].as_object().unwrap();
+            assert!(kept.values().any(|v| v == "yesterday"), "{format:?}: {rec}");
+            assert_eq!(stats.bad_timestamps, vec![0, 1], "{format:?}");
+            assert!(stats.parse_errors.iter().all(|n| *n == 0));
+        }
     }
 
     #[test]

@@ -259,6 +259,12 @@ pub(crate) fn flush_stats(metrics: &Metrics, stats: &mut EncodeStats, counts_sou
             add(&metrics.invalid_utf8_lines, n);
         }
     }
+    for (i, n) in stats.bad_timestamps.iter_mut().enumerate() {
+        let n = std::mem::take(n);
+        if let (Some(s), Some(true)) = (metrics.sources.get(i), counts_source.get(i)) {
+            add(&s.bad_timestamps, n);
+        }
+    }
     for (i, n) in stats.parse_errors.iter_mut().enumerate() {
         let n = std::mem::take(n);
         if let (Some(s), Some(true)) = (metrics.sources.get(i), counts_source.get(i)) {
