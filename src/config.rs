@@ -979,4 +979,96 @@ mod tests {
         assert_eq!(s.shutdown_timeout, Duration::from_secs(3));
         assert_eq!(s.rotate_wait, Duration::from_millis(250));
     }
+
+    /// MINIMAL with `lines` added to its source.
+    fn with_source(lines: &str) -> String {
+        MINIMAL.replace(
+            "include = [\"${LOG_DIR}/**/*.log\"]",
+            &format!("include = [\"${{LOG_DIR}}/**/*.log\"]\n{lines}"),
+        )
+    }
+
+    #[test]
+    fn adapter_options_are_read() {
+        let s = parse(
+            &with_source(
+                r#"format = "regex"
+                pattern = '^(?P<timestamp>\S+) (?P<message>.*)$'
+                timestamp_format = "%Y-%m-%dT%H:%M:%S"
+                multiline = { preset = "java", max_lines = 50, timeout_ms = 250 }
+                fields = { team = "payments" }
+                kubernetes_metadata = "none""#,
+            )
+            .replace(
+                "data_dir = \"/tmp/x\"",
+                "data_dir = \"/tmp/x\"\n[fields]\nenv = \"prod\"\nteam = \"all\"",
+            ),
+        )
+        .unwrap();
+        let src = &s.sources[0];
+        assert!(matches!(src.format, Format::Regex(_)));
+        let m = src.multiline.as_ref().unwrap();
+        assert_eq!((m.max_lines, m.max_bytes), (50, DEFAULT_MULTILINE_MAX_BYTES));
+        assert_eq!(m.timeout, Duration::from_millis(250));
+        assert_eq!(
+            src.fields,
+            vec![("env".into(), "prod".into()), ("team".into(), "payments".into())]
+        );
+        assert!(!src.kubernetes_path_metadata);
+        for name in FORMAT_NAMES.split(", ").filter(|n| *n != "regex") {
+            let s = parse(&with_source(&format!("format = \"{name}\""))).unwrap();
+            assert_eq!(s.sources[0].format.name(), name);
+            assert!(s.sources[0].kubernetes_path_metadata);
+        }
+    }
+
+    #[test]
+    fn adapter_mistakes_name_their_key() {
+        let cases = [
+            ("format = \"regex\"", "sources[0].pattern"),
+            ("format = \"regex\"\npattern = '(?P<message>'", "sources[0].pattern"),
+            ("format = \"regex\"\npattern = '(.*)'", "sources[0].pattern"),
+            (
+                "format = \"regex\"\npattern = '(?P<timestamp>.*)'\ntimestamp_format = \"%Q\"",
+                "sources[0].timestamp_format",
+            ),
+            ("pattern = '(?P<message>.*)'", "sources[0].pattern"),
+            ("multiline = { preset = \"cobol\" }", "sources[0].multiline.preset"),
+            ("multiline = { start = \"[\" }", "sources[0].multiline.start"),
+            (
+                "multiline = { start = \"^x\", preset = \"go\" }",
+                "sources[0].multiline",
+            ),
+            ("multiline = {}", "sources[0].multiline"),
+            (
+                "multiline = { preset = \"go\", timeout_ms = 0 }",
+                "sources[0].multiline.timeout_ms",
+            ),
+            (
+                "multiline = { preset = \"go\", max_lines = 0 }",
+                "sources[0].multiline.max_lines",
+            ),
+            ("kubernetes_metadata = \"api\"", "sources[0].kubernetes_metadata"),
+            ("format = \"xml\"", "sources[0].format"),
+        ];
+        for (lines, key) in cases {
+            let err = parse(&with_source(lines)).unwrap_err().to_string();
+            assert!(err.contains(key), "{lines}: {key} missing from {err}");
+        }
+    }
+
+    #[test]
+    fn downward_api_variable_names_are_configurable() {
+        let env = |name: &str| match name {
+            "POD_NAME" => Some("from-default".to_owned()),
+            "MY_POD" => Some("from-mine".to_owned()),
+            "NODE_NAME" => Some("n1".to_owned()),
+            _ => None,
+        };
+        let text = format!("[resource_env]\n\"k8s.pod.name\" = \"MY_POD\"\n\"k8s.node.name\" = \"\"\n{MINIMAL}")
+            .replace("${LOG_DIR}", "/l");
+        let s = Settings::from_toml(Path::new("t.toml"), &text, &env).unwrap();
+        assert_eq!(s.resource.get("k8s.pod.name").map(String::as_str), Some("from-mine"));
+        assert_eq!(s.resource.get("k8s.node.name"), None, "turned off");
+    }
 }
