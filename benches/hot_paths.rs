@@ -157,7 +157,7 @@ fn bench_encode(c: &mut Criterion) {
     g.sample_size(20);
     for (name, encoding, format, input_bytes, chunks) in cases {
         g.throughput(Throughput::Bytes(input_bytes as u64));
-        let mut encoder = Encoder::new(encoding, vec![format], &resource);
+        let mut encoder = Encoder::new(encoding, vec![format.into()], &resource);
         let mut out = Vec::with_capacity(MAX_BATCH_BYTES * 2);
         let mut stats = EncodeStats::default();
         // The figures mean something only if every line became a record and parsed.

@@ -6,10 +6,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use globset::{GlobSet, GlobSetBuilder};
 use serde::Deserialize;
+
+use crate::adapt::multiline::Rule;
+use crate::adapt::regex::{RegexError, RegexParser};
 
 mod http;
 pub use self::http::{
@@ -82,6 +86,13 @@ struct FileConfig {
     /// Static resource attributes added to every record (`host.name`, `service.name`, …).
     #[serde(default)]
     resource: BTreeMap<String, String>,
+    /// Which environment variable fills which resource key, over the Downward API defaults;
+    /// an empty variable name turns a default off.
+    #[serde(default)]
+    resource_env: BTreeMap<String, String>,
+    /// Static fields added to every record's `fields` (a source's own `fields` win).
+    #[serde(default)]
+    fields: BTreeMap<String, String>,
     #[serde(default)]
     sources: Vec<SourceFileConfig>,
     #[serde(default)]
@@ -107,6 +118,24 @@ struct SourceFileConfig {
     read_from: Option<String>,
     max_line_bytes: Option<usize>,
     partial_line_timeout: Option<DurationValue>,
+    /// `regex` only: the pattern with named captures, and an optional time layout.
+    pattern: Option<String>,
+    timestamp_format: Option<String>,
+    multiline: Option<MultilineFileConfig>,
+    #[serde(default)]
+    fields: BTreeMap<String, String>,
+    /// `"path"` (default): namespace/pod/container from a `/var/log/pods/…` path; `"none"`.
+    kubernetes_metadata: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MultilineFileConfig {
+    start: Option<String>,
+    preset: Option<String>,
+    max_lines: Option<usize>,
+    max_bytes: Option<usize>,
+    timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -205,14 +234,69 @@ pub struct SourceSettings {
     pub read_from: ReadFrom,
     pub max_line_bytes: usize,
     pub partial_line_timeout: Duration,
+    /// Joining continuation lines (stack traces) into the event that starts them.
+    pub multiline: Option<MultilineSettings>,
+    /// Static fields of every record of the source (global `[fields]` merged under the
+    /// source's own), in key order.
+    pub fields: Vec<(String, String)>,
+    /// Derive `k8s.*` resource attributes from `/var/log/pods/<ns>_<pod>_<uid>/<container>/`
+    /// paths.
+    pub kubernetes_path_metadata: bool,
 }
 
-/// How a source's lines are turned into records. More formats come with the adapter stage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a source's lines are turned into records (see `adapt`).
+#[derive(Debug, Clone)]
 pub enum Format {
     Raw,
     Json,
+    Logfmt,
+    Cri,
+    Docker,
+    Syslog,
+    Combined,
+    Common,
+    Klog,
+    Regex(Arc<RegexParser>),
+    /// Picked per file from its first lines (`adapt::detect`).
+    Auto,
 }
+
+/// The format names `format =` takes, for messages.
+pub const FORMAT_NAMES: &str = "raw, json, logfmt, cri, docker, syslog, combined, common, klog, regex, auto";
+
+impl Format {
+    /// The config name of the format.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Format::Raw => "raw",
+            Format::Json => "json",
+            Format::Logfmt => "logfmt",
+            Format::Cri => "cri",
+            Format::Docker => "docker",
+            Format::Syslog => "syslog",
+            Format::Combined => "combined",
+            Format::Common => "common",
+            Format::Klog => "klog",
+            Format::Regex(_) => "regex",
+            Format::Auto => "auto",
+        }
+    }
+}
+
+/// A source's `multiline` table, checked.
+#[derive(Debug, Clone)]
+pub struct MultilineSettings {
+    pub rule: Rule,
+    pub max_lines: usize,
+    pub max_bytes: usize,
+    /// The last event of a file that went quiet is shipped after this long.
+    pub timeout: Duration,
+}
+
+/// Defaults of the `multiline` table.
+pub const DEFAULT_MULTILINE_MAX_LINES: usize = 500;
+pub const DEFAULT_MULTILINE_MAX_BYTES: usize = 1 << 20;
+pub const DEFAULT_MULTILINE_TIMEOUT_MS: u64 = 1000;
 
 /// Where to start in a file that is already there at the agent's first start and has no
 /// checkpoint. Files created later are always read from their first byte.
@@ -459,9 +543,17 @@ fn validate(mut file: FileConfig, base: &Path, env: &dyn Fn(&str) -> Option<Stri
     };
 
     let mut resource = BTreeMap::new();
-    for (var, key) in DOWNWARD_API_ENV {
+    let mut resource_env: BTreeMap<String, String> = DOWNWARD_API_ENV
+        .iter()
+        .map(|(var, key)| ((*key).to_owned(), (*var).to_owned()))
+        .collect();
+    resource_env.extend(file.resource_env.clone());
+    for (key, var) in &resource_env {
+        if var.is_empty() {
+            continue;
+        }
         if let Some(v) = env(var).filter(|v| !v.is_empty()) {
-            resource.insert((*key).to_owned(), v);
+            resource.insert(key.clone(), v);
         }
     }
     if let Some(h) = env("HOSTNAME").filter(|v| !v.is_empty()) {
@@ -493,12 +585,106 @@ fn validate(mut file: FileConfig, base: &Path, env: &dyn Fn(&str) -> Option<Stri
         let format = match s.format.as_deref().unwrap_or("raw") {
             "raw" => Format::Raw,
             "json" => Format::Json,
+            "logfmt" => Format::Logfmt,
+            "cri" => Format::Cri,
+            "docker" => Format::Docker,
+            "syslog" => Format::Syslog,
+            "combined" => Format::Combined,
+            "common" => Format::Common,
+            "klog" => Format::Klog,
+            "auto" => Format::Auto,
+            "regex" => match &s.pattern {
+                None => {
+                    problem(
+                        at("pattern"),
+                        "missing; the regex format needs a pattern with named captures".into(),
+                    );
+                    Format::Raw
+                }
+                Some(pattern) => match RegexParser::new(pattern, s.timestamp_format.as_deref()) {
+                    Ok(p) => Format::Regex(Arc::new(p)),
+                    Err(e) => {
+                        let key = if matches!(e, RegexError::TimestampFormat(_)) {
+                            "timestamp_format"
+                        } else {
+                            "pattern"
+                        };
+                        problem(at(key), e.to_string());
+                        Format::Raw
+                    }
+                },
+            },
             other => {
                 problem(
                     at("format"),
-                    format!("{other:?} is not a known format; one of: raw, json"),
+                    format!("{other:?} is not a known format; one of: {FORMAT_NAMES}"),
                 );
                 Format::Raw
+            }
+        };
+        if !matches!(format, Format::Regex(_)) && s.format.as_deref() != Some("regex") {
+            for (key, set) in [
+                ("pattern", s.pattern.is_some()),
+                ("timestamp_format", s.timestamp_format.is_some()),
+            ] {
+                if set {
+                    problem(at(key), "only the regex format takes it".into());
+                }
+            }
+        }
+        let multiline = s.multiline.as_ref().and_then(|m| {
+            let rule = match (&m.start, &m.preset) {
+                (Some(_), Some(_)) => {
+                    problem(at("multiline"), "give either start or preset, not both".into());
+                    return None;
+                }
+                (None, None) => {
+                    problem(
+                        at("multiline"),
+                        "needs start = \"<regex>\" or preset = \"java\" | \"python\" | \"go\"".into(),
+                    );
+                    return None;
+                }
+                (Some(p), None) => Rule::start(p).map_err(|e| problem(at("multiline.start"), e.to_string())),
+                (None, Some(p)) => Rule::preset(p).map_err(|e| problem(at("multiline.preset"), e.to_string())),
+            }
+            .ok()?;
+            let max_lines = m.max_lines.unwrap_or(DEFAULT_MULTILINE_MAX_LINES);
+            let max_bytes = m.max_bytes.unwrap_or(DEFAULT_MULTILINE_MAX_BYTES);
+            let timeout_ms = m.timeout_ms.unwrap_or(DEFAULT_MULTILINE_TIMEOUT_MS);
+            if max_lines == 0 {
+                problem(at("multiline.max_lines"), "must be at least 1".into());
+            }
+            if !(256..=64 << 20).contains(&max_bytes) {
+                problem(
+                    at("multiline.max_bytes"),
+                    format!("{max_bytes} is out of range 256..=67108864"),
+                );
+            }
+            if !(1..=3_600_000).contains(&timeout_ms) {
+                problem(
+                    at("multiline.timeout_ms"),
+                    format!("{timeout_ms} is out of range 1..=3600000"),
+                );
+            }
+            Some(MultilineSettings {
+                rule,
+                max_lines,
+                max_bytes,
+                timeout: Duration::from_millis(timeout_ms),
+            })
+        });
+        let mut fields = file.fields.clone();
+        fields.extend(s.fields.clone());
+        let kubernetes_path_metadata = match s.kubernetes_metadata.as_deref().unwrap_or("path") {
+            "path" => true,
+            "none" => false,
+            other => {
+                problem(
+                    at("kubernetes_metadata"),
+                    format!("{other:?} must be \"path\" or \"none\""),
+                );
+                false
             }
         };
         let read_from = match s.read_from.as_deref().unwrap_or("beginning") {
@@ -531,6 +717,9 @@ fn validate(mut file: FileConfig, base: &Path, env: &dyn Fn(&str) -> Option<Stri
             read_from,
             max_line_bytes,
             partial_line_timeout,
+            multiline,
+            fields: fields.into_iter().collect(),
+            kubernetes_path_metadata,
         });
     }
 

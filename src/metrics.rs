@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::adapt::detect::Detected;
 use crate::budget::Budget;
 
 #[derive(Debug, Default)]
@@ -43,6 +44,30 @@ pub struct Metrics {
 pub struct SourceMetrics {
     pub name: String,
     pub parse_errors: AtomicU64,
+    /// Files of an `auto` source, by the format detected (index: `DETECTABLE`).
+    pub detected_files: [AtomicU64; DETECTABLE.len()],
+}
+
+/// The formats `auto` picks, in the order of `SourceMetrics::detected_files`.
+const DETECTABLE: [Detected; 9] = [
+    Detected::Docker,
+    Detected::Json,
+    Detected::Cri,
+    Detected::Klog,
+    Detected::Combined,
+    Detected::Common,
+    Detected::Syslog,
+    Detected::Logfmt,
+    Detected::Raw,
+];
+
+impl SourceMetrics {
+    /// Counts a file of this source that `auto` read as `format`.
+    pub fn detected(&self, format: Detected) {
+        if let Some(i) = DETECTABLE.iter().position(|d| *d == format) {
+            add(&self.detected_files[i], 1);
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -274,6 +299,23 @@ impl Metrics {
             "source",
             &mut self.sources.iter().map(|s| (s.name.clone(), get(&s.parse_errors))),
         );
+        let _ = writeln!(
+            out,
+            "# HELP tailship_auto_detected_files_total Files of `auto` sources, by the format detected.\n# TYPE tailship_auto_detected_files_total counter"
+        );
+        for s in &self.sources {
+            for (d, n) in DETECTABLE.iter().zip(&s.detected_files) {
+                let n = get(n);
+                if n > 0 {
+                    let _ = writeln!(
+                        out,
+                        "tailship_auto_detected_files_total{{source=\"{}\",format=\"{}\"}} {n}",
+                        escape_label(&s.name),
+                        d.as_str()
+                    );
+                }
+            }
+        }
         type SinkField = fn(&SinkMetrics) -> &AtomicU64;
         let sink_rows: [(&str, &str, &str, SinkField); 6] = [
             (

@@ -22,7 +22,8 @@ use crate::budget::Budget;
 use crate::checkpoint::{self, Checkpointer};
 use crate::config::{Encoding, Settings};
 use crate::metrics::Metrics;
-use crate::ship::{self, encode::Encoder, SinkContext};
+use crate::ship::encode::{Encoder, SourcePlan};
+use crate::ship::{self, SinkContext};
 use crate::tail::{self, SinkPort, TailContext};
 
 /// Chunks queued per sink; the byte budget, not this count, is what bounds memory.
@@ -93,7 +94,7 @@ impl Pipeline {
             Box::new(move || checkpoint::run(checkpointer, cp_rx, CHECKPOINT_INTERVAL)),
         )?);
 
-        let formats = settings.sources.iter().map(|s| s.format).collect::<Vec<_>>();
+        let plans = settings.sources.iter().map(SourcePlan::from).collect::<Vec<_>>();
         let mut ports = Vec::new();
         for (index, sink) in settings.sinks.iter().enumerate() {
             let (tx, rx) = crossbeam_channel::bounded(SINK_QUEUE);
@@ -116,7 +117,7 @@ impl Pipeline {
             let ctx = SinkContext {
                 index,
                 settings: sink.clone(),
-                encoder: Encoder::new(sink.encoding, formats.clone(), &settings.resource),
+                encoder: Encoder::new(sink.encoding, plans.clone(), &settings.resource),
                 counts_source,
                 chunks: rx,
                 checkpoints: cp_tx.clone(),

@@ -87,6 +87,11 @@ impl PartialJoiner {
         }
     }
 
+    /// Whether a split message of `stream` is waiting for its last piece.
+    pub fn is_pending_on(&self, stream: Option<Stream>) -> bool {
+        self.pending[Self::slot(stream)].is_some()
+    }
+
     /// Whether a split message is waiting for its last piece.
     pub fn is_pending(&self) -> bool {
         self.pending.iter().any(Option::is_some)

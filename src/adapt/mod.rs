@@ -6,6 +6,7 @@
 //! with the spellings applications use for it.
 
 pub mod access;
+pub mod assemble;
 #[cfg(test)]
 mod corpus_tests;
 pub mod cri;
@@ -13,6 +14,7 @@ pub mod detect;
 pub mod docker;
 pub mod join;
 pub mod json;
+pub mod k8s_path;
 pub mod klog;
 pub mod logfmt;
 pub mod multiline;

@@ -138,6 +138,17 @@ impl MultilineJoiner {
         self.lines > 0
     }
 
+    /// Lines of the event being collected: 1 right after `push` means the pushed line began
+    /// a new event.
+    pub fn lines(&self) -> usize {
+        self.lines
+    }
+
+    /// Whether the event being collected began with a continuation line.
+    pub fn continuation(&self) -> bool {
+        self.continuation
+    }
+
     fn begin(&mut self, line: &str, continuation: bool) {
         self.text.push_str(line);
         self.lines = 1;

@@ -49,12 +49,11 @@ use super::encode::EncodeStats;
 use super::loki;
 use super::otlp;
 use super::splunk;
-use super::{flush_stats, SinkContext};
+use super::{flush_stats, Batch, SinkContext};
 use crate::checkpoint::{Mark, Msg};
 use crate::chunk::Chunk;
 use crate::config::{client_identity, Api, Auth, Compression, Framing, HttpSettings, SinkKind};
 use crate::metrics::{add, Metrics, SinkMetrics};
-use crate::tail::identity;
 
 /// A `Retry-After` longer than this is shortened to it: a header set by mistake (or a date
 /// far in the future) must not park a sink for hours.
@@ -151,17 +150,6 @@ struct InFlight {
     marks: Vec<Mark>,
     /// Delivered or dead-lettered: acknowledged once every earlier batch is too.
     settled: bool,
-}
-
-/// The batch being filled.
-struct Batch {
-    bytes: Vec<u8>,
-    records: usize,
-    held: Vec<Arc<Chunk>>,
-    /// Per file uid: the offset past the batch's last record there, the index in `held` of
-    /// its chunk and the position in it (for the resume validator).
-    marks: Vec<(u64, u64, usize, usize)>,
-    opened: Option<Instant>,
 }
 
 /// Builds the reqwest client: rustls, the configured CA and client certificate, keep-alive,
@@ -266,13 +254,7 @@ pub fn run(ctx: SinkContext) {
     let mut window: VecDeque<InFlight> = VecDeque::new();
     let mut next_seq = 0u64;
     let mut stats = EncodeStats::default();
-    let mut batch = Batch {
-        bytes: Vec::with_capacity(limits.max_bytes + (limits.max_bytes >> 3)),
-        records: 0,
-        held: Vec::new(),
-        marks: Vec::new(),
-        opened: None,
-    };
+    let mut batch = Batch::new(&limits);
 
     // Applies one task's outcome, then acknowledges the finished prefix of the window.
     // False: the hard stop, stop now.
@@ -329,11 +311,11 @@ pub fn run(ctx: SinkContext) {
             break;
         }
         if pending.is_none() && !closed {
-            let timer = match batch.opened {
-                Some(t) => crossbeam_channel::at(t + limits.linger),
+            let timer = match batch.wake_at(&encoder, &limits) {
+                Some(t) => crossbeam_channel::at(t),
                 None => crossbeam_channel::never(),
             };
-            let mut linger_over = false;
+            let mut woke = false;
             select! {
                 recv(chunks) -> c => match c {
                     Ok(c) => pending = Some((c, 0)),
@@ -346,46 +328,36 @@ pub fn run(ctx: SinkContext) {
                         }
                     }
                 }
-                recv(timer) -> _ => linger_over = true,
+                recv(timer) -> _ => woke = true,
             }
-            if linger_over
-                && !submit(
-                    &mut batch,
-                    &mut window,
-                    &mut next_seq,
-                    &runtime,
-                    &shared,
-                    &done_rx,
-                    &mut settle,
-                )
-            {
-                break;
+            if woke {
+                batch.flush_due(&mut encoder, false, &mut stats);
+                let lingered = batch.opened.is_some_and(|t| t + limits.linger <= Instant::now());
+                if lingered || batch.is_full(&limits) {
+                    flush_stats(&metrics, &mut stats, &counts_source);
+                    if !submit(
+                        &mut batch,
+                        &mut window,
+                        &mut next_seq,
+                        &runtime,
+                        &shared,
+                        &done_rx,
+                        &mut settle,
+                    ) {
+                        break;
+                    }
+                }
             }
             if !closed && pending.is_none() {
                 continue;
             }
         }
         if let Some((chunk, from)) = pending.take() {
-            let room = limits.max_events - batch.records;
-            let (pos, n) = encoder.encode(&chunk, from, &mut batch.bytes, room, limits.max_bytes, &mut stats);
-            if n > 0 {
-                if counts_source.get(chunk.file.source) == Some(&true) {
-                    add(&metrics.lines_read, n as u64);
-                }
-                batch.records += n;
-                batch.opened.get_or_insert_with(Instant::now);
-                batch.held.push(Arc::clone(&chunk));
-                let mark = (chunk.file.uid, chunk.start + pos as u64, batch.held.len() - 1, pos);
-                match batch.marks.iter_mut().find(|m| m.0 == chunk.file.uid) {
-                    Some(m) => *m = mark,
-                    None => batch.marks.push(mark),
-                }
-            }
+            let pos = batch.fill(&mut encoder, &chunk, from, &limits, &mut stats);
             if pos < chunk.data.len() {
                 pending = Some((chunk, pos));
             }
-            let full = batch.records >= limits.max_events || batch.bytes.len() >= limits.max_bytes;
-            if full {
+            if batch.is_full(&limits) {
                 flush_stats(&metrics, &mut stats, &counts_source);
                 if !submit(
                     &mut batch,
@@ -402,6 +374,7 @@ pub fn run(ctx: SinkContext) {
             continue;
         }
         // The tailer is gone: send what is left and wait for every batch to settle.
+        batch.flush_due(&mut encoder, true, &mut stats);
         flush_stats(&metrics, &mut stats, &counts_source);
         if !submit(
             &mut batch,
@@ -460,19 +433,7 @@ fn submit(
             }
         }
     }
-    let marks = batch
-        .marks
-        .drain(..)
-        .map(|(uid, offset, held_idx, pos)| {
-            let (validator_len, validator) = identity::validator_of(&batch.held[held_idx].data[..pos]);
-            Mark {
-                uid,
-                offset,
-                validator_len,
-                validator,
-            }
-        })
-        .collect();
+    let marks = std::mem::take(&mut batch.marks);
     let capacity = batch.bytes.capacity();
     let fresh = shared
         .spare

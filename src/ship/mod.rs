@@ -19,7 +19,6 @@ pub mod record;
 pub mod resolve;
 pub mod splunk;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,9 +30,8 @@ use self::encode::{EncodeStats, Encoder};
 use self::output::Output;
 use crate::checkpoint::{Mark, Msg};
 use crate::chunk::Chunk;
-use crate::config::SinkSettings;
+use crate::config::{BatchSettings, SinkSettings};
 use crate::metrics::{add, Metrics};
-use crate::tail::identity;
 
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(10);
@@ -52,16 +50,83 @@ pub struct SinkContext {
     pub hard_stop: Arc<AtomicBool>,
 }
 
-/// One batch being filled.
-struct Batch {
-    bytes: Vec<u8>,
-    records: usize,
+/// The batch being filled, in both sink loops.
+pub(crate) struct Batch {
+    pub bytes: Vec<u8>,
+    pub records: usize,
     /// The chunks the batch's records came from, kept (with their budget) until the ack.
-    held: Vec<Arc<Chunk>>,
-    /// Per file uid, the offset just past the last record in the batch, and the chunk and
-    /// position it was in (to compute the resume validator).
-    marks: HashMap<u64, (u64, usize, usize)>,
-    opened: Option<Instant>,
+    pub held: Vec<Arc<Chunk>>,
+    /// Per file, where its checkpoint may go once the batch is delivered.
+    pub marks: Vec<Mark>,
+    pub opened: Option<Instant>,
+}
+
+impl Batch {
+    pub fn new(limits: &BatchSettings) -> Batch {
+        Batch {
+            bytes: Vec::with_capacity(limits.max_bytes + (limits.max_bytes >> 3)),
+            records: 0,
+            held: Vec::new(),
+            marks: Vec::new(),
+            opened: None,
+        }
+    }
+
+    /// Encodes `chunk.data[from..]` into the batch up to its limits; returns the position
+    /// reached in the chunk.
+    pub fn fill(
+        &mut self,
+        encoder: &mut Encoder,
+        chunk: &Arc<Chunk>,
+        from: usize,
+        limits: &BatchSettings,
+        stats: &mut EncodeStats,
+    ) -> usize {
+        let room = limits.max_events.saturating_sub(self.records);
+        let (pos, n) = encoder.encode(chunk, from, &mut self.bytes, room, limits.max_bytes, stats);
+        if n > 0 {
+            self.records += n;
+            self.opened.get_or_insert_with(Instant::now);
+            self.held.push(Arc::clone(chunk));
+        }
+        if pos > from {
+            self.set_mark(encoder.commit_point(chunk, pos));
+        }
+        pos
+    }
+
+    /// Adds the events the encoder has been collecting for files that went quiet (all of them
+    /// when `all`).
+    pub fn flush_due(&mut self, encoder: &mut Encoder, all: bool, stats: &mut EncodeStats) {
+        let (n, marks) = encoder.flush_due(Instant::now(), all, &mut self.bytes, stats);
+        if n > 0 {
+            self.records += n;
+            self.opened.get_or_insert_with(Instant::now);
+        }
+        for m in marks {
+            self.set_mark(m);
+        }
+    }
+
+    fn set_mark(&mut self, mark: Mark) {
+        match self.marks.iter_mut().find(|m| m.uid == mark.uid) {
+            Some(m) => *m = mark,
+            None => self.marks.push(mark),
+        }
+    }
+
+    pub fn is_full(&self, limits: &BatchSettings) -> bool {
+        self.records >= limits.max_events || self.bytes.len() >= limits.max_bytes
+    }
+
+    /// When the sink loop must wake: the linger of an open batch, or an event due.
+    pub fn wake_at(&self, encoder: &Encoder, limits: &BatchSettings) -> Option<Instant> {
+        let linger = self.opened.map(|t| t + limits.linger);
+        match (linger, encoder.next_due()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 /// Runs the sink until the tailer is gone and the last batch is delivered (or the hard stop).
@@ -84,17 +149,12 @@ pub fn run(ctx: SinkContext) {
     let mut output = Output::new(&settings.kind);
     let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
     let mut stats = EncodeStats::default();
-    let mut batch = Batch {
-        bytes: Vec::with_capacity(limits.max_bytes + (limits.max_bytes >> 3)),
-        records: 0,
-        held: Vec::new(),
-        marks: HashMap::new(),
-        opened: None,
-    };
+    let mut batch = Batch::new(&limits);
     let m = &metrics.sinks[index];
     m.up.store(1, Ordering::Relaxed);
 
     let mut deliver = |batch: &mut Batch, stats: &mut EncodeStats| -> bool {
+        flush_stats(&metrics, stats, &counts_source);
         if batch.records == 0 {
             return true;
         }
@@ -130,22 +190,8 @@ pub fn run(ctx: SinkContext) {
         add(&m.records_sent, batch.records as u64);
         add(&m.batches_sent, 1);
         add(&m.bytes_sent, batch.bytes.len() as u64);
-        let marks = batch
-            .marks
-            .drain()
-            .map(|(uid, (offset, held_idx, pos))| {
-                let c = &batch.held[held_idx];
-                let (validator_len, validator) = identity::validator_of(&c.data[..pos]);
-                Mark {
-                    uid,
-                    offset,
-                    validator_len,
-                    validator,
-                }
-            })
-            .collect();
+        let marks = std::mem::take(&mut batch.marks);
         let _ = checkpoints.send(Msg::Ack { sink: index, marks });
-        flush_stats(&metrics, stats, &counts_source);
         batch.bytes.clear();
         batch.records = 0;
         batch.held.clear();
@@ -158,45 +204,33 @@ pub fn run(ctx: SinkContext) {
         let (chunk, from) = match pending.take() {
             Some(p) => p,
             None => {
-                let got = match batch.opened {
-                    Some(t) => chunks.recv_timeout((t + limits.linger).saturating_duration_since(Instant::now())),
+                let got = match batch.wake_at(&encoder, &limits) {
+                    Some(t) => chunks.recv_timeout(t.saturating_duration_since(Instant::now())),
                     None => chunks.recv().map_err(|_| RecvTimeoutError::Disconnected),
                 };
                 match got {
                     Ok(c) => (c, 0),
                     Err(RecvTimeoutError::Timeout) => {
-                        if !deliver(&mut batch, &mut stats) {
+                        batch.flush_due(&mut encoder, false, &mut stats);
+                        let lingered = batch.opened.is_some_and(|t| t + limits.linger <= Instant::now());
+                        if (lingered || batch.is_full(&limits)) && !deliver(&mut batch, &mut stats) {
                             return;
                         }
                         continue;
                     }
                     Err(RecvTimeoutError::Disconnected) => {
+                        batch.flush_due(&mut encoder, true, &mut stats);
                         deliver(&mut batch, &mut stats);
                         return;
                     }
                 }
             }
         };
-        let room = limits.max_events - batch.records;
-        let (pos, n) = encoder.encode(&chunk, from, &mut batch.bytes, room, limits.max_bytes, &mut stats);
-        if n > 0 {
-            if counts_source.get(chunk.file.source) == Some(&true) {
-                // Counted here rather than by the tailer: the encoder finds every line end
-                // anyway, so this costs nothing, and one sink per source counts.
-                add(&metrics.lines_read, n as u64);
-            }
-            batch.records += n;
-            batch.opened.get_or_insert_with(Instant::now);
-            batch.held.push(Arc::clone(&chunk));
-            batch
-                .marks
-                .insert(chunk.file.uid, (chunk.start + pos as u64, batch.held.len() - 1, pos));
-        }
-        let full = batch.records >= limits.max_events || batch.bytes.len() >= limits.max_bytes;
+        let pos = batch.fill(&mut encoder, &chunk, from, &limits, &mut stats);
         if pos < chunk.data.len() {
             pending = Some((chunk, pos));
         }
-        if full && !deliver(&mut batch, &mut stats) {
+        if batch.is_full(&limits) && !deliver(&mut batch, &mut stats) {
             return;
         }
         if hard_stop.load(Ordering::Relaxed) {
@@ -207,6 +241,18 @@ pub fn run(ctx: SinkContext) {
 
 /// Moves the encoder's per-line counts into the shared metrics (once per batch, not per line).
 pub(crate) fn flush_stats(metrics: &Metrics, stats: &mut EncodeStats, counts_source: &[bool]) {
+    for (i, n) in stats.lines.iter_mut().enumerate() {
+        let n = std::mem::take(n);
+        if counts_source.get(i) == Some(&true) {
+            add(&metrics.lines_read, n);
+        }
+    }
+    for (source, path, d) in stats.detected.drain(..) {
+        if let (Some(s), Some(true)) = (metrics.sources.get(source), counts_source.get(source)) {
+            tracing::info!(source = %s.name, file = %path, format = d.format.as_str(), matched = d.matched, sampled = d.sampled, "auto: detected the file's format");
+            s.detected(d.format);
+        }
+    }
     for (i, n) in stats.invalid_utf8.iter_mut().enumerate() {
         let n = std::mem::take(n);
         if counts_source.get(i) == Some(&true) {

@@ -153,6 +153,9 @@ mod tests {
             read_from: crate::config::ReadFrom::Beginning,
             max_line_bytes: 1024,
             partial_line_timeout: std::time::Duration::from_secs(1),
+            multiline: None,
+            fields: Vec::new(),
+            kubernetes_path_metadata: true,
         };
         let r = roots(&[src(vec!["/var/log/*.log", "/var/log/app/*/x.log"])]);
         assert_eq!(

@@ -1,0 +1,142 @@
+//! Kubernetes metadata read off a log file's path, for the node-mode agent (a DaemonSet
+//! tailing every container's log): the kubelet names the files so that the path alone says
+//! whose log it is, and the agent needs no API server access to label records.
+//!
+//! - `/var/log/pods/<namespace>_<pod>_<pod-uid>/<container>/<restart>.log` (the kubelet's own
+//!   layout, what `cri` files live in);
+//! - `/var/log/containers/<pod>_<namespace>_<container>-<container-id>.log` (the symlinks the
+//!   kubelet keeps to them).
+//!
+//! Namespace and pod names are DNS labels/subdomains, which cannot hold `_`, so splitting on
+//! `_` is unambiguous. Anything else is not a Kubernetes log path (`None`).
+
+/// Who wrote a container log file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodLog<'a> {
+    pub namespace: &'a str,
+    pub pod: &'a str,
+    /// Only in the `/var/log/pods` layout.
+    pub pod_uid: Option<&'a str>,
+    pub container: &'a str,
+    /// Only in the `/var/log/containers` layout.
+    pub container_id: Option<&'a str>,
+}
+
+impl<'a> PodLog<'a> {
+    /// As the record's `resource` attributes (OpenTelemetry names).
+    pub fn attributes(&self) -> Vec<(&'static str, &'a str)> {
+        let mut v = vec![
+            ("k8s.namespace.name", self.namespace),
+            ("k8s.pod.name", self.pod),
+            ("k8s.container.name", self.container),
+        ];
+        if let Some(uid) = self.pod_uid {
+            v.push(("k8s.pod.uid", uid));
+        }
+        if let Some(id) = self.container_id {
+            v.push(("container.id", id));
+        }
+        v
+    }
+}
+
+/// The pod and container `path` is the log of, if it has one of the kubelet's layouts.
+pub fn parse(path: &str) -> Option<PodLog<'_>> {
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let n = parts.len();
+    // .../pods/<ns>_<pod>_<uid>/<container>/<N>.log
+    if n >= 4 && parts[n - 4] == "pods" && parts[n - 1].ends_with(".log") {
+        let mut it = parts[n - 3].split('_');
+        let (namespace, pod, uid) = (it.next()?, it.next()?, it.next()?);
+        if it.next().is_some() || [namespace, pod, uid, parts[n - 2]].iter().any(|s| s.is_empty()) {
+            return None;
+        }
+        return Some(PodLog {
+            namespace,
+            pod,
+            pod_uid: Some(uid),
+            container: parts[n - 2],
+            container_id: None,
+        });
+    }
+    // .../containers/<pod>_<ns>_<container>-<id>.log
+    if n >= 2 && parts[n - 2] == "containers" {
+        let name = parts[n - 1].strip_suffix(".log")?;
+        let mut it = name.split('_');
+        let (pod, namespace, rest) = (it.next()?, it.next()?, it.next()?);
+        if it.next().is_some() {
+            return None;
+        }
+        let (container, id) = rest.rsplit_once('-')?;
+        if [pod, namespace, container, id].iter().any(|s| s.is_empty()) {
+            return None;
+        }
+        return Some(PodLog {
+            namespace,
+            pod,
+            pod_uid: None,
+            container,
+            container_id: Some(id),
+        });
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn pods_layout() {
+        let p = parse("/var/log/pods/shop_web-7d9f8-abcde_0f1e2d3c-aaaa-bbbb-cccc-1234567890ab/nginx/0.log").unwrap();
+        assert_eq!(p.namespace, "shop");
+        assert_eq!(p.pod, "web-7d9f8-abcde");
+        assert_eq!(p.pod_uid, Some("0f1e2d3c-aaaa-bbbb-cccc-1234567890ab"));
+        assert_eq!(p.container, "nginx");
+        assert_eq!(
+            p.attributes(),
+            vec![
+                ("k8s.namespace.name", "shop"),
+                ("k8s.pod.name", "web-7d9f8-abcde"),
+                ("k8s.container.name", "nginx"),
+                ("k8s.pod.uid", "0f1e2d3c-aaaa-bbbb-cccc-1234567890ab"),
+            ]
+        );
+        // A rotated file of the same container.
+        assert!(parse("/var/log/pods/a_b_c/app/0.log.20261125-120000").is_none());
+        assert_eq!(parse("/host/var/log/pods/a_b_c/app/3.log").unwrap().container, "app");
+    }
+
+    #[test]
+    fn containers_layout() {
+        let p = parse("/var/log/containers/web-1_shop_nginx-4f5e6d.log").unwrap();
+        assert_eq!((p.pod, p.namespace, p.container), ("web-1", "shop", "nginx"));
+        assert_eq!(p.container_id, Some("4f5e6d"));
+        assert_eq!(p.pod_uid, None);
+    }
+
+    #[test]
+    fn other_paths_are_not_pods() {
+        for path in [
+            "/var/log/app.log",
+            "/var/log/pods/a_b/app/0.log",
+            "/var/log/pods/a_b_c_d/app/0.log",
+            "/var/log/pods/__/app/0.log",
+            "/var/log/containers/nounderscore.log",
+            "/var/log/containers/a_b_c.log",
+            "",
+            "/",
+        ] {
+            assert_eq!(parse(path), None, "{path}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(s in "\\PC*") {
+            let _ = parse(&s);
+        }
+    }
+}
