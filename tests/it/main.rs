@@ -8,6 +8,9 @@
 /// Helpers: scratch dirs, the agent process, the receiver, writers, sequence checks, metrics.
 mod util;
 
+/// The adapter through the binary: cri pieces + pod metadata, a multiline event across
+/// kill -9, the multiline timeout, auto detection and parse-error counts.
+mod adapt;
 /// The receiver down for 10 s: no loss, bounded memory, catch-up.
 mod backpressure;
 /// Bad configs exit 2 naming the key; validate, --help, --version, TAILSHIP_CONFIG.
