@@ -3,18 +3,20 @@
 //! Each test prints `agreeing/total` and fails on any disagreement; when the corpus directory
 //! is missing (a checkout without `shared/`) it prints a note and passes.
 //!
-//! Messages are compared with surrounding whitespace trimmed: loghub's CSV strips it (e.g.
-//! `Linux_2k.log` lines ending in a space), while the parsers keep the message as logged.
+//! Which CSV column says what is in `tests/it/loghub.rs`, shared with the end-to-end tests of
+//! the agent (`tests/it/formats.rs`). Messages are compared with surrounding whitespace trimmed:
+//! loghub's CSV strips it (e.g. `Linux_2k.log` lines ending in a space), while the parsers keep
+//! the message as logged.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-
-use chrono::NaiveDateTime;
 
 use super::multiline::{MultilineJoiner, Rule};
 use super::parsed::{FieldValue, Parsed};
 use super::regex::RegexParser;
 use super::{access, json, normalize_level, syslog, Level};
+
+#[path = "../../tests/it/loghub.rs"]
+mod loghub;
 
 fn corpus(rel: &str) -> Option<PathBuf> {
     let p = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus")).join(rel);
@@ -35,41 +37,7 @@ fn lines(path: &Path) -> Vec<String> {
         .collect()
 }
 
-/// A small RFC 4180 reader: quoted fields with `""` escapes, no line breaks inside fields
-/// (none in loghub's CSVs). Returns rows as header → value maps.
-fn csv(path: &Path) -> Vec<HashMap<String, String>> {
-    fn split(line: &str) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut cur = String::new();
-        let mut quoted = false;
-        let mut chars = line.chars().peekable();
-        while let Some(c) = chars.next() {
-            match (c, quoted) {
-                ('"', true) if chars.peek() == Some(&'"') => {
-                    cur.push('"');
-                    chars.next();
-                }
-                ('"', _) => quoted = !quoted,
-                (',', false) => out.push(std::mem::take(&mut cur)),
-                _ => cur.push(c),
-            }
-        }
-        out.push(cur);
-        out
-    }
-    let all = lines(path);
-    let header = split(&all[0]);
-    all[1..]
-        .iter()
-        .map(|l| {
-            let row = split(l);
-            assert_eq!(row.len(), header.len(), "{l}");
-            header.iter().cloned().zip(row).collect()
-        })
-        .collect()
-}
-
-/// What loghub says one line holds.
+/// What a line holds, in the parser's terms.
 #[derive(Debug, PartialEq)]
 struct Expect {
     timestamp_ns: Option<i64>,
@@ -86,30 +54,28 @@ fn field_text(p: &Parsed, key: &str) -> Option<String> {
     }
 }
 
-fn utc(text: &str, layout: &str) -> i64 {
-    NaiveDateTime::parse_from_str(text, layout)
-        .unwrap_or_else(|e| panic!("{text:?} / {layout}: {e}"))
-        .and_utc()
-        .timestamp_nanos_opt()
-        .unwrap()
-}
-
-/// Checks every line of `log` against its CSV row; panics listing the first disagreements.
-fn conform(
-    log: &str,
-    mut parse: impl FnMut(&str) -> Option<Parsed<'static>>,
-    expect: impl Fn(&HashMap<String, String>) -> Expect,
-) {
-    let (Some(log_path), Some(csv_path)) = (corpus(log), corpus(&format!("{log}_structured.csv"))) else {
+/// Checks every line of `loghub/<log>` against its CSV row (year-less times placed relative to
+/// `now_ns`); panics listing the first disagreements.
+fn conform(log: &str, now_ns: i64, mut parse: impl FnMut(&str) -> Option<Parsed<'static>>) {
+    let (Some(log_path), Some(csv_path)) = (
+        corpus(&format!("loghub/{log}")),
+        corpus(&format!("loghub/{log}_structured.csv")),
+    ) else {
         return;
     };
     let lines = lines(&log_path);
-    let rows = csv(&csv_path);
+    let rows = loghub::csv(&csv_path);
     assert_eq!(lines.len(), rows.len(), "{log}: lines vs CSV rows");
     let mut bad = Vec::new();
     let mut exact_messages = 0;
     for (n, (line, row)) in lines.iter().zip(&rows).enumerate() {
-        let want = expect(row);
+        let o = loghub::expect(log, row);
+        let want = Expect {
+            timestamp_ns: Some(o.when.place(now_ns)),
+            level: o.level.as_deref().and_then(lvl),
+            fields: o.fields,
+            message: o.message,
+        };
         let Some(p) = parse(line) else {
             bad.push(format!("line {}: rejected: {line}", n + 1));
             continue;
@@ -165,17 +131,20 @@ fn example(name: &str) -> RegexParser {
     RegexParser::new(&s.pattern, s.timestamp_format.as_deref()).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-fn regex_conform(example_file: &str, log: &str, now_ns: i64, expect: impl Fn(&HashMap<String, String>) -> Expect) {
-    let parser = example(example_file);
-    conform(
-        log,
-        |line| parser.parse(line, now_ns).ok().map(Parsed::into_owned),
-        expect,
-    );
+/// The example config of a loghub log (see `loghub::LOGS`) checked on it.
+fn example_of(log: &str) -> &'static str {
+    loghub::LOGS
+        .iter()
+        .find(|(l, _, _)| *l == log)
+        .map(|(_, _, e)| *e)
+        .unwrap()
 }
 
-fn row<'r>(r: &'r HashMap<String, String>, k: &str) -> &'r str {
-    r.get(k).unwrap_or_else(|| panic!("no CSV column {k}"))
+fn regex_conform(log: &str, now_ns: i64) {
+    let parser = example(example_of(log));
+    conform(log, now_ns, |line| {
+        parser.parse(line, now_ns).ok().map(Parsed::into_owned)
+    });
 }
 
 fn lvl(s: &str) -> Option<Level> {
@@ -188,157 +157,51 @@ const END_2026: i64 = 1_798_761_599_000_000_000; // 2026-12-31T23:59:59Z
 
 #[test]
 fn linux_syslog() {
-    conform(
-        "loghub/Linux_2k.log",
-        |l| syslog::parse(l, END_2026).ok().map(Parsed::into_owned),
-        |r| Expect {
-            timestamp_ns: Some(utc(
-                &format!("2026 {} {} {}", row(r, "Month"), row(r, "Date"), row(r, "Time")),
-                "%Y %b %d %H:%M:%S",
-            )),
-            level: None,
-            // loghub's `Level` column holds the hostname here.
-            fields: vec![
-                ("host.hostname", row(r, "Level").to_owned()),
-                ("syslog.appname", row(r, "Component").to_owned()),
-                ("process.pid", row(r, "PID").to_owned()),
-            ],
-            message: row(r, "Content").to_owned(),
-        },
-    );
+    conform("Linux_2k.log", END_2026, |l| {
+        syslog::parse(l, END_2026).ok().map(Parsed::into_owned)
+    });
 }
 
 #[test]
 fn openssh_syslog() {
-    conform(
-        "loghub/OpenSSH_2k.log",
-        |l| syslog::parse(l, END_2026).ok().map(Parsed::into_owned),
-        |r| Expect {
-            timestamp_ns: Some(utc(
-                &format!("2026 {} {} {}", row(r, "Date"), row(r, "Day"), row(r, "Time")),
-                "%Y %b %d %H:%M:%S",
-            )),
-            level: None,
-            // loghub's `Component` column holds the hostname here.
-            fields: vec![
-                ("host.hostname", row(r, "Component").to_owned()),
-                ("process.pid", row(r, "Pid").to_owned()),
-            ],
-            message: row(r, "Content").to_owned(),
-        },
-    );
+    conform("OpenSSH_2k.log", END_2026, |l| {
+        syslog::parse(l, END_2026).ok().map(Parsed::into_owned)
+    });
 }
 
 #[test]
 fn hdfs_regex() {
-    regex_conform("hdfs.toml", "loghub/HDFS_2k.log", END_2026, |r| Expect {
-        timestamp_ns: Some(utc(&format!("{} {}", row(r, "Date"), row(r, "Time")), "%y%m%d %H%M%S")),
-        level: lvl(row(r, "Level")),
-        fields: vec![
-            ("process.pid", row(r, "Pid").to_owned()),
-            ("component", row(r, "Component").to_owned()),
-        ],
-        message: row(r, "Content").to_owned(),
-    });
+    regex_conform("HDFS_2k.log", END_2026);
 }
 
 #[test]
 fn zookeeper_regex() {
-    regex_conform("zookeeper.toml", "loghub/Zookeeper_2k.log", END_2026, |r| {
-        // loghub cuts `thread:class` at the first `:`, the example at the last; compare the
-        // whole bracket and the class name.
-        let bracket = format!("{}:{}", row(r, "Node"), row(r, "Component"));
-        let (thread, class) = bracket.rsplit_once(':').unwrap();
-        Expect {
-            timestamp_ns: Some(utc(
-                &format!("{} {}", row(r, "Date"), row(r, "Time")),
-                "%Y-%m-%d %H:%M:%S,%3f",
-            )),
-            level: lvl(row(r, "Level")),
-            fields: vec![
-                ("thread.name", thread.to_owned()),
-                ("component", class.to_owned()),
-                ("code.lineno", row(r, "Id").to_owned()),
-            ],
-            message: row(r, "Content").to_owned(),
-        }
-    });
+    regex_conform("Zookeeper_2k.log", END_2026);
 }
 
 #[test]
 fn spark_regex() {
-    regex_conform("spark.toml", "loghub/Spark_2k.log", END_2026, |r| Expect {
-        timestamp_ns: Some(utc(
-            &format!("{} {}", row(r, "Date"), row(r, "Time")),
-            "%y/%m/%d %H:%M:%S",
-        )),
-        level: lvl(row(r, "Level")),
-        fields: vec![("component", row(r, "Component").to_owned())],
-        message: row(r, "Content").to_owned(),
-    });
+    regex_conform("Spark_2k.log", END_2026);
 }
 
 #[test]
 fn hadoop_regex() {
-    regex_conform("hadoop.toml", "loghub/Hadoop_2k.log", END_2026, |r| Expect {
-        timestamp_ns: Some(utc(
-            &format!("{} {}", row(r, "Date"), row(r, "Time")),
-            "%Y-%m-%d %H:%M:%S,%3f",
-        )),
-        level: lvl(row(r, "Level")),
-        fields: vec![
-            ("thread.name", row(r, "Process").to_owned()),
-            ("component", row(r, "Component").to_owned()),
-        ],
-        message: row(r, "Content").to_owned(),
-    });
+    regex_conform("Hadoop_2k.log", END_2026);
 }
 
 #[test]
 fn apache_error_regex() {
-    regex_conform("apache-error.toml", "loghub/Apache_2k.log", END_2026, |r| Expect {
-        timestamp_ns: Some(utc(row(r, "Time"), "%a %b %d %H:%M:%S %Y")),
-        level: lvl(row(r, "Level")),
-        fields: vec![],
-        message: row(r, "Content").to_owned(),
-    });
+    regex_conform("Apache_2k.log", END_2026);
 }
 
 #[test]
 fn healthapp_regex() {
-    regex_conform("healthapp.toml", "loghub/HealthApp_2k.log", END_2026, |r| {
-        // `20171223-22:53:7:6`: unpadded fields, the last one milliseconds.
-        let t = row(r, "Time");
-        let (date, clock) = t.split_once('-').unwrap();
-        let p: Vec<i64> = clock.split(':').map(|x| x.parse().unwrap()).collect();
-        let day = utc(&format!("{date} 00:00:00"), "%Y%m%d %H:%M:%S");
-        Expect {
-            timestamp_ns: Some(day + ((p[0] * 60 + p[1]) * 60 + p[2]) * 1_000_000_000 + p[3] * 1_000_000),
-            level: None,
-            fields: vec![
-                ("component", row(r, "Component").to_owned()),
-                ("process.pid", row(r, "Pid").to_owned()),
-            ],
-            message: row(r, "Content").to_owned(),
-        }
-    });
+    regex_conform("HealthApp_2k.log", END_2026);
 }
 
 #[test]
 fn android_regex() {
-    regex_conform("android.toml", "loghub/Android_2k.log", END_2017, |r| Expect {
-        timestamp_ns: Some(utc(
-            &format!("2017-{} {}", row(r, "Date"), row(r, "Time")),
-            "%Y-%m-%d %H:%M:%S%.3f",
-        )),
-        level: lvl(row(r, "Level")),
-        fields: vec![
-            ("process.pid", row(r, "Pid").to_owned()),
-            ("thread.id", row(r, "Tid").to_owned()),
-            ("component", row(r, "Component").to_owned()),
-        ],
-        message: row(r, "Content").to_owned(),
-    });
+    regex_conform("Android_2k.log", END_2017);
 }
 
 #[test]

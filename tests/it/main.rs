@@ -23,6 +23,9 @@ mod delivery;
 mod edge;
 /// Two sinks on one source (the checkpoint is their minimum); files behind symlinks.
 mod fanout;
+/// Every `examples/formats/` config on real logs: loghub's CSVs as the oracle (syslog, regex),
+/// combined, Java stack traces joined by the multiline preset, nested JSON.
+mod formats;
 /// The elasticsearch sink against a `_bulk` server: per-item retries, mapping errors to the
 /// dead-letter file, dates in index names, `kill -9` with exactly-once storage by `_id`.
 mod http_es;
@@ -41,6 +44,8 @@ mod http_splunk;
 mod http_tls;
 /// 1,000 idle files cost (almost) no CPU.
 mod idle;
+/// loghub's structured CSVs as the oracle of its logs (shared with the parsers' unit tests).
+mod loghub;
 /// The sidecar pod in Docker: the scratch image, webapp + log-agent sharing /var/log and the
 /// network namespace, a collector found by DNS, restarts, SIGTERM (skipped without Docker).
 mod pod;
