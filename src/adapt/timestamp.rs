@@ -1,6 +1,6 @@
 //! Time parsing for the line formats, hand-rolled for the shapes that sit on hot paths (RFC 3339
-//! in `cri`, RFC 3164 in `syslog`, the Apache access-log time, log4j's comma millis) and
-//! chrono for user-given `timestamp_format` layouts.
+//! in `cri`, RFC 3164 in `syslog`, the Apache access-log time, log4j's comma millis, and
+//! all-numeric `timestamp_format` layouts) and chrono for the other user-given layouts.
 //!
 //! Every function returns nanoseconds since the epoch, or `None` when the text is not a valid
 //! time of that shape (the caller keeps the observed time and counts the line). Times written
@@ -323,6 +323,11 @@ pub fn parse_any(s: &str) -> Option<i64> {
 ///
 /// One addition to chrono's syntax: a layout may end in `%L`, milliseconds written as an
 /// unpadded integer of one to three digits (`22:25:13:8` is 8 ms), as some Java loggers do.
+///
+/// Chrono re-reads the format string on every call, which costs more than the rest of a
+/// `regex` line; layouts made only of zero-padded numbers, fixed fractions and literals get a
+/// `FixedLayout` reader as well, tried first. It accepts only text where every number has all
+/// its digits, so chrono would read the same fields from it; anything else goes to chrono.
 #[derive(Debug, Clone)]
 pub struct Layout {
     format: String,
@@ -331,6 +336,175 @@ pub struct Layout {
     has_year: bool,
     has_offset: bool,
     has_date: bool,
+    fixed: Option<FixedLayout>,
+}
+
+/// One piece of a `FixedLayout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Piece {
+    /// `%Y`, `%y`, `%m`, `%d`, `%H`, `%M`, `%S`: exactly this many digits into that field.
+    Num(Field, usize),
+    /// `%.3f`, `%.6f`, `%.9f`: a `.` and exactly this many fraction digits.
+    Frac(usize),
+    /// A byte written as is (a space in the layout: exactly one space).
+    Byte(u8),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Year,
+    YearMod100,
+    Month,
+    Day,
+    Hour,
+    Minute,
+    Second,
+}
+
+/// A layout of fixed-width pieces, read without chrono.
+#[derive(Debug, Clone)]
+struct FixedLayout {
+    pieces: Vec<Piece>,
+    has_year: bool,
+}
+
+impl FixedLayout {
+    /// `None` unless `format` is month, day, hour, minute and second (year optional), each
+    /// once, zero-padded, with fixed fractions followed by a non-digit or the end.
+    fn compile(format: &str, millis_suffix: bool) -> Option<FixedLayout> {
+        let mut pieces = Vec::new();
+        let b = format.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] != b'%' {
+                // Chrono reads a layout space as "any whitespace"; one space stays a subset.
+                if !b[i].is_ascii() || b[i].is_ascii_digit() || (b[i].is_ascii_whitespace() && b[i] != b' ') {
+                    return None;
+                }
+                pieces.push(Piece::Byte(b[i]));
+                i += 1;
+                continue;
+            }
+            let (piece, len) = match b.get(i + 1..)? {
+                [b'Y', ..] => (Piece::Num(Field::Year, 4), 2),
+                [b'y', ..] => (Piece::Num(Field::YearMod100, 2), 2),
+                [b'm', ..] => (Piece::Num(Field::Month, 2), 2),
+                [b'd', ..] => (Piece::Num(Field::Day, 2), 2),
+                [b'H', ..] => (Piece::Num(Field::Hour, 2), 2),
+                [b'M', ..] => (Piece::Num(Field::Minute, 2), 2),
+                [b'S', ..] => (Piece::Num(Field::Second, 2), 2),
+                [b'.', d @ (b'3' | b'6' | b'9'), b'f', ..] => (Piece::Frac(usize::from(d - b'0')), 4),
+                _ => return None,
+            };
+            pieces.push(piece);
+            i += len;
+        }
+        let count = |f: Field| {
+            pieces
+                .iter()
+                .filter(|p| matches!(p, Piece::Num(g, _) if *g == f))
+                .count()
+        };
+        let years = count(Field::Year) + count(Field::YearMod100);
+        let required = [Field::Month, Field::Day, Field::Hour, Field::Minute, Field::Second];
+        if years > 1 || required.iter().any(|&f| count(f) != 1) {
+            return None;
+        }
+        // Chrono reads a fraction's digits as far as they go: what follows must not be one.
+        for (k, p) in pieces.iter().enumerate() {
+            if let Piece::Frac(_) = p {
+                match pieces.get(k + 1) {
+                    Some(Piece::Byte(_)) => {}
+                    None if !millis_suffix => {}
+                    _ => return None,
+                }
+            }
+        }
+        Some(FixedLayout {
+            pieces,
+            has_year: years == 1,
+        })
+    }
+
+    /// The instant, or `None` to leave the text to chrono (which may still read it).
+    fn parse(&self, s: &str, millis_suffix: bool, now_ns: i64) -> Option<i64> {
+        let b = s.as_bytes();
+        let mut i = 0;
+        let (mut year, mut month, mut day, mut hour, mut min, mut sec, mut nanos) = (0i64, 0, 0, 0, 0, 0, 0u32);
+        for p in &self.pieces {
+            match *p {
+                Piece::Byte(c) => {
+                    if b.get(i) != Some(&c) {
+                        return None;
+                    }
+                    i += 1;
+                }
+                Piece::Num(field, width) => {
+                    let mut v = 0u32;
+                    for k in i..i + width {
+                        let d = b.get(k)?.wrapping_sub(b'0');
+                        if d > 9 {
+                            return None;
+                        }
+                        v = v * 10 + u32::from(d);
+                    }
+                    i += width;
+                    match field {
+                        Field::Year => year = i64::from(v),
+                        // Chrono's century for a two-digit year: 1970-2069.
+                        Field::YearMod100 => year = i64::from(v) + if v < 70 { 2000 } else { 1900 },
+                        Field::Month => month = v,
+                        Field::Day => day = v,
+                        Field::Hour => hour = v,
+                        Field::Minute => min = v,
+                        Field::Second => sec = v,
+                    }
+                }
+                Piece::Frac(digits) => {
+                    if b.get(i) != Some(&b'.') {
+                        return None;
+                    }
+                    let (n, len) = fraction(b.get(..i + 1 + digits)?, i + 1);
+                    if len != digits {
+                        return None;
+                    }
+                    nanos = n;
+                    i += 1 + digits;
+                }
+            }
+        }
+        let mut extra_ns = 0;
+        if millis_suffix {
+            let rest = &b[i..];
+            if rest.is_empty() || rest.len() > 3 || !rest.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            extra_ns = rest.iter().fold(0, |v, &c| v * 10 + i64::from(c - b'0')) * 1_000_000;
+        } else if i != b.len() {
+            return None;
+        }
+        // A leap second, and years near the ends of the nanosecond range, are left to chrono,
+        // whose rounding there is its own.
+        if sec > 59 {
+            return None;
+        }
+        let t = if self.has_year {
+            if !(1678..=2261).contains(&year) {
+                return None;
+            }
+            civil_to_ns(year, month, day, hour, min, sec, nanos, 0)?
+        } else {
+            // As `finish`: the date must exist in a leap year, then the year is placed.
+            if !(1..=12).contains(&month) || day == 0 || day > days_in_month(2000, month) {
+                return None;
+            }
+            if hour > 23 || min > 59 {
+                return None;
+            }
+            infer_year(month, day, hour, min, sec, nanos, now_ns)?
+        };
+        Some(t + extra_ns)
+    }
 }
 
 impl Layout {
@@ -381,12 +555,20 @@ impl Layout {
             has_year,
             has_offset,
             has_date,
+            fixed: FixedLayout::compile(format, millis_suffix),
         })
     }
 
     /// The instant `s` stands for in this layout; `now_ns` supplies a missing year.
     pub fn parse(&self, s: &str, now_ns: i64) -> Option<i64> {
         debug_assert!(self.has_date);
+        if let Some(t) = self.fixed.as_ref().and_then(|f| f.parse(s, self.millis_suffix, now_ns)) {
+            return Some(t);
+        }
+        self.parse_chrono(s, now_ns)
+    }
+
+    fn parse_chrono(&self, s: &str, now_ns: i64) -> Option<i64> {
         let mut p = ChronoParsed::new();
         let mut extra_ns = 0;
         if self.millis_suffix {
@@ -445,6 +627,48 @@ mod tests {
         fn near_misses_never_panic(s in "[0-9]{0,4}[-/: ,.TZ+]{0,2}[0-9A-Za-z]{0,3}[-/: ,.TZ+]{0,2}[0-9]{0,2}[-/: ,.TZ+]{0,2}[0-9:.,+ ]{0,16}", now in any::<i64>()) {
             let _ = parse_any(&s);
             let _ = rfc3164_prefix(s.as_bytes(), now);
+        }
+
+        /// Digits in every position (months past 12, Feb 30, second 60 included) and an
+        /// occasional stray byte: where the fixed reader answers, chrono answers the same.
+        #[test]
+        fn fixed_layouts_agree_with_chrono(
+            k in 0..5usize,
+            digits in prop::collection::vec(0u8..10, 24),
+            tweak in prop::option::of((0usize..24, prop::sample::select(vec![b' ', b'.', b'x', b'-', b'9']))),
+            now in 0i64..4_000_000_000_000_000_000,
+        ) {
+            let (format, shape) = [
+                ("%y%m%d %H%M%S", "dddddd dddddd"),
+                ("%Y-%m-%d %H:%M:%S%.3f", "dddd-dd-dd dd:dd:dd.ddd"),
+                ("%m-%d %H:%M:%S%.3f", "dd-dd dd:dd:dd.ddd"),
+                ("%y/%m/%d %H:%M:%S", "dd/dd/dd dd:dd:dd"),
+                ("%Y%m%d-%H:%M:%S:%L", "dddddddd-dd:dd:dd:dd"),
+            ][k];
+            let mut text: Vec<u8> = shape
+                .bytes()
+                .zip(&digits)
+                .map(|(c, d)| if c == b'd' { b'0' + d } else { c })
+                .collect();
+            // Keep the dates mostly plausible so that valid ones are common.
+            if digits[0] % 2 == 0 {
+                for (i, c) in shape.bytes().enumerate() {
+                    if c == b'd' && i > 0 && shape.as_bytes()[i - 1] != b'd' {
+                        text[i] = b'0' + digits[i] % 2;
+                    }
+                }
+            }
+            if let Some((i, b)) = tweak {
+                if i < text.len() {
+                    text[i] = b;
+                }
+            }
+            let text = String::from_utf8(text).unwrap();
+            let l = Layout::new(format).unwrap();
+            let fixed = l.fixed.as_ref().expect("fixed layout");
+            if let Some(t) = fixed.parse(&text, l.millis_suffix, now) {
+                prop_assert_eq!(Some(t), l.parse_chrono(&text, now), "{} {}", format, text);
+            }
         }
 
         #[test]
@@ -591,6 +815,21 @@ mod tests {
         );
         assert_eq!(l.parse("20171223-22:53:07:6066", NOW), None);
         assert_eq!(l.parse("20171223-22:53:07:", NOW), None);
+        for (format, fixed) in [
+            ("%y%m%d %H%M%S", true),
+            ("%Y%m%d-%H:%M:%S:%3f", false),
+            ("%a %b %d %H:%M:%S %Y", false),
+            ("%m-%d %H:%M:%S%.3f", true),
+            ("%Y-%m-%d %H:%M:%S%.3f%z", false),
+            ("%Y-%m-%d %H:%M:%S%.3f%H", false),
+        ] {
+            assert_eq!(Layout::new(format).unwrap().fixed.is_some(), fixed, "{format}");
+        }
+        // Text the fixed reader leaves to chrono: a doubled space, one-digit fields.
+        let l = Layout::new("%y%m%d %H%M%S").unwrap();
+        assert_eq!(l.parse("081109  203615", NOW), Some(utc("2008-11-09T20:36:15Z")));
+        let l = Layout::new("%m-%d %H:%M:%S%.3f").unwrap();
+        assert_eq!(l.parse("3-17 16:13:38.811", NOW), Some(utc("2026-03-17T16:13:38.811Z")));
         assert!(Layout::new("%H:%M").is_err());
         assert!(Layout::new("%Y-%m-%d %H %Q").is_err());
     }
