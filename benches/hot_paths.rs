@@ -1,5 +1,6 @@
 //! Benchmarks of the per-byte hot paths: line splitting, and the record encoders (raw lines
-//! as NDJSON, raw passthrough, JSON lines as NDJSON). Inputs are the real lines of
+//! as NDJSON, raw passthrough, and each format parsed and written as NDJSON: json, combined,
+//! syslog, cri, regex, raw with Java multiline joining). Inputs are the real lines of
 //! `../shared/corpus`, repeated to about 8 MiB so that their length distribution is kept.
 //! Throughput is reported per byte of input (MB/s of log read).
 //!
@@ -8,13 +9,16 @@
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use tailship::adapt::multiline::Rule;
+use tailship::adapt::regex::RegexParser;
 use tailship::budget::Budget;
 use tailship::chunk::{Chunk, FileMeta};
-use tailship::config::{Encoding, Format};
-use tailship::ship::encode::{EncodeStats, Encoder};
+use tailship::config::{Encoding, Format, MultilineSettings};
+use tailship::ship::encode::{EncodeStats, Encoder, SourcePlan};
 use tailship::tail::lines::{LineSplitter, Split};
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
@@ -31,6 +35,9 @@ const RAW_FILES: &[&str] = &[
     "loghub/Zookeeper_2k.log",
 ];
 const JSON_FILES: &[&str] = &["json/nginxplus-status.log"];
+/// The HDFS example's pattern (examples/formats/hdfs.toml).
+const HDFS_PATTERN: &str =
+    r"^(?P<timestamp>\d{6} \d{6}) (?P<process.pid>\d+) (?P<level>[A-Z]+) (?P<component>[^:]+): (?P<message>.*)$";
 const TARGET_BYTES: usize = 8 << 20;
 /// The tailer's default read size, and so its largest chunk.
 const READ_BYTES: usize = 256 << 10;
@@ -148,24 +155,112 @@ fn bench_encode(c: &mut Criterion) {
     let json = corpus(JSON_FILES);
     let json_chunks = chunks(&json);
 
-    let cases = [
-        ("raw_ndjson", Encoding::Ndjson, Format::Raw, raw.len(), &raw_chunks),
-        ("raw_passthrough", Encoding::Raw, Format::Raw, raw.len(), &raw_chunks),
-        ("json_ndjson", Encoding::Ndjson, Format::Json, json.len(), &json_chunks),
+    let access = corpus(&["apache-combined/access.log"]);
+    let access_chunks = chunks(&access);
+    let syslog = corpus(&["loghub/Linux_2k.log", "loghub/OpenSSH_2k.log"]);
+    let syslog_chunks = chunks(&syslog);
+    let hdfs = corpus(&["loghub/HDFS_2k.log"]);
+    let hdfs_chunks = chunks(&hdfs);
+    let kafka = corpus(&["java-multiline/kafka-server.log", "java-multiline/kafka-controller.log"]);
+    let kafka_chunks = chunks(&kafka);
+    // The raw corpus as containerd writes it under /var/log/pods.
+    let mut cri = Vec::with_capacity(raw.len() * 3 / 2);
+    for (i, line) in raw.split_inclusive(|b| *b == b'\n').enumerate() {
+        cri.extend_from_slice(b"2026-11-25T12:00:00.123456789Z ");
+        cri.extend_from_slice(if i % 8 == 0 { b"stderr F " } else { b"stdout F " });
+        cri.extend_from_slice(line);
+    }
+    let cri_chunks = chunks(&cri);
+    let hdfs_regex = RegexParser::new(HDFS_PATTERN, Some("%y%m%d %H%M%S")).unwrap();
+    let mut java = SourcePlan::from(Format::Raw);
+    java.adapter.multiline = Some(MultilineSettings {
+        rule: Rule::preset("java").unwrap(),
+        max_lines: 500,
+        max_bytes: 1 << 20,
+        timeout: Duration::from_secs(1),
+    });
+
+    let cases: Vec<(&str, Encoding, SourcePlan, usize, &Vec<Chunk>)> = vec![
+        (
+            "raw_ndjson",
+            Encoding::Ndjson,
+            Format::Raw.into(),
+            raw.len(),
+            &raw_chunks,
+        ),
+        (
+            "raw_passthrough",
+            Encoding::Raw,
+            Format::Raw.into(),
+            raw.len(),
+            &raw_chunks,
+        ),
+        (
+            "json_ndjson",
+            Encoding::Ndjson,
+            Format::Json.into(),
+            json.len(),
+            &json_chunks,
+        ),
+        (
+            "combined_ndjson",
+            Encoding::Ndjson,
+            Format::Combined.into(),
+            access.len(),
+            &access_chunks,
+        ),
+        (
+            "syslog_ndjson",
+            Encoding::Ndjson,
+            Format::Syslog.into(),
+            syslog.len(),
+            &syslog_chunks,
+        ),
+        (
+            "cri_ndjson",
+            Encoding::Ndjson,
+            Format::Cri.into(),
+            cri.len(),
+            &cri_chunks,
+        ),
+        (
+            "regex_hdfs_ndjson",
+            Encoding::Ndjson,
+            Format::Regex(Arc::new(hdfs_regex)).into(),
+            hdfs.len(),
+            &hdfs_chunks,
+        ),
+        (
+            "raw_java_multiline_ndjson",
+            Encoding::Ndjson,
+            java,
+            kafka.len(),
+            &kafka_chunks,
+        ),
     ];
     let mut g = c.benchmark_group("encode");
     g.sample_size(20);
-    for (name, encoding, format, input_bytes, chunks) in cases {
+    for (name, encoding, plan, input_bytes, chunks) in cases {
         g.throughput(Throughput::Bytes(input_bytes as u64));
-        let mut encoder = Encoder::new(encoding, vec![format.into()], &resource);
+        let joins = plan.adapter.multiline.is_some();
+        let mut encoder = Encoder::new(encoding, vec![plan], &resource);
         let mut out = Vec::with_capacity(MAX_BATCH_BYTES * 2);
         let mut stats = EncodeStats::default();
-        // The figures mean something only if every line became a record and parsed.
+        // The figures mean something only if every line became a record (or, joining, was
+        // part of one) and parsed.
         let lines = chunks
             .iter()
             .map(|c| memchr::memchr_iter(b'\n', &c.data).count())
             .sum::<usize>();
-        assert_eq!(encode_all(&mut encoder, chunks, &mut out, &mut stats), lines, "{name}");
+        let records = encode_all(&mut encoder, chunks, &mut out, &mut stats);
+        if joins {
+            assert!(
+                records > 0 && records < lines,
+                "{name}: {records} events of {lines} lines"
+            );
+        } else {
+            assert_eq!(records, lines, "{name}");
+        }
         assert_eq!(
             stats.parse_errors.iter().sum::<u64>() + stats.invalid_utf8.iter().sum::<u64>(),
             0,

@@ -245,10 +245,6 @@ impl Class {
             stops,
         }
     }
-
-    fn ascii_bits(bytes: impl IntoIterator<Item = u8>) -> u128 {
-        bytes.into_iter().fold(0, |m, b| m | 1 << b)
-    }
 }
 
 /// Why the walk stopped short of a match.

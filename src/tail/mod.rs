@@ -148,6 +148,7 @@ impl Tailer {
         };
         self.watch_roots(&mut watcher);
         self.rescan(true);
+        self.resume_renamed_while_down();
         self.metrics.ready.store(true, Ordering::Relaxed);
         let mut next_rescan = Instant::now() + self.rescan_interval;
         let mut next_detached_poll = Instant::now() + DETACHED_POLL;
@@ -345,6 +346,64 @@ impl Tailer {
                 }
             }
             Err(_) => self.detach(key),
+        }
+    }
+
+    /// Files rotated by rename while the agent was down: their checkpoint entry found no file
+    /// at the first scan, because the name they had now belongs to the new file. If the old
+    /// file is still in its directory under another name (`app.log` → `app.log.1`), possibly
+    /// one the globs do not match, it is resumed at its checkpoint and drained like a file
+    /// rotated while we ran, so the lines written between the stop and the rotation are
+    /// not lost.
+    fn resume_renamed_while_down(&mut self) {
+        let mut leftovers: Vec<Entry> = self.saved.values().filter(|e| e.offset > 0).cloned().collect();
+        leftovers.sort_by_key(|e| e.offset);
+        for e in leftovers {
+            let Some(source) = self.sources.iter().position(|s| s.name == e.source) else {
+                continue;
+            };
+            let Some(dir) = Path::new(&e.path).parent() else {
+                continue;
+            };
+            let Ok(listing) = fs::read_dir(dir) else { continue };
+            let found = listing.flatten().find(|d| {
+                d.metadata()
+                    .is_ok_and(|m| m.is_file() && m.dev() == e.dev && m.ino() == e.ino && m.len() > e.offset)
+            });
+            let Some(found) = found else { continue };
+            let path = found.path();
+            if self.files.len() >= self.max_open_files {
+                tracing::warn!(path = %path.display(), "open-file budget reached; a file rotated while stopped is not drained");
+                add(&self.metrics.files_closed_before_eof, 1);
+                continue;
+            }
+            let key = (e.dev, e.ino);
+            let Ok(file) = File::open(&path) else { continue };
+            let Ok(size) = file.metadata().map(|m| m.len()) else {
+                continue;
+            };
+            // Only our file, unchanged before its offset: an inode reused by another file, or
+            // one rewritten while we were down, is not ours to resume.
+            let fp = Fingerprint {
+                len: e.fp_len,
+                hash: e.fp_hash,
+            };
+            let ours = identity::fingerprint_matches(&file, fp).unwrap_or(false)
+                && identity::validator_matches(&file, e.offset, e.validator_len, e.validator).unwrap_or(false);
+            if !ours {
+                continue;
+            }
+            match self.start_file(file, key, size, &path, source, false) {
+                Ok(mut t) => {
+                    tracing::info!(path = %path.display(), was = %e.path, offset = t.read_offset, "file rotated while stopped; draining it from its checkpoint");
+                    t.attached = false;
+                    t.dirty = true;
+                    add(&self.metrics.rotations, 1);
+                    add(&self.metrics.open_files, 1);
+                    self.files.insert(key, t);
+                }
+                Err(err) => self.open_failed(&path, &err),
+            }
         }
     }
 

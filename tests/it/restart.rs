@@ -191,3 +191,40 @@ fn files_truncated_or_replaced_while_the_agent_was_down_are_read_from_the_start(
         assert!(r.missing == 0 && r.duplicates == 0, "{r}");
     }
 }
+
+#[test]
+fn a_file_rotated_while_the_agent_was_down_is_drained_from_its_checkpoint() {
+    let dir = TestDir::new("rotated-while-down");
+    let logs = dir.subdir("logs");
+    let live = logs.join("app.log");
+    let c = corpus();
+    std::fs::write(&live, c.lines("r", 0, 1000)).unwrap();
+    let rx = Receiver::ndjson();
+    // Only the live name is tailed: the rotated copy is found through the checkpoint.
+    let mut cfg = Config::tcp(&dir, &[format!("{}/*.log", logs.display())], &rx);
+    let mut agent = Agent::start(&dir, &cfg);
+    wait_progress(Some(&mut agent), "1,000 lines", STALL, LIMIT, || {
+        let u = rx.unique_total();
+        (u, u >= 1000)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", rx.summary()));
+    stop_clean(&mut agent, &rx);
+
+    // While it is down the app writes on, rotates by rename, and writes to a new file.
+    let mut old = std::fs::OpenOptions::new().append(true).open(&live).unwrap();
+    std::io::Write::write_all(&mut old, &c.lines("r", 1000, 500)).unwrap();
+    drop(old);
+    std::fs::rename(&live, logs.join("app.log.1")).unwrap();
+    std::fs::write(&live, c.lines("r", 1500, 500)).unwrap();
+
+    cfg.fresh_metrics_port();
+    let mut agent = Agent::start(&dir, &cfg);
+    wait_progress(Some(&mut agent), "2,000 lines", STALL, LIMIT, || {
+        let u = rx.unique_total();
+        (u, u >= 2000)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", rx.summary(), rx.check("r", 2000)));
+    stop_clean(&mut agent, &rx);
+    let r = rx.check("r", 2000);
+    assert!(r.missing == 0 && r.duplicates == 0, "{r}");
+}
