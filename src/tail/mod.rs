@@ -747,7 +747,14 @@ impl Tailer {
             let f = self.files.get_mut(&key).expect("file is tracked");
             f.buf.clear();
         } else {
-            self.flush_partial(key);
+            // The rest of a line we had only begun to read went with the truncation: ship
+            // what we have, marked `truncated` so nobody takes it for the whole line.
+            let f = self.files.get_mut(&key).expect("file is tracked");
+            if let Some(mut s) = f.splitter.flush(&mut f.buf) {
+                s.tail_truncated = true;
+                add(&self.metrics.partial_lines_flushed, 1);
+                self.emit(key, s);
+            }
         }
         let f = self.files.get_mut(&key).expect("file is tracked");
         tracing::info!(path = %f.path.display(), offset = f.read_offset, "file truncated; reading it again from the start");

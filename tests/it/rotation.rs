@@ -269,7 +269,12 @@ fn a_truncation_refilled_past_the_read_offset_is_still_detected() {
         );
     }
     assert_eq!(r.duplicates, 0, "{r}");
-    rx.with_state(|s| assert_eq!(s.corrupt, 0, "{:?}", s.corrupt_examples));
+    // The line the agent had begun to read when the file was cut may arrive as its start,
+    // marked `truncated`; nothing else may be mangled.
+    rx.with_state(|s| {
+        assert_eq!(s.corrupt, 0, "{:?}", s.corrupt_examples);
+        assert!(s.cut <= 1, "{} cut lines", s.cut);
+    });
     let m = m.expect("metrics");
     assert!(
         m.val("tailship_truncations_total") >= 1.0,

@@ -891,6 +891,9 @@ pub struct State {
     pub bad_json_examples: Vec<String>,
     /// Test lines whose body was not the one written (mangled, cut, wrong boundaries).
     pub corrupt: u64,
+    /// Records marked `fields.truncated` holding the start of a test line (a line cut by the
+    /// agent on purpose, e.g. by a truncation of its file): not corrupt, not a delivery.
+    pub cut: u64,
     pub corrupt_examples: Vec<String>,
     /// Messages that are not `"<tag> <seq> ..."` test lines (fine for edge tests).
     pub other: u64,
@@ -919,6 +922,14 @@ struct WireRecord<'a> {
     message: Option<Cow<'a, str>>,
     #[serde(borrow)]
     id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    fields: Option<WireFields>,
+}
+
+#[derive(serde::Deserialize)]
+struct WireFields {
+    #[serde(default)]
+    truncated: bool,
 }
 
 /// After the receiver sends FIN on `stop`, how long it keeps reading before it gives up on the
@@ -1218,7 +1229,7 @@ impl State {
         match wire {
             Wire::Raw => {
                 let msg = String::from_utf8_lossy(line);
-                self.on_message(&msg, 0);
+                self.on_message(&msg, 0, false);
                 if keep {
                     self.records.push(Record {
                         json: serde_json::Value::Null,
@@ -1230,7 +1241,8 @@ impl State {
                 Ok(r) => {
                     let msg = r.message.as_deref().unwrap_or("");
                     let id = r.id.as_deref().map_or(0, hash_id);
-                    self.on_message(msg, id);
+                    let cut = r.fields.as_ref().is_some_and(|f| f.truncated);
+                    self.on_message(msg, id, cut);
                     if keep {
                         let json: serde_json::Value = serde_json::from_slice(line).unwrap();
                         let message = json.get("message").and_then(|m| m.as_str()).unwrap_or("").to_owned();
@@ -1248,12 +1260,16 @@ impl State {
         }
     }
 
-    fn on_message(&mut self, msg: &str, id: u64) {
+    fn on_message(&mut self, msg: &str, id: u64, cut: bool) {
         let c = corpus();
         let Some((tag, seq, body)) = c.parse(msg) else {
             self.other += 1;
             return;
         };
+        if cut && body != c.body(tag, seq) && c.body(tag, seq).starts_with(body) {
+            self.cut += 1;
+            return;
+        }
         if body != c.body(tag, seq) {
             self.corrupt += 1;
             if self.corrupt_examples.len() < 3 {
