@@ -565,12 +565,7 @@ impl Encoder {
             let static_fields = plan.map_or(&[][..], |p| &p.static_fields[..]);
             asm.flush(&mut |ev| {
                 write_event(out, consts, scratch, static_fields, &ev);
-                if ev.error.is_some() {
-                    bump(&mut stats.parse_errors, source);
-                }
-                if ev.rec.time_unparsed && ev.rec.timestamp_ns.is_none() {
-                    bump(&mut stats.bad_timestamps, source);
-                }
+                count_event(stats, source, &ev);
                 records += 1;
             });
             if let Some(at) = state.consumed {
@@ -912,12 +907,7 @@ impl Encoder {
                 };
                 let mut emit = |ev: Event<'_, '_>| {
                     write_event(out, consts, scratch, static_fields, &ev);
-                    if ev.error.is_some() {
-                        bump(&mut stats.parse_errors, source);
-                    }
-                    if ev.rec.time_unparsed && ev.rec.timestamp_ns.is_none() {
-                        bump(&mut stats.bad_timestamps, source);
-                    }
+                    count_event(stats, source, &ev);
                     records += 1;
                 };
                 match &text {
@@ -935,6 +925,16 @@ impl Encoder {
             validator,
         });
         (pos, records, lines)
+    }
+}
+
+/// Counts what an event says went wrong with its line: a parse error, an unreadable time.
+fn count_event(stats: &mut EncodeStats, source: usize, ev: &Event<'_, '_>) {
+    if ev.error.is_some() {
+        bump(&mut stats.parse_errors, source);
+    }
+    if ev.rec.time_unparsed && ev.rec.timestamp_ns.is_none() {
+        bump(&mut stats.bad_timestamps, source);
     }
 }
 
