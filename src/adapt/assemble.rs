@@ -219,19 +219,7 @@ impl Assembler {
             return;
         };
         let (start, observed_ns) = self.join_start[slot].take().unwrap_or((at, now_ns));
-        match self.multiline.get_mut(slot) {
-            None => emit(Event {
-                offset: start.offset,
-                observed_ns,
-                rec: &whole,
-                error: None,
-                continuation: false,
-            }),
-            Some(ml) => {
-                let text = whole.message.clone();
-                feed_multiline(ml, &text, start, observed_ns, emit, |_| (whole.into_owned(), None));
-            }
-        }
+        joined(self.multiline.get_mut(slot), whole, start, observed_ns, emit);
     }
 
     /// Whether an event is being collected.
@@ -267,19 +255,7 @@ impl Assembler {
                 let Some((start, observed_ns)) = self.join_start[slot].take() else {
                     continue;
                 };
-                match self.multiline.get_mut(slot) {
-                    None => emit(Event {
-                        offset: start.offset,
-                        observed_ns,
-                        rec: &whole,
-                        error: None,
-                        continuation: false,
-                    }),
-                    Some(ml) => {
-                        let text = whole.message.clone();
-                        feed_multiline(ml, &text, start, observed_ns, emit, |_| (whole, None));
-                    }
-                }
+                joined(self.multiline.get_mut(slot), whole, start, observed_ns, emit);
             }
             self.join_start = [None, None];
         }
@@ -287,6 +263,30 @@ impl Assembler {
             if let (Some(done), Some(head)) = (ml.joiner.flush(), ml.head.take()) {
                 emit_joined(head, done, emit);
             }
+        }
+    }
+}
+
+/// A container message put back together from its pieces (or never split): an event of its
+/// own, or a line for the stream's multiline slot.
+fn joined(
+    multiline: Option<&mut MultilineSlot>,
+    whole: Parsed<'_>,
+    start: Start,
+    observed_ns: i64,
+    emit: &mut dyn FnMut(Event<'_, '_>),
+) {
+    match multiline {
+        None => emit(Event {
+            offset: start.offset,
+            observed_ns,
+            rec: &whole,
+            error: None,
+            continuation: false,
+        }),
+        Some(ml) => {
+            let text = whole.message.clone();
+            feed_multiline(ml, &text, start, observed_ns, emit, |_| (whole.into_owned(), None));
         }
     }
 }
