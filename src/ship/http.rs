@@ -304,6 +304,22 @@ pub fn run(ctx: SinkContext) {
         true
     };
 
+    // Seals the batch (its per-line counts go to the metrics first) and starts its request;
+    // false at the hard stop.
+    macro_rules! seal {
+        () => {{
+            flush_stats(&metrics, &mut stats, &counts_source);
+            submit(
+                &mut batch,
+                &mut window,
+                &mut next_seq,
+                &runtime,
+                &shared,
+                &done_rx,
+                &mut settle,
+            )
+        }};
+    }
     let mut pending: Option<(Arc<Chunk>, usize)> = None;
     let mut closed = false;
     loop {
@@ -333,19 +349,8 @@ pub fn run(ctx: SinkContext) {
             if woke {
                 batch.flush_due(&mut encoder, false, &mut stats);
                 let lingered = batch.opened.is_some_and(|t| t + limits.linger <= Instant::now());
-                if lingered || batch.is_full(&limits) {
-                    flush_stats(&metrics, &mut stats, &counts_source);
-                    if !submit(
-                        &mut batch,
-                        &mut window,
-                        &mut next_seq,
-                        &runtime,
-                        &shared,
-                        &done_rx,
-                        &mut settle,
-                    ) {
-                        break;
-                    }
+                if (lingered || batch.is_full(&limits)) && !seal!() {
+                    break;
                 }
             }
             if !closed && pending.is_none() {
@@ -357,34 +362,14 @@ pub fn run(ctx: SinkContext) {
             if pos < chunk.data.len() {
                 pending = Some((chunk, pos));
             }
-            if batch.is_full(&limits) {
-                flush_stats(&metrics, &mut stats, &counts_source);
-                if !submit(
-                    &mut batch,
-                    &mut window,
-                    &mut next_seq,
-                    &runtime,
-                    &shared,
-                    &done_rx,
-                    &mut settle,
-                ) {
-                    break;
-                }
+            if batch.is_full(&limits) && !seal!() {
+                break;
             }
             continue;
         }
         // The tailer is gone: send what is left and wait for every batch to settle.
         batch.flush_due(&mut encoder, true, &mut stats);
-        flush_stats(&metrics, &mut stats, &counts_source);
-        if !submit(
-            &mut batch,
-            &mut window,
-            &mut next_seq,
-            &runtime,
-            &shared,
-            &done_rx,
-            &mut settle,
-        ) {
+        if !seal!() {
             break;
         }
         let mut stopped = false;
