@@ -1,5 +1,6 @@
-//! Benchmarks of the per-byte hot paths: line splitting, and the record encoders (raw lines
-//! as NDJSON, raw passthrough, and each format parsed and written as NDJSON: json, combined,
+//! Benchmarks of the per-byte hot paths: line splitting, and the record path — the adapt
+//! stage making the records of each chunk and a sink's encoder writing them (raw lines as
+//! NDJSON, raw passthrough, and each format parsed and written as NDJSON: json, combined,
 //! syslog, cri, regex, raw with Java multiline joining). Inputs are the real lines of
 //! `../shared/corpus`, repeated to about 8 MiB so that their length distribution is kept.
 //! Throughput is reported per byte of input (MB/s of log read).
@@ -18,7 +19,9 @@ use tailship::adapt::regex::RegexParser;
 use tailship::budget::Budget;
 use tailship::chunk::{Chunk, FileMeta};
 use tailship::config::{Encoding, Format, MultilineSettings};
-use tailship::ship::encode::{EncodeStats, Encoder, SourcePlan};
+use tailship::adapt::stage::{SourcePlan, Worker};
+use tailship::metrics::Metrics;
+use tailship::ship::encode::{Encoder, Limits};
 use tailship::tail::lines::{LineSplitter, Split};
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
@@ -76,7 +79,7 @@ fn split_all(data: &[u8], splits: &mut Vec<Split>) {
 }
 
 /// The chunks the tailer would hand on for `data`.
-fn chunks(data: &[u8]) -> Vec<Chunk> {
+fn chunks(data: &[u8]) -> Vec<Arc<Chunk>> {
     let budget = Budget::new(usize::MAX / 2);
     let file = Arc::new(FileMeta {
         uid: 1,
@@ -102,19 +105,25 @@ fn chunks(data: &[u8]) -> Vec<Chunk> {
                 budget: budget.take(len),
             };
             start += len as u64;
-            c
+            Arc::new(c)
         })
         .collect()
 }
 
-/// Encodes every chunk the way a sink does: batches of `MAX_EVENTS` / `MAX_BATCH_BYTES`.
-fn encode_all(encoder: &mut Encoder, chunks: &[Chunk], out: &mut Vec<u8>, stats: &mut EncodeStats) -> usize {
+/// Makes the records of every chunk (the adapt stage) and encodes them the way a sink does:
+/// batches of `MAX_EVENTS` / `MAX_BATCH_BYTES`.
+fn encode_all(worker: &mut Worker, encoder: &mut Encoder, chunks: &[Arc<Chunk>], out: &mut Vec<u8>) -> usize {
     let mut records = 0;
     let mut in_batch = 0;
     for c in chunks {
+        let recs = worker.process(Arc::clone(c));
         let mut from = 0;
-        while from < c.data.len() {
-            let (next, n) = encoder.encode(c, from, out, MAX_EVENTS - in_batch, MAX_BATCH_BYTES, stats);
+        while from < encoder.end_of(&recs) {
+            let limits = Limits {
+                max_events: MAX_EVENTS - in_batch,
+                max_bytes: MAX_BATCH_BYTES,
+            };
+            let (next, n) = encoder.encode(&recs, from, out, limits);
             from = next;
             records += n;
             in_batch += n;
@@ -180,7 +189,7 @@ fn bench_encode(c: &mut Criterion) {
         timeout: Duration::from_secs(1),
     });
 
-    let cases: Vec<(&str, Encoding, SourcePlan, usize, &Vec<Chunk>)> = vec![
+    let cases: Vec<(&str, Encoding, SourcePlan, usize, &Vec<Arc<Chunk>>)> = vec![
         (
             "raw_ndjson",
             Encoding::Ndjson,
@@ -243,16 +252,17 @@ fn bench_encode(c: &mut Criterion) {
     for (name, encoding, plan, input_bytes, chunks) in cases {
         g.throughput(Throughput::Bytes(input_bytes as u64));
         let joins = plan.adapter.multiline.is_some();
-        let mut encoder = Encoder::new(encoding, vec![plan], &resource);
+        let metrics = Arc::new(Metrics::new(&["bench".to_string()], &[], Budget::new(1 << 20)));
+        let mut worker = Worker::new(Arc::from(vec![plan]), &resource, Arc::clone(&metrics));
+        let mut encoder = Encoder::new(encoding);
         let mut out = Vec::with_capacity(MAX_BATCH_BYTES * 2);
-        let mut stats = EncodeStats::default();
         // The figures mean something only if every line became a record (or, joining, was
         // part of one) and parsed.
         let lines = chunks
             .iter()
             .map(|c| memchr::memchr_iter(b'\n', &c.data).count())
             .sum::<usize>();
-        let records = encode_all(&mut encoder, chunks, &mut out, &mut stats);
+        let records = encode_all(&mut worker, &mut encoder, chunks, &mut out);
         if joins {
             assert!(
                 records > 0 && records < lines,
@@ -261,14 +271,12 @@ fn bench_encode(c: &mut Criterion) {
         } else {
             assert_eq!(records, lines, "{name}");
         }
-        assert_eq!(
-            stats.parse_errors.iter().sum::<u64>() + stats.invalid_utf8.iter().sum::<u64>(),
-            0,
-            "{name}"
-        );
+        let errors = metrics.sources[0].parse_errors.load(std::sync::atomic::Ordering::Relaxed)
+            + metrics.invalid_utf8_lines.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(errors, 0, "{name}");
         out.clear();
         g.bench_function(name, |b| {
-            b.iter(|| encode_all(&mut encoder, chunks, &mut out, &mut stats))
+            b.iter(|| encode_all(&mut worker, &mut encoder, chunks, &mut out))
         });
     }
     g.finish();

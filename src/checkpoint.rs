@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde::{Deserialize, Serialize};
 
+use crate::mark::{FileMark, Mark};
 use crate::metrics::{add, Metrics};
 
 pub const FILE_NAME: &str = "checkpoints.json";
@@ -47,10 +48,9 @@ pub struct Entry {
     /// Seed of the record ids; absent until the first line was read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_seed: Option<u64>,
-    /// Every sink has acknowledged the bytes before this offset.
-    pub offset: u64,
-    pub validator_len: u8,
-    pub validator: u64,
+    /// Every sink has acknowledged the bytes before this mark (stored as flat keys).
+    #[serde(flatten)]
+    pub at: Mark,
     /// Unix seconds when the entry last changed or its file was last seen.
     pub updated: u64,
 }
@@ -78,16 +78,7 @@ pub enum Msg {
     /// The tailer closed the file for good (rotated away and drained, or deleted).
     Closed { uid: u64 },
     /// A sink delivered everything up to these marks.
-    Ack { sink: usize, marks: Vec<Mark> },
-}
-
-/// "Sink delivered file `uid` up to `offset`", with the validator of the bytes before it.
-#[derive(Debug, Clone, Copy)]
-pub struct Mark {
-    pub uid: u64,
-    pub offset: u64,
-    pub validator_len: u8,
-    pub validator: u64,
+    Ack { sink: usize, marks: Vec<FileMark> },
 }
 
 /// Loads `data_dir/checkpoints.json`. `Ok(None)` when there is none yet: the agent's first
@@ -157,9 +148,8 @@ pub fn store(data_dir: &Path, files: &[Entry]) -> Result<(), Error> {
 /// Live state of one entry: the stored form plus what each sink has acknowledged.
 struct Live {
     entry: Entry,
-    /// Per sink: the acknowledged (offset, validator len, validator); `None` for sinks that
-    /// do not read this file's source.
-    acked: Vec<Option<(u64, u8, u64)>>,
+    /// Per sink: the acknowledged mark; `None` for sinks that do not read this file's source.
+    acked: Vec<Option<Mark>>,
     closed_at: Option<Instant>,
     /// Loaded from disk and not yet claimed by the tailer in this run.
     unclaimed_since: Option<Instant>,
@@ -219,11 +209,7 @@ impl Checkpointer {
                 entry.updated = unix_now();
                 let readers = self.sinks_of_source.get(source_idx).cloned().unwrap_or_default();
                 let acked = (0..self.sink_count)
-                    .map(|s| {
-                        readers
-                            .contains(&s)
-                            .then_some((entry.offset, entry.validator_len, entry.validator))
-                    })
+                    .map(|s| readers.contains(&s).then_some(entry.at))
                     .collect();
                 self.files.insert(
                     entry.uid,
@@ -260,20 +246,18 @@ impl Checkpointer {
                 }
             }
             Msg::Ack { sink, marks } => {
-                for m in marks {
+                for FileMark { uid, mark } in marks {
                     // Acks for a generation replaced by a truncation find no entry: ignore.
-                    let Some(l) = self.files.get_mut(&m.uid) else { continue };
+                    let Some(l) = self.files.get_mut(&uid) else { continue };
                     let Some(Some(slot)) = l.acked.get_mut(sink) else {
                         continue;
                     };
-                    if m.offset > slot.0 {
-                        *slot = (m.offset, m.validator_len, m.validator);
-                        let committed = l.acked.iter().flatten().min_by_key(|a| a.0).copied();
-                        if let Some((offset, vlen, v)) = committed {
-                            if offset != l.entry.offset {
-                                l.entry.offset = offset;
-                                l.entry.validator_len = vlen;
-                                l.entry.validator = v;
+                    if mark.offset > slot.offset {
+                        *slot = mark;
+                        let committed = l.acked.iter().flatten().min_by_key(|a| a.offset).copied();
+                        if let Some(at) = committed {
+                            if at.offset != l.entry.at.offset {
+                                l.entry.at = at;
                                 l.entry.updated = unix_now();
                                 self.dirty = true;
                             }
@@ -357,19 +341,22 @@ mod tests {
             fp_hash: 0,
             generation: 0,
             id_seed: None,
-            offset,
-            validator_len: 0,
-            validator: 0,
+            at: Mark {
+                offset,
+                ..Mark::default()
+            },
             updated: 0,
         }
     }
 
-    fn mark(uid: u64, offset: u64) -> Mark {
-        Mark {
+    fn mark(uid: u64, offset: u64) -> FileMark {
+        FileMark {
             uid,
-            offset,
-            validator_len: 1,
-            validator: offset,
+            mark: Mark {
+                offset,
+                validator_len: 1,
+                validator: offset,
+            },
         }
     }
 
@@ -398,16 +385,19 @@ mod tests {
             sink: 0,
             marks: vec![mark(7, 100)],
         });
-        assert_eq!(cp.files[&7].entry.offset, 0);
+        assert_eq!(cp.files[&7].entry.at.offset, 0);
         cp.apply(Msg::Ack {
             sink: 1,
             marks: vec![mark(7, 50), mark(8, 30)],
         });
-        assert_eq!(cp.files[&7].entry.offset, 50);
-        assert_eq!(cp.files[&8].entry.offset, 30);
+        assert_eq!(cp.files[&7].entry.at.offset, 50);
+        assert_eq!(cp.files[&8].entry.at.offset, 30);
         cp.flush();
         let loaded = load(dir.path()).unwrap().unwrap();
         assert_eq!(loaded.len(), 2);
+        let text = fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
+        assert!(text.contains("\"offset\":50,\"validator_len\":1,\"validator\":50"), "flat keys on disk: {text}");
+        assert!(loaded.iter().any(|e| e.uid == 7 && e.at.offset == 50 && e.at.validator == 50));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The `tailship` binary: command line, logging, signals and exit codes around the library's
 //! pipeline. Exit codes: 0 clean stop, 2 bad config or arguments, 1 anything else.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -1,33 +1,42 @@
 //! Wires the stages together; the only module that knows the topology.
 //!
 //! ```text
-//! tailer ──Arc<Chunk>──▶ sink 0 ──acks──▶ checkpoint thread ──▶ data_dir/checkpoints.json
-//!        └─────────────▶ sink 1 ──acks──┘
+//!                              ┌──Arc<Records>──▶ sink 0 ──acks──┐
+//! tailer ──Arc<Chunk>──▶ adapt worker 0..n ─(transform)─┤        ├──▶ checkpoint thread
+//!   (a file's chunks always go to one worker)  └──────────────▶ sink 1 ──acks──┘      │
+//!                                                             data_dir/checkpoints.json
 //! ```
 //!
 //! Shutdown flows downstream with the data: `stop()` ends the tailer's discovery; it drains
-//! what is on disk and returns, dropping its senders; each sink delivers its last batch and
-//! returns; when every sender is gone the checkpoint thread writes once more and returns.
+//! what is on disk and returns, dropping its senders; each adapt worker flushes the events it
+//! was joining and returns; each sink delivers its last batch and returns; when every sender
+//! is gone the checkpoint thread writes once more and returns.
 //! If that takes longer than `shutdown_timeout`, the hard stop cuts it short: unacknowledged
 //! lines are then read again at the next start (at-least-once).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use crate::adapt::stage::{self, Lane, SourcePlan, Worker};
 use crate::budget::Budget;
 use crate::checkpoint::{self, Checkpointer};
-use crate::config::{Encoding, Settings};
+use crate::config::Settings;
 use crate::metrics::Metrics;
-use crate::ship::encode::{Encoder, SourcePlan};
+use crate::ship::encode::Encoder;
 use crate::ship::{self, SinkContext};
-use crate::tail::{self, SinkPort, TailContext};
+use crate::stop::{self, Trigger};
+use crate::tail::{self, TailContext};
 
-/// Chunks queued per sink; the byte budget, not this count, is what bounds memory.
+/// Record batches queued per sink, and chunks per adapt worker: each holds a chunk, so the
+/// byte budget, not these counts, is what bounds memory.
 const SINK_QUEUE: usize = 1024;
+const ADAPT_QUEUE: usize = 1024;
+/// More adapt workers than this would only add threads: parsing runs at hundreds of MB/s a core.
+const MAX_ADAPT_WORKERS: usize = 8;
 const CHECKPOINT_QUEUE: usize = 4096;
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -43,8 +52,10 @@ pub enum Error {
 pub struct Pipeline {
     pub metrics: Arc<Metrics>,
     stop_tx: Option<Sender<()>>,
-    hard_stop: Arc<AtomicBool>,
+    hard_stop: Trigger,
     threads: Vec<JoinHandle<()>>,
+    /// Disconnected once every thread has returned: each holds a sender until it ends.
+    finished: Receiver<()>,
     shutdown_timeout: Duration,
 }
 
@@ -56,14 +67,20 @@ impl Pipeline {
         let sink_names: Vec<String> = settings.sinks.iter().map(|s| s.name.clone()).collect();
         let budget = Budget::new(settings.max_inflight_bytes);
         let metrics = Arc::new(Metrics::new(&source_names, &sink_names, Arc::clone(&budget)));
-        let hard_stop = Arc::new(AtomicBool::new(false));
+        let (trigger, hard_stop) = stop::hard_stop();
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let (cp_tx, cp_rx) = crossbeam_channel::bounded(CHECKPOINT_QUEUE);
+        // Nothing is sent on it: each thread's sender is dropped when the thread returns.
+        let (finished_tx, finished) = crossbeam_channel::bounded::<()>(0);
         let mut threads = Vec::new();
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            let finished = finished_tx.clone();
             std::thread::Builder::new()
                 .name(name.to_owned())
-                .spawn(f)
+                .spawn(move || {
+                    f();
+                    drop(finished);
+                })
                 .map_err(|source| Error::Spawn {
                     name: name.to_owned(),
                     source,
@@ -94,57 +111,62 @@ impl Pipeline {
             Box::new(move || checkpoint::run(checkpointer, cp_rx, CHECKPOINT_INTERVAL)),
         )?);
 
-        let plans = settings.sources.iter().map(SourcePlan::from).collect::<Vec<_>>();
-        let mut ports = Vec::new();
+        // The adapt workers: one per core (at least one), none more than the files could use.
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, MAX_ADAPT_WORKERS);
+        let plans: Arc<[SourcePlan]> = settings.sources.iter().map(SourcePlan::from).collect();
+        let mut sink_txs = Vec::new();
         for (index, sink) in settings.sinks.iter().enumerate() {
             let (tx, rx) = crossbeam_channel::bounded(SINK_QUEUE);
-            ports.push(SinkPort {
-                tx,
-                reads_source: (0..settings.sources.len()).map(|s| sink.inputs.contains(&s)).collect(),
-            });
-            // Per-line quality counters (invalid UTF-8, parse errors) are counted by one sink
-            // per source, so two sinks do not count one line twice: the first NDJSON sink
-            // (a raw sink never parses), else the first sink.
-            let counts_source: Vec<bool> = sinks_of_source
-                .iter()
-                .map(|readers| {
-                    let ndjson = readers
-                        .iter()
-                        .find(|&&k| settings.sinks[k].encoding == Encoding::Ndjson);
-                    ndjson.or(readers.first()) == Some(&index)
-                })
-                .collect();
+            sink_txs.push((tx, (0..settings.sources.len()).map(|s| sink.inputs.contains(&s)).collect::<Vec<_>>()));
             let ctx = SinkContext {
                 index,
                 settings: sink.clone(),
-                encoder: Encoder::new(sink.encoding, plans.clone(), &settings.resource),
-                counts_source,
-                chunks: rx,
+                encoder: Encoder::new(sink.encoding),
+                records: rx,
                 checkpoints: cp_tx.clone(),
                 metrics: Arc::clone(&metrics),
-                hard_stop: Arc::clone(&hard_stop),
+                hard_stop: hard_stop.clone(),
             };
             threads.push(spawn(&format!("sink-{}", sink.name), Box::new(move || ship::run(ctx)))?);
         }
+        let mut lanes = Vec::new();
+        for w in 0..workers {
+            let (tx, rx) = crossbeam_channel::bounded(ADAPT_QUEUE);
+            lanes.push(tx);
+            let worker = Worker::new(Arc::clone(&plans), &settings.resource, Arc::clone(&metrics));
+            let outputs = sink_txs
+                .iter()
+                .map(|(tx, reads_source)| Lane {
+                    tx: tx.clone(),
+                    reads_source: reads_source.clone(),
+                })
+                .collect();
+            let hard = hard_stop.clone();
+            threads.push(spawn(&format!("adapt-{w}"), Box::new(move || stage::run(worker, rx, outputs, hard)))?);
+        }
+        // Only the workers hold the sinks' senders now: the sinks end when the workers do.
+        drop(sink_txs);
 
         let shutdown_timeout = settings.shutdown_timeout;
         let ctx = TailContext {
             settings,
             saved,
-            sinks: ports,
+            lanes,
             checkpoints: cp_tx,
             budget,
             metrics: Arc::clone(&metrics),
             shutdown: stop_rx,
-            hard_stop: Arc::clone(&hard_stop),
+            hard_stop: hard_stop.clone(),
         };
         threads.push(spawn("tail", Box::new(move || tail::run(ctx)))?);
+        drop(finished_tx);
 
         Ok(Pipeline {
             metrics,
             stop_tx: Some(stop_tx),
-            hard_stop,
+            hard_stop: trigger,
             threads,
+            finished,
             shutdown_timeout,
         })
     }
@@ -155,16 +177,15 @@ impl Pipeline {
         self.metrics.stopping.store(true, Ordering::Relaxed);
         drop(self.stop_tx.take());
         let deadline = Instant::now() + self.shutdown_timeout;
-        let mut in_time = true;
-        for t in std::mem::take(&mut self.threads) {
-            while !t.is_finished() {
-                if in_time && Instant::now() >= deadline {
-                    in_time = false;
-                    tracing::warn!(timeout = ?self.shutdown_timeout, "shutdown did not finish in time; unacknowledged lines will be read again at the next start");
-                    self.hard_stop.store(true, Ordering::Relaxed);
-                }
-                std::thread::sleep(Duration::from_millis(10));
+        let in_time = match self.finished.recv_deadline(deadline) {
+            Err(RecvTimeoutError::Timeout) => {
+                tracing::warn!(timeout = ?self.shutdown_timeout, "shutdown did not finish in time; unacknowledged lines will be read again at the next start");
+                self.hard_stop.fire();
+                false
             }
+            _ => true,
+        };
+        for t in std::mem::take(&mut self.threads) {
             let _ = t.join();
         }
         in_time

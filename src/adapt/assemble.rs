@@ -1,7 +1,7 @@
 //! Turning one file's lines into events, for every format but the fast `raw`/`json` paths:
 //! parse each line in the source's format, put container runtimes' split lines back together
 //! (`cri`, `docker`), and join multiline events (stack traces). One `Assembler` per file,
-//! fed that file's lines in order by the sink's encoder, chunk after chunk: joining state
+//! fed that file's lines in order by the adapt worker that owns the file, chunk after chunk: joining state
 //! lives here, across chunks.
 //!
 //! Events come out through a callback, borrowing from the line when nothing had to be joined.
@@ -23,14 +23,8 @@ use super::parsed::{FieldValue, ParseError, Parsed, Stream};
 use super::regex::Scratch;
 use super::{access, cri, docker, klog, logfmt, syslog};
 use crate::config::{Format, MultilineSettings};
+use crate::mark::Mark;
 
-/// A file position with the resume validator of the bytes before it (see `tail::identity`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Start {
-    pub offset: u64,
-    pub validator_len: u8,
-    pub validator: u64,
-}
 
 /// One finished event.
 pub struct Event<'r, 'a> {
@@ -93,7 +87,7 @@ pub fn detected_format(d: Detected) -> Format {
 
 /// The head line of a multiline event being collected, and where it began.
 struct Head {
-    start: Start,
+    start: Mark,
     observed_ns: i64,
     rec: Parsed<'static>,
     error: Option<ParseError>,
@@ -112,7 +106,7 @@ pub struct Assembler {
     regex: Option<Scratch>,
     /// `cri`/`docker`: split pieces per stream, with where each message began.
     joiner: Option<PartialJoiner>,
-    join_start: [Option<(Start, i64)>; 2],
+    join_start: [Option<(Mark, i64)>; 2],
     join_timeout: Duration,
     /// Multiline events per stream (one slot for formats without streams).
     multiline: Vec<MultilineSlot>,
@@ -163,7 +157,7 @@ impl Assembler {
         &mut self,
         format: &'a Format,
         line: &'a str,
-        at: Start,
+        at: Mark,
         now_ns: i64,
         rec: &mut Parsed<'a>,
         emit: &mut dyn FnMut(Event<'_, '_>),
@@ -228,7 +222,7 @@ impl Assembler {
     }
 
     /// The earliest position an event being collected began at: the checkpoint stays there.
-    pub fn held(&self) -> Option<Start> {
+    pub fn held(&self) -> Option<Mark> {
         let joins = self.join_start.iter().flatten().map(|(s, _)| *s);
         let heads = self.multiline.iter().filter_map(|m| m.head.as_ref().map(|h| h.start));
         joins.chain(heads).min_by_key(|s| s.offset)
@@ -272,7 +266,7 @@ impl Assembler {
 fn joined(
     multiline: Option<&mut MultilineSlot>,
     whole: Parsed<'_>,
-    start: Start,
+    start: Mark,
     observed_ns: i64,
     emit: &mut dyn FnMut(Event<'_, '_>),
 ) {
@@ -305,7 +299,7 @@ fn raw(line: &str) -> Parsed<'static> {
 fn feed_multiline(
     ml: &mut MultilineSlot,
     text: &str,
-    start: Start,
+    start: Mark,
     observed_ns: i64,
     emit: &mut dyn FnMut(Event<'_, '_>),
     head_of: impl FnOnce(bool) -> (Parsed<'static>, Option<ParseError>),

@@ -1,9 +1,11 @@
-//! The adapter stage: turns one line of a source's own format into the parts of the normalized
-//! record (event time, level, message, extra fields). The encoders in `ship::encode` call it per
-//! line inside a chunk and write its output straight into the wire format.
+//! The adapt stage: turns the lines of a source's own format into records (`crate::record`),
+//! once per source, on worker threads between the tailer and the sinks (`stage`).
 //!
-//! Shared vocabulary lives here: the per-source `Format` and the normalized severity `Level`,
-//! with the spellings applications use for it.
+//! One file per format parser (`json`, `logfmt`, `cri`, `docker`, `syslog`, `access`, `klog`,
+//! `regex`), each returning the parts of a record (`Parsed`); `assemble` joins split container
+//! lines and multiline events per file; `detect` picks a format for `auto`; `table` stores
+//! parsed parts as records; `stage` runs it all. The spellings applications use for a level
+//! are mapped onto the record's `Level` here.
 
 pub mod access;
 pub mod assemble;
@@ -20,37 +22,15 @@ pub mod logfmt;
 pub mod multiline;
 pub mod parsed;
 pub mod regex;
+pub mod stage;
 pub mod syslog;
+pub mod table;
 pub mod timestamp;
 
-pub use parsed::{Field, FieldValue, ParseError, Parsed, Stream};
+pub use parsed::{Field, FieldValue, ParseError, Parsed};
 
 pub use crate::config::Format;
-
-/// Normalized severity of a record, as DESIGN.md's record table spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Level {
-    Trace,
-    Debug,
-    Info,
-    Warn,
-    Error,
-    Fatal,
-}
-
-impl Level {
-    /// The record's spelling: `trace`, `debug`, `info`, `warn`, `error`, `fatal`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Trace => "trace",
-            Level::Debug => "debug",
-            Level::Info => "info",
-            Level::Warn => "warn",
-            Level::Error => "error",
-            Level::Fatal => "fatal",
-        }
-    }
-}
+pub use crate::record::{Level, Stream};
 
 /// The level a logged severity name stands for, case-insensitively; `None` for names we do not
 /// know (the adapter then keeps the value as a plain field rather than guess).

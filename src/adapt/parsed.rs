@@ -14,33 +14,9 @@
 use std::borrow::Cow;
 use std::fmt;
 
+pub use crate::record::Stream;
+
 use super::Level;
-
-/// Which output stream of a container a line came from (`cri`, `docker`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Stream {
-    Stdout,
-    Stderr,
-}
-
-impl Stream {
-    /// The record's spelling: `stdout` / `stderr`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stream::Stdout => "stdout",
-            Stream::Stderr => "stderr",
-        }
-    }
-
-    /// `stdout` / `stderr` exactly (the spelling both runtimes write); anything else is `None`.
-    pub fn from_name(s: &str) -> Option<Stream> {
-        match s {
-            "stdout" => Some(Stream::Stdout),
-            "stderr" => Some(Stream::Stderr),
-            _ => None,
-        }
-    }
-}
 
 /// A value of the record's `fields`.
 #[derive(Debug, Clone, PartialEq)]

@@ -13,61 +13,17 @@
 //! (only they); 409 on `create` means the document is already there (a replay): success;
 //! any other 4xx (a mapping error, say) rejects that record for good: dead-letter.
 //!
-//! The records' parts come from the encoder's bytes, not from a re-parse: every encoded
-//! record starts with `{"timestamp":"<RFC 3339, UTC>"`, and its top-level `id` is the first
-//! `,"id":"` in it (the keys before it are fixed tokens, numbers, or strings, and inside a
-//! JSON string a quote is always escaped, so `,"` cannot occur there). That keeps the NDJSON
-//! hot path exactly as it is and costs one short memmem per record here.
+//! The index date and `_id` come from the record itself; the document is the record's NDJSON.
 
 use std::collections::HashMap;
-use std::ops::Range;
 
 use serde::Deserialize;
 
+use super::encode::record_ndjson;
+use super::escape::escape_into;
 use crate::config::EsTarget;
-
-const TS_HEAD: &[u8] = br#"{"timestamp":""#;
-const ID_HEAD: &[u8] = br#","id":""#;
-
-/// The parts of one encoded record the bulk API needs.
-#[derive(Debug, PartialEq, Eq)]
-pub struct RecordParts<'a> {
-    /// The RFC 3339 text, without quotes.
-    pub timestamp: &'a [u8],
-    pub id: &'a [u8],
-}
-
-pub fn parts(line: &[u8]) -> Option<RecordParts<'_>> {
-    let rest = line.strip_prefix(TS_HEAD)?;
-    let ts_end = memchr::memchr(b'"', rest)?;
-    let timestamp = &rest[..ts_end];
-    // YYYY-MM-DDT…: the index date is read from fixed positions.
-    if timestamp.len() < 10 || timestamp[4] != b'-' || timestamp[7] != b'-' {
-        return None;
-    }
-    let at = memchr::memmem::find(line, ID_HEAD)? + ID_HEAD.len();
-    let id_len = memchr::memchr(b'"', &line[at..])?;
-    Some(RecordParts {
-        timestamp,
-        id: &line[at..at + id_len],
-    })
-}
-
-/// The records of a batch (line ranges without the newline): those the bulk API can take,
-/// and those that are not records (never expected from the encoder; dead-lettered).
-pub fn split(ndjson: &[u8]) -> (Vec<Range<usize>>, Vec<Range<usize>>) {
-    let (mut ok, mut bad) = (Vec::new(), Vec::new());
-    let mut start = 0;
-    for nl in memchr::memchr_iter(b'\n', ndjson) {
-        if parts(&ndjson[start..nl]).is_some() {
-            ok.push(start..nl);
-        } else {
-            bad.push(start..nl);
-        }
-        start = nl + 1;
-    }
-    (ok, bad)
-}
+use crate::record::RecordRef;
+use crate::timefmt;
 
 /// Index names by date, so the pattern is expanded once per day seen, not per record.
 #[derive(Default)]
@@ -89,33 +45,35 @@ impl IndexNames {
     }
 }
 
-/// Appends the bulk request for `records` (ranges of `ndjson`, each a record that `parts`
-/// accepts) to `out`.
-pub fn bulk_body(
-    ndjson: &[u8],
-    records: &[Range<usize>],
+/// Appends the bulk request for `records` to `out`.
+pub fn bulk_body<'a>(
+    records: impl Iterator<Item = RecordRef<'a>>,
     target: &EsTarget,
     names: &mut IndexNames,
     out: &mut Vec<u8>,
 ) {
+    let mut timestamp = Vec::with_capacity(32);
+    let mut doc = Vec::new();
     for r in records {
-        let line = &ndjson[r.clone()];
-        let Some(p) = parts(line) else { continue };
+        timestamp.clear();
+        timefmt::rfc3339_nanos(r.time_or_observed(), &mut timestamp);
         let (op, index) = match target {
-            EsTarget::Index(pattern) => ("index", names.name(pattern, p.timestamp)),
+            EsTarget::Index(pattern) => ("index", names.name(pattern, &timestamp)),
             EsTarget::DataStream(ds) => ("create", ds.as_str()),
         };
         out.extend_from_slice(b"{\"");
         out.extend_from_slice(op.as_bytes());
         out.extend_from_slice(b"\":{\"_index\":\"");
-        // Validated names and encoder ids need no JSON escaping.
+        // Validated names need no JSON escaping; the id is escaped like the record's.
         out.extend_from_slice(index.as_bytes());
         out.extend_from_slice(b"\",\"_id\":\"");
-        out.extend_from_slice(p.id);
+        escape_into(out, r.id().as_bytes());
         out.extend_from_slice(b"\"}}\n{\"@timestamp\":\"");
-        out.extend_from_slice(p.timestamp);
+        out.extend_from_slice(&timestamp);
         out.extend_from_slice(b"\",");
-        out.extend_from_slice(&line[1..]);
+        doc.clear();
+        record_ndjson(&r, &mut doc);
+        out.extend_from_slice(doc.get(1..).unwrap_or(b"}"));
         out.push(b'\n');
     }
 }
@@ -190,31 +148,31 @@ pub fn verdicts(answer: &[u8], n: usize) -> Result<Vec<Verdict>, String> {
 mod tests {
     use super::*;
 
-    const A: &[u8] = br#"{"timestamp":"2026-11-25T13:51:20.123456789Z","observed_timestamp":"2026-11-26T00:00:00.000000000Z","message":"x \",\"id\":\"fake","file":"/l/a.log","offset":0,"id":"00ff-0","fields":{"id":"inner"}}"#;
-
-    #[test]
-    fn parts_come_from_the_fixed_key_order() {
-        let p = parts(A).unwrap();
-        assert_eq!(p.timestamp, b"2026-11-25T13:51:20.123456789Z");
-        assert_eq!(p.id, b"00ff-0");
-        assert_eq!(parts(b"{\"message\":\"x\"}"), None);
-    }
+    use crate::record::testing::{context, records, Rec};
 
     #[test]
     fn bulk_lines_pair_actions_and_documents() {
-        let b = br#"{"timestamp":"2026-01-02T00:00:00.000000000Z","id":"f-9"}"#;
-        let ndjson = [A, b"\n", b, b"\n", b"not a record\n"].concat();
-        let (ok, bad) = split(&ndjson);
-        assert_eq!((ok.len(), bad.len()), (2, 1));
+        let ctx = context("/l/a.log", "00ff-", &[], &[]);
+        let batch = records(
+            ctx,
+            vec![
+                Rec {
+                    time_ns: Some(1_795_614_680_123_456_789),
+                    observed_ns: 1_795_651_200_000_000_000,
+                    message: Some("x \",\"id\":\"fake"),
+                    fields: Some(serde_json::json!({"id": "inner"})),
+                    ..Rec::default()
+                },
+                Rec {
+                    observed_ns: 1_767_312_000_000_000_000,
+                    offset: 9,
+                    ..Rec::default()
+                },
+            ],
+        );
         let mut out = Vec::new();
         let mut names = IndexNames::default();
-        bulk_body(
-            &ndjson,
-            &ok,
-            &EsTarget::Index("logs-%Y.%m.%d".into()),
-            &mut names,
-            &mut out,
-        );
+        bulk_body(batch.iter(0, 2), &EsTarget::Index("logs-%Y.%m.%d".into()), &mut names, &mut out);
         let lines: Vec<serde_json::Value> = out
             .split(|c| *c == b'\n')
             .filter(|l| !l.is_empty())
@@ -225,18 +183,14 @@ mod tests {
         assert_eq!(lines[0]["index"]["_id"], "00ff-0");
         assert_eq!(lines[1]["@timestamp"], "2026-11-25T13:51:20.123456789Z");
         assert_eq!(lines[1]["message"], "x \",\"id\":\"fake");
+        assert_eq!(lines[1]["fields"]["id"], "inner");
+        assert_eq!(lines[1]["id"], "00ff-0");
         assert_eq!(lines[2]["index"]["_index"], "logs-2026.01.02");
         out.clear();
-        bulk_body(
-            &ndjson,
-            &ok[1..],
-            &EsTarget::DataStream("logs-app-default".into()),
-            &mut names,
-            &mut out,
-        );
+        bulk_body(batch.iter(1, 2), &EsTarget::DataStream("logs-app-default".into()), &mut names, &mut out);
         let action: serde_json::Value = serde_json::from_slice(out.split(|c| *c == b'\n').next().unwrap()).unwrap();
         assert_eq!(action["create"]["_index"], "logs-app-default");
-        assert_eq!(action["create"]["_id"], "f-9");
+        assert_eq!(action["create"]["_id"], "00ff-9");
     }
 
     #[test]

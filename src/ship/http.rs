@@ -22,10 +22,11 @@
 //! the answer's first 512 bytes are logged, and the checkpoint moves on. A batch that
 //! exhausted `max_retries` is dead-lettered the same way.
 //!
-//! Protocols: the `Api` of the settings picks how a batch's NDJSON records become a request
-//! body and how a 2xx answer is read — the records as they are (`http`), `_bulk` with per-item
-//! verdicts (`ship::elasticsearch`), a Loki push (`ship::loki`), an OTLP export
-//! (`ship::otlp`), HEC events (`ship::splunk`); everything else here is common to all.
+//! Protocols: the `Api` of the settings picks how a batch's records become a request body and
+//! how a 2xx answer is read — NDJSON encoded on the sink thread (`http`), `_bulk` with
+//! per-item verdicts (`ship::elasticsearch`), a Loki push (`ship::loki`), an OTLP export
+//! (`ship::otlp`), HEC events (`ship::splunk`), each written from the records themselves;
+//! everything else here is common to all.
 //!
 //! Memory: a batch keeps its chunks (and their in-flight budget) until it is acknowledged,
 //! like every sink, plus its encoded bytes while its request is running; at most
@@ -34,24 +35,27 @@
 use std::collections::VecDeque;
 use std::io::Write as _;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use crossbeam_channel::{select, RecvTimeoutError};
+use crossbeam_channel::select;
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 
 use super::backoff::Backoff;
 use super::deadletter::DeadLetter;
 use super::elasticsearch::{self, IndexNames, Verdict};
-use super::encode::EncodeStats;
+use super::encode::record_ndjson;
 use super::loki;
 use super::otlp;
 use super::splunk;
-use super::{flush_stats, Batch, SinkContext};
-use crate::checkpoint::{Mark, Msg};
-use crate::chunk::Chunk;
+use super::batcher::{self, Batch, Deliver, Part};
+use super::SinkContext;
+use crate::checkpoint::Msg;
+use crate::mark::FileMark;
+use crate::record::RecordRef;
+use crate::stop::HardStop;
 use crate::config::{client_identity, Api, Auth, Compression, Framing, HttpSettings, SinkKind};
 use crate::metrics::{add, Metrics, SinkMetrics};
 
@@ -101,17 +105,87 @@ struct Dead {
 }
 
 impl Dead {
-    fn add(&mut self, ndjson: &[u8], records: &[Range<usize>], why: &str) {
-        if records.is_empty() {
+    fn add(&mut self, payload: &Payload, items: &[usize], why: &str) {
+        if items.is_empty() {
             return;
         }
-        for r in records {
-            self.ndjson.extend_from_slice(&ndjson[r.clone()]);
-            self.ndjson.push(b'\n');
-        }
-        self.records += records.len();
+        payload.ndjson_of(items, &mut self.ndjson);
+        self.records += items.len();
         if self.why.is_empty() {
             self.why = why.to_owned();
+        }
+    }
+}
+
+/// What a batch's requests are made from. Its items (records) are numbered from 0 in batch
+/// order; a retry of some of them names them by number.
+#[derive(Debug)]
+enum Payload {
+    /// The `http` protocol: the records encoded as NDJSON on the sink thread, which is the
+    /// body (framed and compressed as configured); `lines[i]` is item `i`.
+    Ndjson { bytes: Bytes, lines: Vec<Range<usize>> },
+    /// The other protocols build their bodies from the records; item `i` is the record at
+    /// position `at[i].1` of `parts[at[i].0]`.
+    Records { parts: Vec<Part>, at: Vec<(usize, usize)> },
+}
+
+impl Payload {
+    fn ndjson(bytes: Bytes) -> Payload {
+        let mut lines = Vec::new();
+        let mut start = 0;
+        for nl in memchr::memchr_iter(b'\n', &bytes) {
+            lines.push(start..nl);
+            start = nl + 1;
+        }
+        Payload::Ndjson { bytes, lines }
+    }
+
+    fn records(parts: Vec<Part>) -> Payload {
+        let mut at = Vec::new();
+        for (i, p) in parts.iter().enumerate() {
+            let mut pos = p.from;
+            while pos < p.to {
+                let Some((_, next)) = p.records.record_at(pos) else { break };
+                at.push((i, pos));
+                pos = next;
+            }
+        }
+        Payload::Records { parts, at }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Payload::Ndjson { lines, .. } => lines.len(),
+            Payload::Records { at, .. } => at.len(),
+        }
+    }
+
+    /// The records `items`, in order.
+    fn refs<'a>(&'a self, items: &'a [usize]) -> impl Iterator<Item = RecordRef<'a>> + 'a {
+        items.iter().filter_map(move |&i| match self {
+            Payload::Ndjson { .. } => None,
+            Payload::Records { parts, at } => {
+                let (part, pos) = *at.get(i)?;
+                parts.get(part)?.records.record_at(pos).map(|(r, _)| r)
+            }
+        })
+    }
+
+    /// Appends the records `items` as NDJSON lines.
+    fn ndjson_of(&self, items: &[usize], out: &mut Vec<u8>) {
+        match self {
+            Payload::Ndjson { bytes, lines } => {
+                for r in items.iter().filter_map(|&i| lines.get(i)) {
+                    out.extend_from_slice(&bytes[r.clone()]);
+                    out.push(b'\n');
+                }
+            }
+            Payload::Records { .. } => {
+                for r in self.refs(items) {
+                    record_ndjson(&r, out);
+                    out.push(b'\n');
+                }
+            }
         }
     }
 }
@@ -123,7 +197,7 @@ struct Shared {
     http: HttpSettings,
     client: reqwest::Client,
     metrics: Arc<Metrics>,
-    hard_stop: Arc<AtomicBool>,
+    hard_stop: HardStop,
     done: crossbeam_channel::Sender<(u64, Outcome)>,
     /// Batch buffers back from acknowledged batches, reused for new ones: a fresh 1 MiB
     /// buffer per batch costs page faults that showed up as a third of the sink's CPU.
@@ -136,18 +210,17 @@ impl Shared {
     }
 }
 
-/// Applies a task's `(seq, outcome)` to the window; false at the hard stop.
-type Settle<'a> = dyn FnMut(&mut VecDeque<InFlight>, (u64, Outcome)) -> bool + 'a;
-
 /// A sealed batch between its hand-off and its acknowledgement.
 struct InFlight {
     seq: u64,
     records: usize,
-    /// The NDJSON records, for the dead-letter file if the collector rejects them.
-    ndjson: Bytes,
+    /// Bytes the batch counted against `max_bytes` (for `bytes_sent`).
+    size: usize,
+    /// What its requests are made from, and the dead-letter file's lines if rejected.
+    payload: Arc<Payload>,
     /// Never read: held so that the chunks' budget keeps the tailer back until the ack.
-    _held: Vec<Arc<Chunk>>,
-    marks: Vec<Mark>,
+    _held: Vec<Part>,
+    marks: Vec<FileMark>,
     /// Delivered or dead-lettered: acknowledged once every earlier batch is too.
     settled: bool,
 }
@@ -189,14 +262,14 @@ pub fn client(sink: &str, http: &HttpSettings) -> Result<reqwest::Client, Error>
     })
 }
 
-/// Runs an `http` sink until the tailer is gone and every batch is settled (or the hard stop).
+/// Runs an `http` sink until the adapt stage is gone and every batch is settled (or the hard
+/// stop).
 pub fn run(ctx: SinkContext) {
     let SinkContext {
         index,
         settings,
         mut encoder,
-        counts_source,
-        chunks,
+        records,
         checkpoints,
         metrics,
         hard_stop,
@@ -205,7 +278,6 @@ pub fn run(ctx: SinkContext) {
         return;
     };
     let sink = settings.name.clone();
-    let limits = settings.batch;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .max_blocking_threads(http.concurrency.max(2))
@@ -227,16 +299,14 @@ pub fn run(ctx: SinkContext) {
             Ok(c) => break c,
             Err(e) => {
                 tracing::error!(error = %e, "http sink cannot build its client; retrying in 5s");
-                let until = Instant::now() + Duration::from_secs(5);
-                while Instant::now() < until {
-                    if hard_stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
+                if hard_stop.sleep(Duration::from_secs(5)) {
+                    return;
                 }
             }
         }
     };
+    // Unbounded, but each batch in the window sends one outcome, and the window holds at most
+    // `concurrency` unsettled batches.
     let (done_tx, done_rx) = crossbeam_channel::unbounded();
     let shared = Arc::new(Shared {
         sink: sink.clone(),
@@ -244,55 +314,85 @@ pub fn run(ctx: SinkContext) {
         http: (**http).clone(),
         client,
         metrics: Arc::clone(&metrics),
-        hard_stop: Arc::clone(&hard_stop),
+        hard_stop: hard_stop.clone(),
         done: done_tx,
         spare: std::sync::Mutex::new(Vec::new()),
     });
-    let m = &metrics.sinks[index];
-    m.up.store(1, Ordering::Relaxed);
-    let mut dead_letter = DeadLetter::new(&sink, &http.dead_letter);
-    let mut window: VecDeque<InFlight> = VecDeque::new();
-    let mut next_seq = 0u64;
-    let mut stats = EncodeStats::default();
-    let mut batch = Batch::new(&limits);
+    metrics.sinks[index].up.store(1, Ordering::Relaxed);
+    let mut h = HttpSink {
+        dead_letter: DeadLetter::new(&sink, &http.dead_letter),
+        sink,
+        runtime,
+        shared,
+        done_rx,
+        window: VecDeque::new(),
+        next_seq: 0,
+        checkpoints,
+    };
+    // The `http` protocol sends the NDJSON the encoder writes; the others build their bodies
+    // from the records, so encoding them on this thread would be wasted.
+    let encode = http.api == Api::Plain;
+    batcher::run(&records, &mut encoder, settings.batch, encode, &hard_stop, &mut h);
+    h.close();
+}
 
-    // Applies one task's outcome, then acknowledges the finished prefix of the window.
-    // False: the hard stop, stop now.
-    let mut settle = |window: &mut VecDeque<InFlight>, (seq, outcome): (u64, Outcome)| -> bool {
-        let Some(f) = window.iter_mut().find(|f| f.seq == seq) else {
+/// An HTTP sink's side of the batcher: the window of batches whose requests are running.
+struct HttpSink {
+    sink: String,
+    runtime: tokio::runtime::Runtime,
+    shared: Arc<Shared>,
+    done_rx: crossbeam_channel::Receiver<(u64, Outcome)>,
+    /// Batches handed off and not yet acknowledged, in order.
+    window: VecDeque<InFlight>,
+    next_seq: u64,
+    dead_letter: DeadLetter,
+    checkpoints: crossbeam_channel::Sender<Msg>,
+}
+
+impl HttpSink {
+    /// Applies one task's outcome, then acknowledges the finished prefix of the window.
+    /// False: the hard stop, stop now.
+    fn settle(&mut self, (seq, outcome): (u64, Outcome)) -> bool {
+        let shared = &self.shared;
+        let m = shared.m();
+        let Some(f) = self.window.iter_mut().find(|f| f.seq == seq) else {
             return true;
         };
         match outcome {
             Outcome::Abandoned => return false,
             Outcome::Done { dead } => {
                 if dead.records > 0 {
-                    if let Err(e) = dead_letter.write(&dead.ndjson) {
+                    if let Err(e) = self.dead_letter.write(&dead.ndjson) {
                         // Not acknowledged, so not lost: the batch is sent again after a pause
                         // (elasticsearch `_id`s make the delivered part of it harmless), and
                         // if the collector still rejects it the file is tried again.
-                        tracing::error!(sink = %sink, error = %e, "{}; cannot write the dead-letter file, will send the batch again", dead.why);
-                        spawn_request(&runtime, &shared, seq, f.ndjson.clone(), shared.http.retry.max);
+                        tracing::error!(sink = %self.sink, error = %e, "{}; cannot write the dead-letter file, will send the batch again", dead.why);
+                        spawn_request(&self.runtime, shared, seq, Arc::clone(&f.payload), shared.http.retry.max);
                         return true;
                     }
                     add(&m.dead_letter_records, dead.records as u64);
-                    tracing::error!(sink = %sink, records = dead.records, file = %dead_letter.path().display(), "{}; rejected records were written to the dead-letter file", dead.why);
+                    tracing::error!(sink = %self.sink, records = dead.records, file = %self.dead_letter.path().display(), "{}; rejected records were written to the dead-letter file", dead.why);
                 }
                 if dead.records < f.records {
                     add(&m.records_sent, (f.records - dead.records) as u64);
                     add(&m.batches_sent, 1);
-                    add(&m.bytes_sent, f.ndjson.len() as u64);
+                    add(&m.bytes_sent, f.size as u64);
                 }
                 f.settled = true;
             }
         }
-        while window.front().is_some_and(|f| f.settled) {
-            let Some(f) = window.pop_front() else { break };
-            let _ = checkpoints.send(Msg::Ack {
-                sink: index,
+        while self.window.front().is_some_and(|f| f.settled) {
+            let Some(f) = self.window.pop_front() else { break };
+            let _ = self.checkpoints.send(Msg::Ack {
+                sink: shared.index,
                 marks: f.marks,
             });
             // The request is over, so the buffer is normally ours alone again.
-            if let Ok(buf) = f.ndjson.try_into_mut() {
+            let bytes = match Arc::try_unwrap(f.payload) {
+                Ok(Payload::Ndjson { bytes, .. }) => Some(bytes),
+                _ => None,
+            };
+            if let Some(Ok(buf)) = bytes.map(Bytes::try_into_mut) {
                 let mut spare = shared.spare.lock().unwrap_or_else(|p| p.into_inner());
                 if spare.len() <= shared.http.concurrency {
                     let mut buf = Vec::from(buf);
@@ -302,171 +402,109 @@ pub fn run(ctx: SinkContext) {
             }
         }
         true
-    };
-
-    // Seals the batch (its per-line counts go to the metrics first) and starts its request;
-    // false at the hard stop.
-    macro_rules! seal {
-        () => {{
-            flush_stats(&metrics, &mut stats, &counts_source);
-            submit(
-                &mut batch,
-                &mut window,
-                &mut next_seq,
-                &runtime,
-                &shared,
-                &done_rx,
-                &mut settle,
-            )
-        }};
     }
-    let mut pending: Option<(Arc<Chunk>, usize)> = None;
-    let mut closed = false;
-    loop {
-        if hard_stop.load(Ordering::Relaxed) {
-            break;
+
+    /// After the last batch, or at the hard stop: what is still unacknowledged is read again
+    /// at the next start; requests still retrying are dropped with the runtime.
+    fn close(self) {
+        if !self.window.is_empty() {
+            let records: usize = self.window.iter().map(|f| f.records).sum();
+            tracing::warn!(sink = %self.sink, records, "giving up at the shutdown deadline; these lines will be read again at the next start");
         }
-        if pending.is_none() && !closed {
-            let timer = match batch.wake_at(&encoder, &limits) {
-                Some(t) => crossbeam_channel::at(t),
-                None => crossbeam_channel::never(),
-            };
-            let mut woke = false;
+        self.runtime.shutdown_background();
+    }
+}
+
+impl Deliver for HttpSink {
+    type Event = (u64, Outcome);
+
+    fn events(&self) -> crossbeam_channel::Receiver<(u64, Outcome)> {
+        self.done_rx.clone()
+    }
+
+    fn on_event(&mut self, event: (u64, Outcome)) -> bool {
+        self.settle(event)
+    }
+
+    /// Starts the batch's request, first waiting (and settling what finishes) until fewer than
+    /// `concurrency` requests run.
+    fn deliver(&mut self, batch: &mut Batch) -> bool {
+        while self.window.iter().filter(|f| !f.settled).count() >= self.shared.http.concurrency {
             select! {
-                recv(chunks) -> c => match c {
-                    Ok(c) => pending = Some((c, 0)),
-                    Err(_) => closed = true,
-                },
-                recv(done_rx) -> d => {
-                    if let Ok(d) = d {
-                        if !settle(&mut window, d) {
-                            break;
-                        }
+                recv(self.done_rx) -> d => {
+                    if !d.is_ok_and(|d| self.settle(d)) {
+                        return false;
                     }
                 }
-                recv(timer) -> _ => woke = true,
+                recv(self.shared.hard_stop.channel()) -> _ => return false,
             }
-            if woke {
-                batch.flush_due(&mut encoder, false, &mut stats);
-                let lingered = batch.opened.is_some_and(|t| t + limits.linger <= Instant::now());
-                if (lingered || batch.is_full(&limits)) && !seal!() {
-                    break;
+        }
+        let shared = &self.shared;
+        let marks = std::mem::take(&mut batch.marks);
+        let parts = std::mem::take(&mut batch.parts);
+        let payload = if shared.http.api == Api::Plain {
+            let capacity = batch.bytes.capacity();
+            let fresh = shared
+                .spare
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(capacity));
+            Payload::ndjson(Bytes::from(std::mem::replace(&mut batch.bytes, fresh)))
+        } else {
+            Payload::records(parts.clone())
+        };
+        let payload = Arc::new(payload);
+        shared.m().batch_records.observe(batch.records as u64);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        spawn_request(&self.runtime, shared, seq, Arc::clone(&payload), Duration::ZERO);
+        self.window.push_back(InFlight {
+            seq,
+            records: batch.records,
+            size: batch.size(),
+            payload,
+            _held: parts,
+            marks,
+            settled: false,
+        });
+        true
+    }
+
+    /// Waits for every batch to settle, or the hard stop.
+    fn finish(&mut self) {
+        while !self.window.is_empty() {
+            select! {
+                recv(self.done_rx) -> d => {
+                    if !d.is_ok_and(|d| self.settle(d)) {
+                        return;
+                    }
                 }
-            }
-            if !closed && pending.is_none() {
-                continue;
+                recv(self.shared.hard_stop.channel()) -> _ => return,
             }
         }
-        if let Some((chunk, from)) = pending.take() {
-            let pos = batch.fill(&mut encoder, &chunk, from, &limits, &mut stats);
-            if pos < chunk.data.len() {
-                pending = Some((chunk, pos));
-            }
-            if batch.is_full(&limits) && !seal!() {
-                break;
-            }
-            continue;
-        }
-        // The tailer is gone: send what is left and wait for every batch to settle.
-        batch.flush_due(&mut encoder, true, &mut stats);
-        if !seal!() {
-            break;
-        }
-        let mut stopped = false;
-        while !window.is_empty() && !stopped {
-            match done_rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(d) => stopped = !settle(&mut window, d),
-                Err(RecvTimeoutError::Timeout) => stopped = hard_stop.load(Ordering::Relaxed),
-                Err(RecvTimeoutError::Disconnected) => stopped = true,
-            }
-        }
-        break;
     }
-    if !window.is_empty() {
-        let records: usize = window.iter().map(|f| f.records).sum();
-        tracing::warn!(sink = %sink, records, "giving up at the shutdown deadline; these lines will be read again at the next start");
-    }
-    // Requests still retrying belong to batches that were not acknowledged: drop them.
-    runtime.shutdown_background();
 }
 
-/// Seals the batch and starts its request, first waiting (and settling what finishes) until
-/// fewer than `concurrency` requests run. False: the hard stop.
-fn submit(
-    batch: &mut Batch,
-    window: &mut VecDeque<InFlight>,
-    next_seq: &mut u64,
-    runtime: &tokio::runtime::Runtime,
-    shared: &Arc<Shared>,
-    done_rx: &crossbeam_channel::Receiver<(u64, Outcome)>,
-    settle: &mut Settle,
-) -> bool {
-    if batch.records == 0 {
-        return true;
-    }
-    while window.iter().filter(|f| !f.settled).count() >= shared.http.concurrency {
-        match done_rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(d) => {
-                if !settle(window, d) {
-                    return false;
-                }
-            }
-            Err(_) => {
-                if shared.hard_stop.load(Ordering::Relaxed) {
-                    return false;
-                }
-            }
-        }
-    }
-    let marks = std::mem::take(&mut batch.marks);
-    let capacity = batch.bytes.capacity();
-    let fresh = shared
-        .spare
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .pop()
-        .unwrap_or_else(|| Vec::with_capacity(capacity));
-    let ndjson = Bytes::from(std::mem::replace(&mut batch.bytes, fresh));
-    shared.m().batch_records.observe(batch.records as u64);
-    let seq = *next_seq;
-    *next_seq += 1;
-    spawn_request(runtime, shared, seq, ndjson.clone(), Duration::ZERO);
-    window.push_back(InFlight {
-        seq,
-        records: batch.records,
-        ndjson,
-        _held: std::mem::take(&mut batch.held),
-        marks,
-        settled: false,
-    });
-    batch.records = 0;
-    batch.opened = None;
-    true
-}
-
-fn spawn_request(runtime: &tokio::runtime::Runtime, shared: &Arc<Shared>, seq: u64, ndjson: Bytes, delay: Duration) {
+fn spawn_request(runtime: &tokio::runtime::Runtime, shared: &Arc<Shared>, seq: u64, payload: Arc<Payload>, delay: Duration) {
     let shared = Arc::clone(shared);
     runtime.spawn(async move {
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        let outcome = send_until_settled(&shared, ndjson).await;
+        let outcome = send_until_settled(&shared, &payload).await;
         let _ = shared.done.send((seq, outcome));
     });
 }
 
 /// Sends one batch until every record is delivered or rejected for good, or the hard stop.
-async fn send_until_settled(shared: &Shared, ndjson: Bytes) -> Outcome {
+async fn send_until_settled(shared: &Shared, payload: &Payload) -> Outcome {
     let http = &shared.http;
     let m = shared.m();
     let mut dead = Dead::default();
-    // The records still to send. Plain: the whole batch, always. Elasticsearch: all records
-    // at first, then only the items that failed with 429/5xx.
-    let (mut pending, malformed) = match &http.api {
-        Api::Plain | Api::Loki(_) | Api::Otlp { .. } | Api::SplunkHec(_) => (whole(&ndjson), Vec::new()),
-        Api::Elasticsearch(_) => elasticsearch::split(&ndjson),
-    };
-    dead.add(&ndjson, &malformed, "not an encoded record");
+    // The records still to send: all of them at first; for Elasticsearch, then only the items
+    // that failed with 429/5xx.
+    let mut pending: Vec<usize> = (0..payload.len()).collect();
     let mut names = IndexNames::default();
     let mut backoff = Backoff::new(http.retry.initial, http.retry.max);
     let mut retries = 0u32;
@@ -474,21 +512,15 @@ async fn send_until_settled(shared: &Shared, ndjson: Bytes) -> Outcome {
         if pending.is_empty() {
             return Outcome::Done { dead };
         }
-        let body = match request_body(shared, &ndjson, &pending, &mut names).await {
-            Ok((b, unreadable)) => {
-                if !unreadable.is_empty() {
-                    dead.add(&ndjson, &unreadable, "not a readable record");
-                    pending.retain(|r| !unreadable.contains(r));
-                }
-                b
-            }
+        let body = match request_body(shared, payload, &pending, &mut names).await {
+            Ok(b) => b,
             Err(why) => {
-                dead.add(&ndjson, &pending, &why);
+                dead.add(payload, &pending, &why);
                 return Outcome::Done { dead };
             }
         };
         loop {
-            if shared.hard_stop.load(Ordering::Relaxed) {
+            if shared.hard_stop.is_set() {
                 return Outcome::Abandoned;
             }
             let started = Instant::now();
@@ -511,8 +543,8 @@ async fn send_until_settled(shared: &Shared, ndjson: Bytes) -> Outcome {
                                 for (r, verdict) in pending.iter().zip(v) {
                                     match verdict {
                                         Verdict::Done => {}
-                                        Verdict::Retry => again.push(r.clone()),
-                                        Verdict::Reject(why) => dead.add(&ndjson, std::slice::from_ref(r), &why),
+                                        Verdict::Retry => again.push(*r),
+                                        Verdict::Reject(why) => dead.add(payload, std::slice::from_ref(r), &why),
                                     }
                                 }
                                 again
@@ -543,7 +575,7 @@ async fn send_until_settled(shared: &Shared, ndjson: Bytes) -> Outcome {
                         String::from_utf8_lossy(&head)
                     );
                     if !retryable(status) {
-                        dead.add(&ndjson, &pending, &what);
+                        dead.add(payload, &pending, &what);
                         return Outcome::Done { dead };
                     }
                     let after = headers
@@ -563,7 +595,7 @@ async fn send_until_settled(shared: &Shared, ndjson: Bytes) -> Outcome {
             }
             if http.retry.max_retries.is_some_and(|max| retries >= max) {
                 let why = format!("{what} (gave up after {retries} retries, retry.max_retries)");
-                dead.add(&ndjson, &pending, &why);
+                dead.add(payload, &pending, &why);
                 return Outcome::Done { dead };
             }
             retries += 1;
@@ -574,12 +606,9 @@ async fn send_until_settled(shared: &Shared, ndjson: Bytes) -> Outcome {
             } else {
                 tracing::debug!(sink = %shared.sink, error = %what, retries, wait = ?wait, "send failed again");
             }
-            let until = tokio::time::Instant::now() + wait;
-            while tokio::time::Instant::now() < until {
-                if shared.hard_stop.load(Ordering::Relaxed) {
-                    return Outcome::Abandoned;
-                }
-                tokio::time::sleep_until(until.min(tokio::time::Instant::now() + Duration::from_millis(50))).await;
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = shared.hard_stop.stopped() => return Outcome::Abandoned,
             }
             if partial {
                 break;
@@ -610,53 +639,30 @@ fn otlp_partial_success(shared: &Shared, answer: &[u8], json: bool) {
     }
 }
 
-/// The batch's records as line ranges, for the plain sink's bookkeeping (it always sends
-/// them all; the ranges say what a rejection dead-letters).
-fn whole(ndjson: &[u8]) -> Vec<Range<usize>> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    for nl in memchr::memchr_iter(b'\n', ndjson) {
-        out.push(start..nl);
-        start = nl + 1;
-    }
-    out
-}
-
-/// The compressed body for the `pending` records, and those of them that are not readable
-/// records (Loki; dead-lettered). Compression runs on the blocking pool (CPU work off the
-/// async worker); compressing into memory cannot fail short of a bug, and the batch is then
-/// dead-lettered rather than retried forever or dropped.
+/// The compressed body for the `pending` records. Compression runs on the blocking pool (CPU
+/// work off the async worker); building a body or compressing it in memory cannot fail short
+/// of a bug, and the batch is then dead-lettered rather than retried forever or dropped.
 async fn request_body(
     shared: &Shared,
-    ndjson: &Bytes,
-    pending: &[Range<usize>],
+    payload: &Payload,
+    pending: &[usize],
     names: &mut IndexNames,
-) -> Result<(Bytes, Vec<Range<usize>>), String> {
+) -> Result<Bytes, String> {
     let http = &shared.http;
-    let mut unreadable = Vec::new();
-    let raw: Bytes = match &http.api {
-        Api::Plain => ndjson.clone(),
-        Api::Elasticsearch(target) => {
-            let mut out = Vec::with_capacity(ndjson.len() + pending.len() * 96);
-            elasticsearch::bulk_body(ndjson, pending, target, names, &mut out);
+    let raw: Bytes = match (&http.api, payload) {
+        // The plain protocol always sends the whole batch: the encoded bytes are the body.
+        (_, Payload::Ndjson { bytes, .. }) => bytes.clone(),
+        (Api::Elasticsearch(target), _) => {
+            let mut out = Vec::new();
+            elasticsearch::bulk_body(payload.refs(pending), target, names, &mut out);
             Bytes::from(out)
         }
-        Api::SplunkHec(settings) => {
-            let (body, bad) = splunk::event_body(ndjson, pending, settings)?;
-            unreadable = bad;
-            Bytes::from(body)
-        }
-        Api::Otlp { json } => {
-            let (body, bad) = otlp::export_body(ndjson, pending, *json)?;
-            unreadable = bad;
-            Bytes::from(body)
-        }
-        Api::Loki(settings) => {
-            let (body, bad) =
-                loki::push_body(ndjson, pending, settings).map_err(|e| format!("cannot build the push body: {e}"))?;
-            unreadable = bad;
-            Bytes::from(body)
-        }
+        (Api::SplunkHec(settings), _) => Bytes::from(splunk::event_body(payload.refs(pending), settings)?),
+        (Api::Otlp { json }, _) => Bytes::from(otlp::export_body(payload.refs(pending), *json)?),
+        (Api::Loki(settings), _) => Bytes::from(
+            loki::push_body(payload.refs(pending), settings).map_err(|e| format!("cannot build the push body: {e}"))?,
+        ),
+        (Api::Plain, Payload::Records { .. }) => return Err("the http protocol sends encoded records".into()),
     };
     // Only the plain sink reframes (JSON array); the others built their own bodies.
     let framing = if http.api == Api::Plain {
@@ -671,7 +677,7 @@ async fn request_body(
         // The batch is the body: no copy.
         add(&m.bytes_uncompressed, len as u64);
         add(&m.bytes_compressed, len as u64);
-        return Ok((raw, unreadable));
+        return Ok(raw);
     }
     let body = tokio::task::spawn_blocking(move || body(&raw, framing, compression))
         .await
@@ -679,7 +685,7 @@ async fn request_body(
         .map_err(|e| format!("cannot compress the batch: {e}"))?;
     add(&m.bytes_uncompressed, len as u64);
     add(&m.bytes_compressed, body.len() as u64);
-    Ok((Bytes::from(body), unreadable))
+    Ok(Bytes::from(body))
 }
 
 /// One request. `Ok` with the status, headers and the body when the server answered: the

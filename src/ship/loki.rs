@@ -13,13 +13,11 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::ops::Range;
-
 use serde::Serialize;
 
-use super::record::RecordView;
-use crate::config::{LineKind, LokiSettings};
-use crate::timefmt;
+use super::encode::record_ndjson;
+use crate::config::{LineKind, LokiSettings, RecordKey};
+use crate::record::RecordRef;
 
 #[derive(Serialize)]
 struct Push<'a> {
@@ -39,29 +37,31 @@ enum Entry<'a> {
     WithMetadata(String, Cow<'a, str>, BTreeMap<&'a str, String>),
 }
 
-/// The push body for `records` (ranges of `ndjson`). Records that cannot be read as records
-/// (never expected from the encoder) are returned apart, for the dead-letter file.
-pub fn push_body(
-    ndjson: &[u8],
-    records: &[Range<usize>],
+/// The value of a record key, as text (`None`: the record does not have it).
+pub fn key_text<'a>(r: &RecordRef<'a>, key: &RecordKey) -> Option<Cow<'a, str>> {
+    match key {
+        RecordKey::Level => r.level.map(|l| Cow::Borrowed(l.as_str())),
+        RecordKey::File => Some(Cow::Borrowed(r.file())),
+        RecordKey::Stream => r.stream.map(|s| Cow::Borrowed(s.as_str())),
+        RecordKey::Message => r.message.map(|_| r.message_text()),
+        RecordKey::Resource(k) => r.records.context.resource.get(k.as_str()).map(|v| Cow::Borrowed(v.as_str())),
+        RecordKey::Field(k) => r.field_text(k),
+    }
+}
+
+/// The push body for `records`.
+pub fn push_body<'a>(
+    records: impl Iterator<Item = RecordRef<'a>>,
     settings: &LokiSettings,
-) -> Result<(Vec<u8>, Vec<Range<usize>>), serde_json::Error> {
+) -> Result<Vec<u8>, serde_json::Error> {
     let mut streams: BTreeMap<Vec<(&str, String)>, Vec<Entry>> = BTreeMap::new();
-    let mut unreadable = Vec::new();
+    let mut line = Vec::new();
     for r in records {
-        let line = &ndjson[r.clone()];
-        let Ok(mut view) = RecordView::parse(line) else {
-            unreadable.push(r.clone());
-            continue;
-        };
-        let Some(ns) = timefmt::parse_timestamp_str(&view.timestamp) else {
-            unreadable.push(r.clone());
-            continue;
-        };
+        let ns = r.time_or_observed();
         let mut labels: Vec<(&str, String)> = settings
             .labels
             .iter()
-            .filter_map(|(name, key)| view.get(key).map(|v| (name.as_str(), v.into_owned())))
+            .filter_map(|(name, key)| key_text(&r, key).map(|v| (name.as_str(), v.into_owned())))
             .collect();
         if labels.is_empty() {
             labels.push(("job", "tailship".to_owned()));
@@ -69,12 +69,16 @@ pub fn push_body(
         let metadata: BTreeMap<&str, String> = settings
             .structured_metadata
             .iter()
-            .filter_map(|(name, key)| view.get(key).map(|v| (name.as_str(), v.into_owned())))
+            .filter_map(|(name, key)| key_text(&r, key).map(|v| (name.as_str(), v.into_owned())))
             .collect();
         let text: Cow<str> = match settings.line {
-            LineKind::Message => view.message.take().unwrap_or(Cow::Borrowed("")),
-            // The encoder writes valid UTF-8; a lossy view never changes it.
-            LineKind::Record => String::from_utf8_lossy(line),
+            LineKind::Message => r.message_text(),
+            LineKind::Record => {
+                line.clear();
+                record_ndjson(&r, &mut line);
+                // The encoder writes valid UTF-8; a lossy view never changes it.
+                Cow::Owned(String::from_utf8_lossy(&line).into_owned())
+            }
         };
         let entry = if metadata.is_empty() {
             Entry::Plain(ns.to_string(), text)
@@ -92,7 +96,7 @@ pub fn push_body(
             })
             .collect(),
     };
-    Ok((serde_json::to_vec(&push)?, unreadable))
+    serde_json::to_vec(&push)
 }
 
 #[cfg(test)]
@@ -118,33 +122,59 @@ mod tests {
         }
     }
 
-    const BATCH: &str = concat!(
-        r#"{"timestamp":"2026-01-01T00:00:00.000000001Z","level":"info","message":"one","id":"a-0","resource":{"k8s.pod.name":"web-1"}}"#,
-        "\n",
-        r#"{"timestamp":"2026-01-01T00:00:00.5Z","level":"error","message":"two","id":"a-4","fields":{"trace_id":"t1"},"resource":{"k8s.pod.name":"web-1"}}"#,
-        "\n",
-        r#"{"timestamp":"2026-01-01T00:00:01Z","level":"info","message":"three \"q\"","id":"a-8","resource":{"k8s.pod.name":"web-1"}}"#,
-        "\n",
-        r#"{"timestamp":"2026-01-01T00:00:02Z","message":"bare","id":"a-9"}"#,
-        "\n",
-    );
+    use crate::record::testing::{context, records, Rec};
+    use crate::record::{Level, Records};
 
-    fn ranges(text: &str) -> Vec<Range<usize>> {
-        let mut out = Vec::new();
-        let mut start = 0;
-        for (i, b) in text.bytes().enumerate() {
-            if b == b'\n' {
-                out.push(start..i);
-                start = i + 1;
-            }
-        }
-        out
+    fn batch() -> Vec<std::sync::Arc<Records>> {
+        let pod = context("/l/a.log", "a-", &[("k8s.pod.name", "web-1")], &[]);
+        let bare = context("/l/b.log", "b-", &[], &[]);
+        vec![
+            records(
+                pod,
+                vec![
+                    Rec {
+                        time_ns: Some(1_767_225_600_000_000_001),
+                        level: Some(Level::Info),
+                        message: Some("one"),
+                        ..Rec::default()
+                    },
+                    Rec {
+                        time_ns: Some(1_767_225_600_500_000_000),
+                        offset: 4,
+                        level: Some(Level::Error),
+                        message: Some("two"),
+                        fields: Some(json!({"trace_id": "t1"})),
+                        ..Rec::default()
+                    },
+                    Rec {
+                        time_ns: Some(1_767_225_601_000_000_000),
+                        offset: 8,
+                        level: Some(Level::Info),
+                        message: Some("three \"q\""),
+                        ..Rec::default()
+                    },
+                ],
+            ),
+            records(
+                bare,
+                vec![Rec {
+                    time_ns: Some(1_767_225_602_000_000_000),
+                    offset: 9,
+                    message: Some("bare"),
+                    ..Rec::default()
+                }],
+            ),
+        ]
     }
 
     #[test]
     fn records_are_grouped_into_streams_with_nanosecond_strings() {
-        let (body, bad) = push_body(BATCH.as_bytes(), &ranges(BATCH), &settings(LineKind::Message, false)).unwrap();
-        assert!(bad.is_empty());
+        let b = batch();
+        let body = push_body(
+            b.iter().flat_map(|r| r.iter(0, r.end_position())),
+            &settings(LineKind::Message, false),
+        )
+        .unwrap();
         let v: Value = serde_json::from_slice(&body).unwrap();
         let streams = v["streams"].as_array().unwrap();
         assert_eq!(streams.len(), 3);
@@ -161,7 +191,12 @@ mod tests {
 
     #[test]
     fn structured_metadata_and_whole_records() {
-        let (body, _) = push_body(BATCH.as_bytes(), &ranges(BATCH), &settings(LineKind::Record, true)).unwrap();
+        let b = batch();
+        let body = push_body(
+            b.iter().flat_map(|r| r.iter(0, r.end_position())),
+            &settings(LineKind::Record, true),
+        )
+        .unwrap();
         let v: Value = serde_json::from_slice(&body).unwrap();
         let error = v["streams"]
             .as_array()

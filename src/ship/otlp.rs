@@ -14,7 +14,8 @@
 //! - `resource` → the `Resource`'s attributes, one `ResourceLogs` per distinct resource, with
 //!   the scope `tailship`.
 
-use std::ops::Range;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{
@@ -24,8 +25,7 @@ use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
-use super::record::RecordView;
-use crate::timefmt;
+use crate::record::{RecordRef, ValueRef};
 
 /// OpenTelemetry severity numbers of the record's normalized levels (the first of each range).
 pub fn severity_number(level: &str) -> i32 {
@@ -75,83 +75,77 @@ fn any(v: &serde_json::Value) -> AnyValue {
     AnyValue { value }
 }
 
-fn log_record(view: &RecordView) -> LogRecord {
-    let ns = |t: &str| {
-        timefmt::parse_timestamp_str(t)
-            .and_then(|n| u64::try_from(n).ok())
-            .unwrap_or(0)
+/// A record's field value as an `AnyValue`: typed values as they are, JSON text (a `json`
+/// line's values) read into its JSON type.
+fn field_value(r: &RecordRef<'_>, v: &ValueRef<'_>) -> AnyValue {
+    use any_value::Value as V;
+    let value = match v {
+        ValueRef::Str(s) => Some(V::StringValue(s.to_string())),
+        ValueRef::Int(n) => Some(V::IntValue(*n)),
+        ValueRef::Float(f) => Some(V::DoubleValue(*f)),
+        ValueRef::Bool(b) => Some(V::BoolValue(*b)),
+        ValueRef::Json(j) => match serde_json::from_str::<serde_json::Value>(j) {
+            Ok(v) => return any(&v),
+            Err(_) => Some(V::StringValue(j.to_string())),
+        },
+        ValueRef::Map(entries) => Some(V::KvlistValue(KeyValueList {
+            values: entries
+                .iter()
+                .map(|f| kv(&r.key(f.key), Some(field_value(r, &r.value(&f.value)))))
+                .collect(),
+        })),
     };
-    let mut attributes = Vec::new();
-    if let Some(f) = &view.file {
-        attributes.push(kv("log.file.path", string(f)));
-    }
-    if let Some(o) = view.offset {
-        attributes.push(kv(
+    AnyValue { value }
+}
+
+fn log_record(r: &RecordRef<'_>) -> LogRecord {
+    let ns = |n: i64| u64::try_from(n).unwrap_or(0);
+    let mut attributes = vec![
+        kv("log.file.path", string(r.file())),
+        kv(
             "log.file.offset",
             Some(AnyValue {
-                value: Some(any_value::Value::IntValue(o as i64)),
+                value: Some(any_value::Value::IntValue(r.offset as i64)),
             }),
-        ));
+        ),
+    ];
+    if let Some(s) = r.stream {
+        attributes.push(kv("log.iostream", string(s.as_str())));
     }
-    if let Some(s) = &view.stream {
-        attributes.push(kv("log.iostream", string(s)));
+    attributes.push(kv("log.record.uid", string(&r.id())));
+    for f in r.fields() {
+        attributes.push(kv(&f.key, Some(field_value(r, &f.value))));
     }
-    if let Some(id) = &view.id {
-        attributes.push(kv("log.record.uid", string(id)));
-    }
-    if let Some(fields) = view.fields {
-        if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(fields.get()) {
-            attributes.extend(map.iter().map(|(k, v)| kv(k, Some(any(v)))));
-        }
-    }
-    let level = view.level.as_deref().unwrap_or("");
+    let level = r.level.map_or("", |l| l.as_str());
     LogRecord {
-        time_unix_nano: ns(&view.timestamp),
-        observed_time_unix_nano: view.observed_timestamp.as_deref().map_or(0, ns),
+        time_unix_nano: ns(r.time_or_observed()),
+        observed_time_unix_nano: ns(r.observed_ns),
         severity_number: severity_number(level),
         severity_text: level.to_owned(),
-        body: view.message.as_deref().and_then(string),
+        body: r.message.map(|_| r.message_text()).as_deref().and_then(string),
         attributes,
         ..Default::default()
     }
 }
 
-/// The export request for `records` (ranges of `ndjson`), as protobuf or JSON bytes, and the
-/// records that cannot be read as records (never expected; dead-lettered).
-pub fn export_body(
-    ndjson: &[u8],
-    records: &[Range<usize>],
-    json: bool,
-) -> Result<(Vec<u8>, Vec<Range<usize>>), String> {
-    // Records grouped by resource, in first-seen order. Nearly always one group (the
-    // agent's own resource), found by comparing in place: no key built per record.
-    let mut by_resource: Vec<(Vec<(String, String)>, Vec<LogRecord>)> = Vec::new();
-    let mut unreadable = Vec::new();
+/// The export request for `records`, as protobuf or JSON bytes.
+pub fn export_body<'a>(records: impl Iterator<Item = RecordRef<'a>>, json: bool) -> Result<Vec<u8>, String> {
+    // Records grouped by resource, in first-seen order. Nearly always one group (the agent's
+    // own resource): records of one file share one `Arc`, compared by address first.
+    let mut by_resource: Vec<(&'a Arc<BTreeMap<String, String>>, Vec<LogRecord>)> = Vec::new();
     for r in records {
-        let Ok(view) = RecordView::parse(&ndjson[r.clone()]) else {
-            unreadable.push(r.clone());
-            continue;
-        };
-        let same = |key: &[(String, String)]| {
-            key.len() == view.resource.len()
-                && key
-                    .iter()
-                    .zip(&view.resource)
-                    .all(|((a, b), (c, d))| a == c.as_ref() && b == d.as_ref())
-        };
-        let group = match by_resource.iter().position(|(key, _)| same(key)) {
+        let resource = &r.records.context.resource;
+        let group = match by_resource
+            .iter()
+            .position(|(key, _)| Arc::ptr_eq(key, resource) || key == &resource)
+        {
             Some(i) => i,
             None => {
-                let key = view
-                    .resource
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect();
-                by_resource.push((key, Vec::new()));
+                by_resource.push((resource, Vec::new()));
                 by_resource.len() - 1
             }
         };
-        by_resource[group].1.push(log_record(&view));
+        by_resource[group].1.push(log_record(&r));
     }
     let request = ExportLogsServiceRequest {
         resource_logs: by_resource
@@ -174,26 +168,35 @@ pub fn export_body(
             })
             .collect(),
     };
-    let body = if json {
-        serde_json::to_vec(&request).map_err(|e| format!("cannot encode OTLP/JSON: {e}"))?
+    if json {
+        serde_json::to_vec(&request).map_err(|e| format!("cannot encode OTLP/JSON: {e}"))
     } else {
-        request.encode_to_vec()
-    };
-    Ok((body, unreadable))
+        Ok(request.encode_to_vec())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const BATCH: &str = concat!(
-        r#"{"timestamp":"2026-01-01T00:00:00.000000001Z","observed_timestamp":"2026-01-01T00:00:02Z","level":"warn","message":"disk low","stream":"stderr","file":"/l/a.log","offset":12,"id":"s-12","fields":{"pct":97,"ok":false,"tags":["a"],"ctx":{"user":"u"}},"resource":{"k8s.pod.name":"web-1"}}"#,
-        "\n",
-    );
+    use crate::record::testing::{context, records, Rec};
+    use crate::record::{Level, Stream};
 
     fn decode(json: bool) -> ExportLogsServiceRequest {
-        let (body, bad) = export_body(BATCH.as_bytes(), std::slice::from_ref(&(0..BATCH.len() - 1)), json).unwrap();
-        assert!(bad.is_empty());
+        let batch = records(
+            context("/l/a.log", "s-", &[("k8s.pod.name", "web-1")], &[]),
+            vec![Rec {
+                time_ns: Some(1_767_225_600_000_000_001),
+                observed_ns: 1_767_225_602_000_000_000,
+                offset: 12,
+                level: Some(Level::Warn),
+                message: Some("disk low"),
+                stream: Some(Stream::Stderr),
+                fields: Some(serde_json::json!({"pct": 97, "ok": false, "tags": ["a"], "ctx": {"user": "u"}})),
+                ..Rec::default()
+            }],
+        );
+        let body = export_body(batch.iter(0, 1), json).unwrap();
         if json {
             serde_json::from_slice(&body).unwrap()
         } else {
@@ -224,5 +227,10 @@ mod tests {
             attr("ctx").unwrap().value,
             Some(any_value::Value::KvlistValue(_))
         ));
+        assert!(matches!(
+            attr("tags").unwrap().value,
+            Some(any_value::Value::ArrayValue(_))
+        ));
+        assert_eq!(attr("log.file.offset").unwrap().value, Some(any_value::Value::IntValue(12)));
     }
 }

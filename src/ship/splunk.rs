@@ -9,14 +9,12 @@
 //! attributes go in `fields` (indexed fields, flat strings); `host` is `host.name`, else the
 //! pod name.
 
-use std::ops::Range;
-
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::record::RecordView;
+use super::encode::record_ndjson;
 use crate::config::{LineKind, SplunkSettings};
-use crate::timefmt;
+use crate::record::RecordRef;
 
 #[derive(Serialize)]
 struct Event<'a> {
@@ -40,56 +38,37 @@ fn seconds(ns: i64) -> String {
     format!("{}.{:09}", ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000))
 }
 
-/// The HEC body for `records` (ranges of `ndjson`), and the records that cannot be read as
-/// records (never expected; dead-lettered).
-pub fn event_body(
-    ndjson: &[u8],
-    records: &[Range<usize>],
-    settings: &SplunkSettings,
-) -> Result<(Vec<u8>, Vec<Range<usize>>), String> {
-    let mut out = Vec::with_capacity(ndjson.len() + records.len() * 160);
-    let mut unreadable = Vec::new();
+/// The HEC body for `records`.
+pub fn event_body<'a>(records: impl Iterator<Item = RecordRef<'a>>, settings: &SplunkSettings) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let mut line = Vec::new();
     for r in records {
-        let line = &ndjson[r.clone()];
-        let Ok(view) = RecordView::parse(line) else {
-            unreadable.push(r.clone());
-            continue;
-        };
-        let Some(ns) = timefmt::parse_timestamp_str(&view.timestamp) else {
-            unreadable.push(r.clone());
-            continue;
-        };
-        let time = RawValue::from_string(seconds(ns)).map_err(|e| e.to_string())?;
-        let message;
-        let event: &RawValue = match settings.event {
-            // The record is one JSON object already: embedded as it is.
-            LineKind::Record => serde_json::from_slice(line).map_err(|e| e.to_string())?,
-            LineKind::Message => {
-                message = RawValue::from_string(
-                    serde_json::to_string(view.message.as_deref().unwrap_or("")).map_err(|e| e.to_string())?,
-                )
-                .map_err(|e| e.to_string())?;
-                &message
-            }
-        };
-        let host = view
-            .resource
+        let time = RawValue::from_string(seconds(r.time_or_observed())).map_err(|e| e.to_string())?;
+        line.clear();
+        match settings.event {
+            // The record is one JSON object: embedded as it is.
+            LineKind::Record => record_ndjson(&r, &mut line),
+            LineKind::Message => serde_json::to_writer(&mut line, &r.message_text()).map_err(|e| e.to_string())?,
+        }
+        let event: &RawValue = serde_json::from_slice(&line).map_err(|e| e.to_string())?;
+        let resource = &r.records.context.resource;
+        let host = resource
             .get("host.name")
-            .or_else(|| view.resource.get("k8s.pod.name"))
-            .map(|h| h.as_ref());
+            .or_else(|| resource.get("k8s.pod.name"))
+            .map(String::as_str);
         let e = Event {
             time: &time,
             host,
-            source: view.file.as_deref(),
+            source: Some(r.file()),
             sourcetype: settings.sourcetype.as_deref(),
             index: settings.index.as_deref(),
             event,
-            fields: view.resource.iter().map(|(k, v)| (k.as_ref(), v.as_ref())).collect(),
+            fields: resource.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
         };
         serde_json::to_writer(&mut out, &e).map_err(|e| e.to_string())?;
         out.push(b'\n');
     }
-    Ok((out, unreadable))
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -98,17 +77,26 @@ mod tests {
 
     use super::*;
 
-    const LINE: &str = r#"{"timestamp":"2026-01-01T10:00:00.123456789Z","level":"info","message":"hi \"x\"","file":"/l/a.log","id":"a-0","resource":{"k8s.pod.name":"web-1"}}"#;
+    use crate::record::testing::{context, records, Rec};
+    use crate::record::Level;
 
     #[test]
     fn events_carry_time_source_fields_and_the_record() {
+        let batch = records(
+            context("/l/a.log", "a-", &[("k8s.pod.name", "web-1")], &[]),
+            vec![Rec {
+                time_ns: Some(1_767_261_600_123_456_789),
+                level: Some(Level::Info),
+                message: Some("hi \"x\""),
+                ..Rec::default()
+            }],
+        );
         let s = SplunkSettings {
             index: Some("main".into()),
             sourcetype: Some("_json".into()),
             event: LineKind::Record,
         };
-        let (body, bad) = event_body(LINE.as_bytes(), std::slice::from_ref(&(0..LINE.len())), &s).unwrap();
-        assert!(bad.is_empty());
+        let body = event_body(batch.iter(0, 1), &s).unwrap();
         let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["time"].as_f64().unwrap(), 1767261600.1234567);
         assert!(body.starts_with(b"{\"time\":1767261600.123456789,"));
@@ -126,7 +114,7 @@ mod tests {
             event: LineKind::Message,
             ..s
         };
-        let (body, _) = event_body(LINE.as_bytes(), std::slice::from_ref(&(0..LINE.len())), &s).unwrap();
+        let body = event_body(batch.iter(0, 1), &s).unwrap();
         let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["event"], "hi \"x\"");
     }

@@ -39,7 +39,7 @@ pub struct Tracked {
     pub buf_offset: u64,
     pub buf: BytesMut,
     pub splitter: LineSplitter,
-    /// The last bytes read (at most `identity::VALIDATOR_MAX`), to notice a rewrite.
+    /// The last bytes read (at most `crate::mark::VALIDATOR_MAX`), to notice a rewrite.
     pub last_bytes: Vec<u8>,
     /// When `buf` last grew: the partial line is flushed `partial_line_timeout` after it.
     pub partial_since: Instant,
@@ -115,8 +115,8 @@ impl Tracked {
         // Remember the last bytes read (not the partial line's older bytes, which are
         // already in `last_bytes`).
         let fresh = &self.buf[old_len..];
-        let tail = &fresh[fresh.len().saturating_sub(identity::VALIDATOR_MAX)..];
-        let keep = identity::VALIDATOR_MAX - tail.len();
+        let tail = &fresh[fresh.len().saturating_sub(crate::mark::VALIDATOR_MAX)..];
+        let keep = crate::mark::VALIDATOR_MAX - tail.len();
         let drop = self.last_bytes.len().saturating_sub(keep);
         self.last_bytes.drain(..drop);
         self.last_bytes.extend_from_slice(tail);

@@ -16,10 +16,10 @@ use std::os::unix::fs::FileExt;
 
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::mark::Mark;
+
 /// Bytes of the file's start covered by a complete fingerprint.
 pub const FINGERPRINT_MAX: usize = 1024;
-/// Bytes before an offset covered by the resume validator.
-pub const VALIDATOR_MAX: usize = 64;
 
 /// `(len, hash)` of the first `min(size, FINGERPRINT_MAX)` bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -60,19 +60,14 @@ pub fn fingerprint_matches(file: &File, fp: Fingerprint) -> io::Result<bool> {
     Ok(head.len() == fp.len as usize && xxh3_64(&head) == fp.hash)
 }
 
-/// `(len, hash)` of the bytes just before `end` within `data` (which ends at that offset).
-pub fn validator_of(data: &[u8]) -> (u8, u64) {
-    let from = data.len().saturating_sub(VALIDATOR_MAX);
-    ((data.len() - from) as u8, xxh3_64(&data[from..]))
-}
-
-/// Are the `len` bytes before `offset` in `file` the ones the validator was taken from?
-pub fn validator_matches(file: &File, offset: u64, len: u8, hash: u64) -> io::Result<bool> {
-    if (len as u64) > offset {
+/// Are the bytes before `mark` in `file` the ones its validator was taken from?
+pub fn validator_matches(file: &File, mark: &Mark) -> io::Result<bool> {
+    let len = u64::from(mark.validator_len);
+    if len > mark.offset {
         return Ok(false);
     }
-    let bytes = read_at(file, offset - len as u64, len as usize)?;
-    Ok(bytes.len() == len as usize && xxh3_64(&bytes) == hash)
+    let bytes = read_at(file, mark.offset - len, len as usize)?;
+    Ok(crate::mark::validator_matches(mark, &bytes))
 }
 
 /// The seed of a file generation's record ids, from its identity and its first line
@@ -113,12 +108,12 @@ mod tests {
     fn validator_detects_rewrite() {
         let mut f = tempfile::tempfile().unwrap();
         f.write_all(b"line one\nline two\n").unwrap();
-        let (len, hash) = validator_of(b"line one\nline two\n");
-        assert!(validator_matches(&f, 18, len, hash).unwrap());
+        let m = Mark::at(18, b"line one\nline two\n");
+        assert!(validator_matches(&f, &m).unwrap());
         f.set_len(0).unwrap();
         f.write_all_at(b"LINE ONE\nline two\n", 0).unwrap();
-        assert!(!validator_matches(&f, 18, len, hash).unwrap());
-        assert!(!validator_matches(&f, 3, len, hash).unwrap());
+        assert!(!validator_matches(&f, &m).unwrap());
+        assert!(!validator_matches(&f, &Mark { offset: 3, ..m }).unwrap());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use crossbeam_channel::{select, Receiver, SendTimeoutError, Sender};
+use crossbeam_channel::{select, Receiver, Sender};
 use notify::Watcher;
 
 use self::discover::Root;
@@ -31,7 +31,9 @@ use self::file::{FileKey, ReadResult, Tracked};
 use self::identity::Fingerprint;
 use self::lines::{LineSplitter, Split};
 use crate::budget::Budget;
+use crate::stop::HardStop;
 use crate::checkpoint::{Entry, Msg};
+use crate::mark::{self, Mark};
 use crate::chunk::{Chunk, FileMeta};
 use crate::config::{ReadFrom, Settings, SourceSettings};
 use crate::metrics::{add, Metrics};
@@ -42,25 +44,21 @@ const DETACHED_POLL: Duration = Duration::from_millis(250);
 /// Reads per file before moving on to the next one, so one busy file cannot starve others.
 const READS_PER_TURN: usize = 8;
 
-/// One sink as the tailer sees it: where its chunks go and which sources it reads.
-pub struct SinkPort {
-    pub tx: Sender<Arc<Chunk>>,
-    pub reads_source: Vec<bool>,
-}
-
 /// What the tailer needs from the pipeline.
 pub struct TailContext {
     pub settings: Settings,
     /// Checkpoint entries from the last run; `None` on the agent's first start.
     pub saved: Option<Vec<Entry>>,
-    pub sinks: Vec<SinkPort>,
+    /// The adapt stage's lanes. All the chunks of one file generation go to the same lane
+    /// (`uid % lanes`), which is what keeps a file's records in order downstream.
+    pub lanes: Vec<Sender<Arc<Chunk>>>,
     pub checkpoints: Sender<Msg>,
     pub budget: Arc<Budget>,
     pub metrics: Arc<Metrics>,
     /// Disconnected when a graceful shutdown begins: stop discovering, drain, return.
     pub shutdown: Receiver<()>,
     /// Set when the shutdown deadline passed: stop at once.
-    pub hard_stop: Arc<AtomicBool>,
+    pub hard_stop: HardStop,
 }
 
 pub struct Tailer {
@@ -77,11 +75,11 @@ pub struct Tailer {
     /// Paths whose open failed, so the failure is logged once, not at every rescan.
     failed: HashSet<PathBuf>,
     watched: HashSet<PathBuf>,
-    sinks: Vec<SinkPort>,
+    lanes: Vec<Sender<Arc<Chunk>>>,
     checkpoints: Sender<Msg>,
     budget: Arc<Budget>,
     metrics: Arc<Metrics>,
-    hard_stop: Arc<AtomicBool>,
+    hard_stop: HardStop,
     splits: Vec<Split>,
 }
 
@@ -91,7 +89,7 @@ pub fn run(ctx: TailContext) {
     let TailContext {
         settings,
         saved,
-        sinks,
+        lanes,
         checkpoints,
         budget,
         metrics,
@@ -115,7 +113,7 @@ pub fn run(ctx: TailContext) {
         by_path: HashMap::new(),
         failed: HashSet::new(),
         watched: HashSet::new(),
-        sinks,
+        lanes,
         checkpoints,
         budget,
         metrics,
@@ -157,7 +155,7 @@ impl Tailer {
         let mut drain_to: Option<HashMap<FileKey, u64>> = None;
 
         loop {
-            if self.hard_stop.load(Ordering::Relaxed) {
+            if self.hard_stop.is_set() {
                 break;
             }
             let draining = drain_to.is_some();
@@ -215,11 +213,12 @@ impl Tailer {
                     tracing::info!(files = self.files.len(), "draining files before shutdown");
                 }
                 recv(freed) -> _ => {}
+                recv(self.hard_stop.channel()) -> _ => {}
                 default(timeout) => {}
             }
         }
         drop(watcher);
-        if !self.hard_stop.load(Ordering::Relaxed) {
+        if !self.hard_stop.is_set() {
             // Shutdown: the pod may be ending, so an unterminated last line would be lost
             // with the volume; ship it now (a later restart resumes after it).
             let keys: Vec<FileKey> = self.files.keys().copied().collect();
@@ -356,8 +355,8 @@ impl Tailer {
     /// rotated while we ran, so the lines written between the stop and the rotation are
     /// not lost.
     fn resume_renamed_while_down(&mut self) {
-        let mut leftovers: Vec<Entry> = self.saved.values().filter(|e| e.offset > 0).cloned().collect();
-        leftovers.sort_by_key(|e| e.offset);
+        let mut leftovers: Vec<Entry> = self.saved.values().filter(|e| e.at.offset > 0).cloned().collect();
+        leftovers.sort_by_key(|e| e.at.offset);
         for e in leftovers {
             let Some(source) = self.sources.iter().position(|s| s.name == e.source) else {
                 continue;
@@ -368,7 +367,7 @@ impl Tailer {
             let Ok(listing) = fs::read_dir(dir) else { continue };
             let found = listing.flatten().find(|d| {
                 d.metadata()
-                    .is_ok_and(|m| m.is_file() && m.dev() == e.dev && m.ino() == e.ino && m.len() > e.offset)
+                    .is_ok_and(|m| m.is_file() && m.dev() == e.dev && m.ino() == e.ino && m.len() > e.at.offset)
             });
             let Some(found) = found else { continue };
             let path = found.path();
@@ -389,7 +388,7 @@ impl Tailer {
                 hash: e.fp_hash,
             };
             let ours = identity::fingerprint_matches(&file, fp).unwrap_or(false)
-                && identity::validator_matches(&file, e.offset, e.validator_len, e.validator).unwrap_or(false);
+                && identity::validator_matches(&file, &e.at).unwrap_or(false);
             if !ours {
                 continue;
             }
@@ -595,8 +594,8 @@ impl Tailer {
                 hash: e.fp_hash,
             };
             if identity::fingerprint_matches(&file, fp)? {
-                if identity::validator_matches(&file, e.offset, e.validator_len, e.validator)? || e.offset == 0 {
-                    start = e.offset;
+                if identity::validator_matches(&file, &e.at)? || e.at.offset == 0 {
+                    start = e.at.offset;
                     generation = e.generation;
                     id_seed = e.id_seed;
                     uid = Some(e.uid);
@@ -604,7 +603,7 @@ impl Tailer {
                     // Same file, but the bytes before the saved offset changed while we were
                     // down: it was truncated or rewritten. Start over, as a new generation.
                     add(&self.metrics.truncations, 1);
-                    tracing::warn!(path = %path.display(), offset = e.offset, "file changed before its checkpoint while stopped; reading it from the start");
+                    tracing::warn!(path = %path.display(), offset = e.at.offset, "file changed before its checkpoint while stopped; reading it from the start");
                     generation = e.generation + 1;
                 }
             }
@@ -616,10 +615,9 @@ impl Tailer {
         let uid = uid.unwrap_or_else(|| new_uid(key, generation));
         let last_bytes = identity::read_at(
             &file,
-            start.saturating_sub(identity::VALIDATOR_MAX as u64),
-            (start as usize).min(identity::VALIDATOR_MAX),
+            start.saturating_sub(mark::VALIDATOR_MAX as u64),
+            (start as usize).min(mark::VALIDATOR_MAX),
         )?;
-        let (validator_len, validator) = identity::validator_of(&last_bytes);
         let _ = self.checkpoints.send(Msg::Register {
             entry: Entry {
                 uid,
@@ -631,9 +629,7 @@ impl Tailer {
                 fp_hash: fp.hash,
                 generation,
                 id_seed,
-                offset: start,
-                validator_len,
-                validator,
+                at: Mark::at(start, &last_bytes),
                 updated: 0,
             },
             source_idx: source,
@@ -672,7 +668,7 @@ impl Tailer {
                 if self.budget.available() == 0 {
                     return true;
                 }
-                if self.hard_stop.load(Ordering::Relaxed) {
+                if self.hard_stop.is_set() {
                     return false;
                 }
                 if !self.read_once(key) {
@@ -772,9 +768,7 @@ impl Tailer {
             fp_hash: f.fp.hash,
             generation: f.generation,
             id_seed: None,
-            offset: 0,
-            validator_len: 0,
-            validator: 0,
+            at: Mark::default(),
             updated: 0,
         };
         let _ = self.checkpoints.send(Msg::Register {
@@ -833,8 +827,8 @@ impl Tailer {
             t.buf_offset = resume;
             t.last_bytes = identity::read_at(
                 &t.file,
-                resume.saturating_sub(identity::VALIDATOR_MAX as u64),
-                (resume as usize).min(identity::VALIDATOR_MAX),
+                resume.saturating_sub(crate::mark::VALIDATOR_MAX as u64),
+                (resume as usize).min(crate::mark::VALIDATOR_MAX),
             )
             .unwrap_or_default();
             t.attached = false;
@@ -932,21 +926,15 @@ impl Tailer {
             tail_truncated: split.tail_truncated,
             budget: self.budget.take(len),
         });
-        let source = f.source;
-        for sink in &self.sinks {
-            if !sink.reads_source[source] {
-                continue;
-            }
-            let mut item = Arc::clone(&chunk);
-            // A sink's queue is full only while it is stalled; waiting here is the
-            // backpressure, but the hard stop must still get through.
-            loop {
-                match sink.tx.send_timeout(item, Duration::from_millis(200)) {
-                    Ok(()) => break,
-                    Err(SendTimeoutError::Timeout(back)) if !self.hard_stop.load(Ordering::Relaxed) => item = back,
-                    Err(_) => break,
-                }
-            }
+        if self.lanes.is_empty() {
+            return;
+        }
+        let lane = &self.lanes[(f.uid % self.lanes.len() as u64) as usize];
+        // A lane is full only while the sinks behind it are stalled; waiting here is the
+        // backpressure, but the hard stop must still get through.
+        select! {
+            send(lane, chunk) -> _ => {}
+            recv(self.hard_stop.channel()) -> _ => {}
         }
     }
 }

@@ -1,0 +1,509 @@
+//! The adapt stage as threads: a few workers (one per core by default) turn the tailer's
+//! chunks into `Records`, once per source, and hand them to every sink that reads the source.
+//!
+//! Order: the tailer sends all the chunks of one file generation to the same worker (lane
+//! `uid % workers`), so a file's records leave in the order of its lines, while different
+//! files are parsed in parallel. Joining state (`Assembler`: split container lines, multiline
+//! events) is per file, so it lives in the worker that owns the file.
+//!
+//! Per chunk, a worker: checks UTF-8 once, counts lines, then makes the records on one of
+//! three routes — `raw` without joining: nothing to parse, `Body::Lines`; `json` without
+//! joining: a direct parse into a `Table`; everything else through the file's `Assembler`.
+//! Events still being joined keep the checkpoint at their first line: the batch's `end` mark
+//! and the `commit` of each record say so. A quiet file's pending events are flushed when
+//! their timeout comes (the worker sleeps until the earliest one), and at shutdown.
+//!
+//! Counters of what the lines held (lines, invalid UTF-8, parse errors, unreadable times,
+//! formats `auto` picked) are counted here, once per line, whatever the number of sinks.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender};
+
+use super::assemble::{self, Adapter, Assembler};
+use super::detect;
+use super::json::{self, JsonLine};
+use super::k8s_path;
+use super::table::Builder;
+use super::Parsed;
+use crate::chunk::{Chunk, FileMeta};
+use crate::config::{Format, SourceSettings};
+use crate::mark::Mark;
+use crate::metrics::{add, Metrics};
+use crate::record::{Body, Context, Flags, Records};
+use crate::stop::HardStop;
+use crate::transform::Transforms;
+
+/// Files not seen for this long, with nothing pending, lose their state (an `auto` file is
+/// detected again if it comes back).
+const FILE_STATE_IDLE: Duration = Duration::from_secs(3600);
+
+/// How the records of one source are made.
+#[derive(Debug, Clone)]
+pub struct SourcePlan {
+    pub adapter: Adapter,
+    /// The source's static fields, in config order.
+    pub static_fields: Arc<[(String, String)]>,
+    /// Add `k8s.*` resource attributes read off `/var/log/pods/…` paths.
+    pub kubernetes_path_metadata: bool,
+}
+
+impl From<Format> for SourcePlan {
+    fn from(format: Format) -> SourcePlan {
+        SourcePlan {
+            adapter: Adapter::from(format),
+            static_fields: Arc::from(Vec::new()),
+            kubernetes_path_metadata: false,
+        }
+    }
+}
+
+impl From<&SourceSettings> for SourcePlan {
+    fn from(s: &SourceSettings) -> SourcePlan {
+        SourcePlan {
+            adapter: Adapter {
+                format: s.format.clone(),
+                multiline: s.multiline.clone(),
+                join_max_bytes: s.max_line_bytes,
+                join_timeout: s.partial_line_timeout,
+            },
+            static_fields: s.fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            kubernetes_path_metadata: s.kubernetes_path_metadata,
+        }
+    }
+}
+
+/// One sink as a worker sees it: where its records go and which sources it reads.
+pub struct Lane {
+    pub tx: Sender<Arc<Records>>,
+    pub reads_source: Vec<bool>,
+}
+
+/// What a worker keeps per file.
+struct FileState {
+    context: Arc<Context>,
+    /// The file's format: the source's, or the one `auto` picked.
+    format: Format,
+    /// `None` when the file's lines take a direct route (`raw`, `json`).
+    assembler: Option<Assembler>,
+    /// Just past the last line fed: where the checkpoint goes once pending events are out.
+    consumed: Mark,
+    last_input: Instant,
+}
+
+/// How a chunk's records are made.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Lines,
+    Json,
+    Assembled,
+}
+
+/// Per-source counts gathered over a chunk, moved to the metrics once per chunk.
+#[derive(Default)]
+struct Counts {
+    parse_errors: u64,
+    bad_timestamps: u64,
+}
+
+/// One worker's state: the plans and the files it owns.
+pub struct Worker {
+    plans: Arc<[SourcePlan]>,
+    resource: Arc<BTreeMap<String, String>>,
+    files: HashMap<u64, FileState>,
+    transforms: Transforms,
+    metrics: Arc<Metrics>,
+}
+
+impl Worker {
+    pub fn new(plans: Arc<[SourcePlan]>, resource: &BTreeMap<String, String>, metrics: Arc<Metrics>) -> Worker {
+        Worker {
+            plans,
+            resource: Arc::new(resource.clone()),
+            files: HashMap::new(),
+            transforms: Transforms::default(),
+            metrics,
+        }
+    }
+
+    /// The records of one chunk.
+    pub fn process(&mut self, chunk: Arc<Chunk>) -> Records {
+        let source = chunk.file.source;
+        let data = &chunk.data[..];
+        let utf8 = simdutf8::basic::from_utf8(data).is_ok();
+        let lines = memchr::memchr_iter(b'\n', data).count() + usize::from(!data.is_empty() && !data.ends_with(b"\n"));
+        add(&self.metrics.lines_read, lines as u64);
+        if !utf8 {
+            let bad = data.split(|b| *b == b'\n').filter(|l| std::str::from_utf8(l).is_err()).count();
+            add(&self.metrics.invalid_utf8_lines, bad as u64);
+        }
+        let route = self.route(&chunk);
+        let state = self.files.get_mut(&chunk.file.uid).expect("route made the file's state");
+        state.last_input = Instant::now();
+        let context = Arc::clone(&state.context);
+        let end_of_chunk = Mark::at(chunk.end(), data);
+        let mut counts = Counts::default();
+        let (body, end) = match route {
+            Route::Lines => (Body::Lines { utf8 }, end_of_chunk),
+            Route::Json => {
+                let mut b = Builder::new(data);
+                json_lines(&chunk, &mut b, &mut counts);
+                (Body::Table(b.table), end_of_chunk)
+            }
+            Route::Assembled => {
+                let mut b = Builder::new(data);
+                let end = assembled_lines(&chunk, state, &mut b, &mut counts);
+                (Body::Table(b.table), end)
+            }
+        };
+        state.consumed = end_of_chunk;
+        self.count(source, &counts);
+        let mut records = Records {
+            context,
+            chunk: Some(chunk),
+            body,
+            end,
+        };
+        self.transforms.apply(&mut records);
+        records
+    }
+
+    /// When the earliest pending event is due for `flush_due`.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.files.values().filter_map(|f| f.assembler.as_ref()?.due()).min()
+    }
+
+    /// The events being collected of files that have been quiet past their timeout (all of
+    /// them when `all`: at shutdown), one batch per file; forgets long-idle files.
+    pub fn flush_due(&mut self, now: Instant, all: bool) -> Vec<Records> {
+        let mut out = Vec::new();
+        let mut counts: Vec<(usize, Counts)> = Vec::new();
+        for state in self.files.values_mut() {
+            let Some(asm) = state.assembler.as_mut() else { continue };
+            if !asm.due().is_some_and(|d| all || d <= now) {
+                continue;
+            }
+            let mut b = Builder::new(&[]);
+            let mut c = Counts::default();
+            asm.flush(&mut |ev| {
+                count_event(&mut c, &ev);
+                b.event(&ev);
+            });
+            b.commit_from(0, state.consumed);
+            counts.push((state.context.file.source, c));
+            if !b.is_empty() {
+                out.push(Records {
+                    context: Arc::clone(&state.context),
+                    chunk: None,
+                    body: Body::Table(b.table),
+                    end: state.consumed,
+                });
+            }
+        }
+        for (source, c) in counts {
+            self.count(source, &c);
+        }
+        self.files.retain(|_, f| {
+            f.assembler.as_ref().is_some_and(Assembler::is_pending)
+                || now.saturating_duration_since(f.last_input) < FILE_STATE_IDLE
+        });
+        for r in &mut out {
+            self.transforms.apply(r);
+        }
+        out
+    }
+
+    fn count(&self, source: usize, c: &Counts) {
+        if let Some(s) = self.metrics.sources.get(source) {
+            add(&s.parse_errors, c.parse_errors);
+            add(&s.bad_timestamps, c.bad_timestamps);
+        }
+    }
+
+    /// Picks the route for `chunk`, making the file's state on its first chunk (where `auto`
+    /// detects the format) and its context again after a rename.
+    fn route(&mut self, chunk: &Chunk) -> Route {
+        let source = chunk.file.source;
+        let plan = self.plans.get(source).cloned().unwrap_or_else(|| SourcePlan::from(Format::Raw));
+        let uid = chunk.file.uid;
+        if !self.files.contains_key(&uid) {
+            let format = match &plan.adapter.format {
+                Format::Auto => {
+                    let d = detect::detect(&sample_lines(&chunk.data), chunk.observed_ns);
+                    if let Some(s) = self.metrics.sources.get(source) {
+                        tracing::info!(source = %s.name, file = %chunk.file.path, format = d.format.as_str(), matched = d.matched, sampled = d.sampled, "auto: detected the file's format");
+                        s.detected(d.format);
+                    }
+                    assemble::detected_format(d.format)
+                }
+                f => f.clone(),
+            };
+            let direct = plan.adapter.multiline.is_none() && matches!(format, Format::Raw | Format::Json);
+            let state = FileState {
+                context: self.context(&chunk.file, &plan),
+                assembler: (!direct).then(|| Assembler::new(&plan.adapter, &format)),
+                format,
+                consumed: Mark::default(),
+                last_input: Instant::now(),
+            };
+            self.files.insert(uid, state);
+        }
+        let stale = self
+            .files
+            .get(&uid)
+            .is_some_and(|s| !Arc::ptr_eq(&s.context.file, &chunk.file));
+        if stale {
+            // Renamed (rotation): records name the path they came from.
+            let context = self.context(&chunk.file, &plan);
+            if let Some(s) = self.files.get_mut(&uid) {
+                s.context = context;
+            }
+        }
+        match self.files.get(&uid).map(|s| (s.assembler.is_some(), &s.format)) {
+            Some((true, _)) => Route::Assembled,
+            Some((false, Format::Json)) => Route::Json,
+            _ => Route::Lines,
+        }
+    }
+
+    fn context(&self, file: &Arc<FileMeta>, plan: &SourcePlan) -> Arc<Context> {
+        let from_path = plan
+            .kubernetes_path_metadata
+            .then(|| k8s_path::parse(&file.path))
+            .flatten();
+        let resource = match from_path {
+            None => Arc::clone(&self.resource),
+            Some(meta) => {
+                let mut merged = (*self.resource).clone();
+                for (k, v) in meta.attributes() {
+                    merged.insert(k.to_owned(), v.to_owned());
+                }
+                Arc::new(merged)
+            }
+        };
+        Arc::new(Context {
+            file: Arc::clone(file),
+            static_fields: Arc::clone(&plan.static_fields),
+            resource,
+        })
+    }
+}
+
+/// Up to `detect::MAX_SAMPLE` lines from the start of `data`, for `auto`.
+fn sample_lines(data: &[u8]) -> Vec<Cow<'_, str>> {
+    data.split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .take(detect::MAX_SAMPLE)
+        .map(|l| String::from_utf8_lossy(l.strip_suffix(b"\r").unwrap_or(l)))
+        .collect()
+}
+
+/// Where one line of a chunk lies.
+struct Line {
+    /// End of the content: before the `\n`, and before one `\r` preceding it.
+    end: usize,
+    /// Start of the next line (past the `\n`), or the end of the data.
+    next: usize,
+    terminated: bool,
+}
+
+/// The lines of `chunk` from `pos` on: `(start, line)`.
+fn lines(chunk: &Chunk) -> impl Iterator<Item = (usize, Line)> + '_ {
+    let d = &chunk.data[..];
+    // A flushed partial line loses a trailing `\r` like any line; a piece of a split line
+    // keeps it, because there it is not a line ending.
+    let content_end = if !chunk.tail_truncated && !d.ends_with(b"\n") && d.ends_with(b"\r") {
+        d.len() - 1
+    } else {
+        d.len()
+    };
+    let mut pos = 0;
+    std::iter::from_fn(move || {
+        if pos >= d.len() {
+            return None;
+        }
+        let start = pos;
+        let line = match memchr::memchr(b'\n', &d[pos..]) {
+            Some(i) => {
+                let nl = pos + i;
+                let end = if i > 0 && d[nl - 1] == b'\r' { nl - 1 } else { nl };
+                Line {
+                    end,
+                    next: nl + 1,
+                    terminated: true,
+                }
+            }
+            None => Line {
+                end: content_end.max(pos),
+                next: d.len(),
+                terminated: false,
+            },
+        };
+        pos = line.next;
+        Some((start, line))
+    })
+}
+
+/// The line's text, repaired (U+FFFD) if it is not UTF-8.
+fn line_text(bytes: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(bytes)
+}
+
+/// `json` lines straight into the table. Pieces of split lines are not parsed (half an
+/// object is never valid); they become records of their own with their marks.
+fn json_lines(chunk: &Chunk, b: &mut Builder<'_>, counts: &mut Counts) {
+    let data = &chunk.data[..];
+    // One field list for the chunk: lines borrow from the chunk, so it can be reused.
+    let mut rec = JsonLine::default();
+    for (pos, line) in lines(chunk) {
+        let text = line_text(&data[pos..line.end]);
+        let offset = chunk.start + pos as u64;
+        let flags = Flags {
+            continuation: pos == 0 && chunk.head_continues,
+            truncated: !line.terminated && chunk.tail_truncated,
+            partial: false,
+        };
+        if flags.continuation || flags.truncated {
+            b.line(&text, offset, chunk.observed_ns, flags);
+        } else {
+            match &text {
+                Cow::Borrowed(t) => json_line(b, t, &mut rec, offset, chunk.observed_ns, counts),
+                Cow::Owned(t) => json_line(b, t, &mut JsonLine::default(), offset, chunk.observed_ns, counts),
+            }
+        }
+        let n = b.len();
+        b.commit_from(n - 1, Mark::at(chunk.start + line.next as u64, &data[..line.next]));
+    }
+}
+
+/// One whole `json` line; one that does not parse becomes a record of the whole line with its
+/// `parse_error`, and is counted.
+fn json_line<'a>(
+    b: &mut Builder<'_>,
+    text: &'a str,
+    rec: &mut JsonLine<'a>,
+    offset: u64,
+    observed_ns: i64,
+    counts: &mut Counts,
+) {
+    match json::parse_into(text, rec) {
+        Ok(()) => {
+            if rec.timestamp_ns.is_none() && rec.time_unparsed {
+                counts.bad_timestamps += 1;
+            }
+            b.json(rec, offset, observed_ns);
+        }
+        Err(e) => {
+            counts.parse_errors += 1;
+            b.rejected(text, offset, observed_ns, &e);
+        }
+    }
+}
+
+/// The lines of a file with an `Assembler`: parsed in its format, joined, each finished event
+/// a record. Returns the batch's end mark: the first line of an event still being collected,
+/// or the chunk's end.
+fn assembled_lines(chunk: &Chunk, state: &mut FileState, b: &mut Builder<'_>, counts: &mut Counts) -> Mark {
+    let data = &chunk.data[..];
+    let Some(asm) = state.assembler.as_mut() else {
+        return Mark::at(chunk.end(), data);
+    };
+    asm.last_input = Instant::now();
+    let format = &state.format;
+    let mut rec = Parsed::default();
+    for (pos, line) in lines(chunk) {
+        let text = line_text(&data[pos..line.end]);
+        let offset = chunk.start + pos as u64;
+        let flags = Flags {
+            continuation: pos == 0 && chunk.head_continues,
+            truncated: !line.terminated && chunk.tail_truncated,
+            partial: false,
+        };
+        let first = b.len();
+        if flags.continuation || flags.truncated {
+            // A piece of an over-long line: never parsed (half a line does not parse),
+            // shipped as it is with its marks.
+            b.line(&text, offset, chunk.observed_ns, flags);
+        } else {
+            let at = Mark::at(offset, &data[..pos]);
+            let mut emit = |ev: assemble::Event<'_, '_>| {
+                count_event(counts, &ev);
+                b.event(&ev);
+            };
+            match &text {
+                Cow::Borrowed(t) => asm.push(format, t, at, chunk.observed_ns, &mut rec, &mut emit),
+                Cow::Owned(t) => asm.push(format, t, at, chunk.observed_ns, &mut Parsed::default(), &mut emit),
+            }
+        }
+        if b.len() > first {
+            let after = Mark::at(chunk.start + line.next as u64, &data[..line.next]);
+            b.commit_from(first, asm.held().unwrap_or(after));
+        }
+    }
+    asm.held().unwrap_or_else(|| Mark::at(chunk.end(), data))
+}
+
+/// Counts what an event says went wrong with its line: a parse error, an unreadable time.
+fn count_event(counts: &mut Counts, ev: &assemble::Event<'_, '_>) {
+    if ev.error.is_some() {
+        counts.parse_errors += 1;
+    }
+    if ev.rec.time_unparsed && ev.rec.timestamp_ns.is_none() {
+        counts.bad_timestamps += 1;
+    }
+}
+
+/// Runs one worker until the tailer is gone: every chunk of `input` becomes records for the
+/// sinks in `lanes`; pending events are flushed when due and at the end. Returning drops the
+/// worker's senders, which is how the sinks learn the stage is done.
+pub fn run(mut worker: Worker, input: Receiver<Arc<Chunk>>, lanes: Vec<Lane>, hard_stop: HardStop) {
+    loop {
+        let got = match worker.next_due() {
+            Some(t) => input.recv_timeout(t.saturating_duration_since(Instant::now())),
+            None => input.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match got {
+            Ok(chunk) => {
+                let records = worker.process(chunk);
+                send(&lanes, records, &hard_stop);
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                for r in worker.flush_due(Instant::now(), false) {
+                    send(&lanes, r, &hard_stop);
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                for r in worker.flush_due(Instant::now(), true) {
+                    send(&lanes, r, &hard_stop);
+                }
+                return;
+            }
+        }
+        if hard_stop.is_set() {
+            return;
+        }
+    }
+}
+
+/// Hands `records` to every sink reading their source. A sink's queue is full only while it
+/// is stalled; waiting here is the backpressure (the tailer then waits on this worker), but
+/// the hard stop must still get through.
+fn send(lanes: &[Lane], records: Records, hard_stop: &HardStop) {
+    let source = records.context.file.source;
+    let records = Arc::new(records);
+    for lane in lanes {
+        if !lane.reads_source.get(source).copied().unwrap_or(false) {
+            continue;
+        }
+        select! {
+            send(lane.tx, Arc::clone(&records)) -> _ => {}
+            recv(hard_stop.channel()) -> _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
