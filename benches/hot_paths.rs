@@ -16,10 +16,10 @@ use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tailship::adapt::multiline::Rule;
 use tailship::adapt::regex::RegexParser;
+use tailship::adapt::stage::{SourcePlan, Worker};
 use tailship::budget::Budget;
 use tailship::chunk::{Chunk, FileMeta};
 use tailship::config::{Encoding, Format, MultilineSettings};
-use tailship::adapt::stage::{SourcePlan, Worker};
 use tailship::metrics::Metrics;
 use tailship::ship::encode::{Encoder, Limits};
 use tailship::tail::lines::{LineSplitter, Split};
@@ -271,7 +271,9 @@ fn bench_encode(c: &mut Criterion) {
         } else {
             assert_eq!(records, lines, "{name}");
         }
-        let errors = metrics.sources[0].parse_errors.load(std::sync::atomic::Ordering::Relaxed)
+        let errors = metrics.sources[0]
+            .parse_errors
+            .load(std::sync::atomic::Ordering::Relaxed)
             + metrics.invalid_utf8_lines.load(std::sync::atomic::Ordering::Relaxed);
         assert_eq!(errors, 0, "{name}");
         out.clear();

@@ -396,8 +396,13 @@ mod tests {
         let loaded = load(dir.path()).unwrap().unwrap();
         assert_eq!(loaded.len(), 2);
         let text = fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
-        assert!(text.contains("\"offset\":50,\"validator_len\":1,\"validator\":50"), "flat keys on disk: {text}");
-        assert!(loaded.iter().any(|e| e.uid == 7 && e.at.offset == 50 && e.at.validator == 50));
+        assert!(
+            text.contains("\"offset\":50,\"validator_len\":1,\"validator\":50"),
+            "flat keys on disk: {text}"
+        );
+        assert!(loaded
+            .iter()
+            .any(|e| e.uid == 7 && e.at.offset == 50 && e.at.validator == 50));
     }
 
     #[test]

@@ -81,7 +81,10 @@ mod tests {
     fn marks_are_stored_with_flat_keys() {
         let m = Mark::at(7, b"abcdefg");
         let text = serde_json::to_string(&m).unwrap();
-        assert!(text.contains("\"offset\":7") && text.contains("\"validator_len\":7"), "{text}");
+        assert!(
+            text.contains("\"offset\":7") && text.contains("\"validator_len\":7"),
+            "{text}"
+        );
         assert_eq!(serde_json::from_str::<Mark>(&text).unwrap(), m);
     }
 }

@@ -112,12 +112,19 @@ impl Pipeline {
         )?);
 
         // The adapt workers: one per core (at least one), none more than the files could use.
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, MAX_ADAPT_WORKERS);
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, MAX_ADAPT_WORKERS);
         let plans: Arc<[SourcePlan]> = settings.sources.iter().map(SourcePlan::from).collect();
         let mut sink_txs = Vec::new();
         for (index, sink) in settings.sinks.iter().enumerate() {
             let (tx, rx) = crossbeam_channel::bounded(SINK_QUEUE);
-            sink_txs.push((tx, (0..settings.sources.len()).map(|s| sink.inputs.contains(&s)).collect::<Vec<_>>()));
+            sink_txs.push((
+                tx,
+                (0..settings.sources.len())
+                    .map(|s| sink.inputs.contains(&s))
+                    .collect::<Vec<_>>(),
+            ));
             let ctx = SinkContext {
                 index,
                 settings: sink.clone(),
@@ -142,7 +149,10 @@ impl Pipeline {
                 })
                 .collect();
             let hard = hard_stop.clone();
-            threads.push(spawn(&format!("adapt-{w}"), Box::new(move || stage::run(worker, rx, outputs, hard)))?);
+            threads.push(spawn(
+                &format!("adapt-{w}"),
+                Box::new(move || stage::run(worker, rx, outputs, hard)),
+            )?);
         }
         // Only the workers hold the sinks' senders now: the sinks end when the workers do.
         drop(sink_txs);

@@ -99,7 +99,10 @@ mod tests {
                 (stop.sleep(Duration::from_secs(60)), t.elapsed())
             })
         };
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let task = {
             let stop = stop.clone();
             rt.spawn(async move { stop.stopped().await })

@@ -25,7 +25,6 @@ use super::{access, cri, docker, klog, logfmt, syslog};
 use crate::config::{Format, MultilineSettings};
 use crate::mark::Mark;
 
-
 /// One finished event.
 pub struct Event<'r, 'a> {
     /// Offset of the event's first line.

@@ -137,11 +137,17 @@ impl Worker {
         let lines = memchr::memchr_iter(b'\n', data).count() + usize::from(!data.is_empty() && !data.ends_with(b"\n"));
         add(&self.metrics.lines_read, lines as u64);
         if !utf8 {
-            let bad = data.split(|b| *b == b'\n').filter(|l| std::str::from_utf8(l).is_err()).count();
+            let bad = data
+                .split(|b| *b == b'\n')
+                .filter(|l| std::str::from_utf8(l).is_err())
+                .count();
             add(&self.metrics.invalid_utf8_lines, bad as u64);
         }
         let route = self.route(&chunk);
-        let state = self.files.get_mut(&chunk.file.uid).expect("route made the file's state");
+        let state = self
+            .files
+            .get_mut(&chunk.file.uid)
+            .expect("route made the file's state");
         state.last_input = Instant::now();
         let context = Arc::clone(&state.context);
         let end_of_chunk = Mark::at(chunk.end(), data);
@@ -227,7 +233,11 @@ impl Worker {
     /// detects the format) and its context again after a rename.
     fn route(&mut self, chunk: &Chunk) -> Route {
         let source = chunk.file.source;
-        let plan = self.plans.get(source).cloned().unwrap_or_else(|| SourcePlan::from(Format::Raw));
+        let plan = self
+            .plans
+            .get(source)
+            .cloned()
+            .unwrap_or_else(|| SourcePlan::from(Format::Raw));
         let uid = chunk.file.uid;
         if !self.files.contains_key(&uid) {
             let format = match &plan.adapter.format {

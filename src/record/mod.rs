@@ -96,12 +96,21 @@ pub struct Context {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Text {
     /// `chunk.data[start..start + len]`, as the line wrote it.
-    Chunk { start: u32, len: u32 },
+    Chunk {
+        start: u32,
+        len: u32,
+    },
     /// `arena[start..start + len]`: text that was unescaped, joined or repaired.
-    Arena { start: u32, len: u32 },
+    Arena {
+        start: u32,
+        len: u32,
+    },
     /// A JSON string literal in the chunk, quotes and escapes included (a `json` line's
     /// message): copied as it stands into JSON, unescaped for other protocols.
-    Literal { start: u32, len: u32 },
+    Literal {
+        start: u32,
+        len: u32,
+    },
     Static(&'static str),
 }
 
@@ -113,7 +122,10 @@ pub enum Value {
     Float(f64),
     Bool(bool),
     /// A nested object: `table.fields[start..start + len]`.
-    Map { start: u32, len: u32 },
+    Map {
+        start: u32,
+        len: u32,
+    },
     /// Text that is already JSON (a `json` line's value, a `docker` line's `attrs`), kept as
     /// the line wrote it.
     Json(Text),
@@ -184,7 +196,9 @@ impl Table {
 pub enum Body {
     /// Every line of the chunk is a `raw` record. `utf8`: the chunk is valid UTF-8 (else
     /// lines are repaired with U+FFFD as they are written).
-    Lines { utf8: bool },
+    Lines {
+        utf8: bool,
+    },
     Table(Table),
 }
 
@@ -238,7 +252,10 @@ impl Records {
         }
         match &self.body {
             _ if pos >= self.end_position() => Some(self.end),
-            Body::Lines { .. } => self.chunk.as_ref().map(|c| Mark::at(c.start + pos as u64, &c.data[..pos])),
+            Body::Lines { .. } => self
+                .chunk
+                .as_ref()
+                .map(|c| Mark::at(c.start + pos as u64, &c.data[..pos])),
             Body::Table(t) => Some(t.records[pos - 1].commit),
         }
     }
@@ -315,7 +332,12 @@ pub mod testing {
     }
 
     /// A file's context.
-    pub fn context(path: &str, id_prefix: &str, resource: &[(&str, &str)], static_fields: &[(&str, &str)]) -> Arc<Context> {
+    pub fn context(
+        path: &str,
+        id_prefix: &str,
+        resource: &[(&str, &str)],
+        static_fields: &[(&str, &str)],
+    ) -> Arc<Context> {
         Arc::new(Context {
             file: Arc::new(FileMeta {
                 uid: 1,
@@ -324,7 +346,10 @@ pub mod testing {
                 path_json: serde_json::to_string(path).unwrap().into(),
                 id_prefix: id_prefix.into(),
             }),
-            static_fields: static_fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            static_fields: static_fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             resource: Arc::new(
                 resource
                     .iter()

@@ -68,7 +68,9 @@ fn table_text_resolves_from_arena_static_and_json_literals() {
     assert_eq!(r.field_text("n").as_deref(), Some("3"));
     assert_eq!(r.field_text("list").as_deref(), Some("[1,2]"));
     let m = r.fields().into_iter().find(|f| f.key == "m").unwrap();
-    let ValueRef::Map(entries) = m.value else { panic!("a map") };
+    let ValueRef::Map(entries) = m.value else {
+        panic!("a map")
+    };
     assert_eq!(r.key(entries[0].key), "k");
     assert!(matches!(r.value(&entries[0].value), ValueRef::Str(s) if s == "v"));
     assert_eq!(batch.bytes(Text::Static("x")), b"x");

@@ -55,7 +55,11 @@ fn approx_size(r: &RecordRef<'_>) -> usize {
 
 impl Batch {
     pub fn new(limits: &BatchSettings, encode: bool) -> Batch {
-        let capacity = if encode { limits.max_bytes + (limits.max_bytes >> 3) } else { 0 };
+        let capacity = if encode {
+            limits.max_bytes + (limits.max_bytes >> 3)
+        } else {
+            0
+        };
         Batch {
             bytes: Vec::with_capacity(capacity),
             encode,
@@ -173,7 +177,9 @@ impl Batcher {
 
     /// Goes on with the records of which only a part fitted (after the batch was handed off).
     pub fn resume(&mut self, encoder: &mut Encoder, now: Instant) {
-        let Some((records, from)) = self.pending.take() else { return };
+        let Some((records, from)) = self.pending.take() else {
+            return;
+        };
         if self.batch.is_full(&self.limits) {
             self.pending = Some((records, from));
             return;
@@ -191,8 +197,7 @@ impl Batcher {
 
     /// Whether the batch must be handed off now: it is full, or has lingered long enough.
     pub fn ready(&self, now: Instant) -> bool {
-        self.batch.records > 0
-            && (self.batch.is_full(&self.limits) || self.deadline().is_some_and(|d| d <= now))
+        self.batch.records > 0 && (self.batch.is_full(&self.limits) || self.deadline().is_some_and(|d| d <= now))
     }
 
     /// When an open batch has lingered long enough.
@@ -254,7 +259,9 @@ pub fn run<D: Deliver>(
             b.resume(encoder, now);
             continue;
         }
-        let timer = b.deadline().map_or_else(crossbeam_channel::never, crossbeam_channel::at);
+        let timer = b
+            .deadline()
+            .map_or_else(crossbeam_channel::never, crossbeam_channel::at);
         select! {
             recv(input) -> r => match r {
                 Ok(r) => b.take(encoder, r, Instant::now()),

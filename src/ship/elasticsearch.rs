@@ -16,6 +16,9 @@
 //! The index date and `_id` come from the record itself; the document is the record's NDJSON.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
+
+use bytes::Bytes;
 
 use serde::Deserialize;
 
@@ -23,6 +26,8 @@ use super::encode::record_ndjson;
 use super::escape::escape_into;
 use crate::config::EsTarget;
 use crate::record::RecordRef;
+use crate::ship::http::payload::Payload;
+use crate::ship::http::protocol::{Answer, BodyError, Protocol};
 use crate::timefmt;
 
 /// Index names by date, so the pattern is expanded once per day seen, not per record.
@@ -106,17 +111,16 @@ struct BulkItem {
 /// The verdict on each of the `n` items of a request from its answer (a 2xx). An answer that
 /// cannot be read item by item is an error: the caller sends the whole request again, which
 /// the `_id`s make harmless.
-pub fn verdicts(answer: &[u8], n: usize) -> Result<Vec<Verdict>, String> {
-    let resp: BulkResponse =
-        serde_json::from_slice(answer).map_err(|e| format!("the bulk answer is not the expected JSON: {e}"))?;
+pub fn verdicts(answer: &[u8], n: usize) -> Result<Vec<Verdict>, AnswerError> {
+    let resp: BulkResponse = serde_json::from_slice(answer)?;
     if !resp.errors && resp.items.is_empty() {
         return Ok((0..n).map(|_| Verdict::Done).collect());
     }
     if resp.items.len() != n {
-        return Err(format!(
-            "the bulk answer has {} items for {n} actions",
-            resp.items.len()
-        ));
+        return Err(AnswerError::Count {
+            items: resp.items.len(),
+            actions: n,
+        });
     }
     Ok(resp
         .items
@@ -142,6 +146,50 @@ pub fn verdicts(answer: &[u8], n: usize) -> Result<Vec<Verdict>, String> {
             }
         })
         .collect())
+}
+
+/// A bulk answer that cannot be read item by item.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    #[error("the bulk answer is not the expected JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("the bulk answer has {items} items for {actions} actions")]
+    Count { items: usize, actions: usize },
+}
+
+/// The protocol of `type = "elasticsearch"`.
+pub struct Elasticsearch {
+    pub target: EsTarget,
+    /// Shared by the sink's requests; held only while a body is written.
+    pub names: Mutex<IndexNames>,
+}
+
+impl Protocol for Elasticsearch {
+    fn name(&self) -> &'static str {
+        "elasticsearch"
+    }
+
+    fn content_type(&self) -> &'static str {
+        "application/x-ndjson"
+    }
+
+    fn body(&self, payload: &Payload, items: &[usize]) -> Result<Bytes, BodyError> {
+        let mut out = Vec::new();
+        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        bulk_body(payload.refs(items), &self.target, &mut names, &mut out);
+        Ok(Bytes::from(out))
+    }
+
+    fn reads_answer(&self) -> bool {
+        true
+    }
+
+    fn answer(&self, body: &[u8], n: usize) -> Answer {
+        match verdicts(body, n) {
+            Ok(v) => Answer::PerItem(v),
+            Err(e) => Answer::Unreadable(e.to_string()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -172,7 +220,12 @@ mod tests {
         );
         let mut out = Vec::new();
         let mut names = IndexNames::default();
-        bulk_body(batch.iter(0, 2), &EsTarget::Index("logs-%Y.%m.%d".into()), &mut names, &mut out);
+        bulk_body(
+            batch.iter(0, 2),
+            &EsTarget::Index("logs-%Y.%m.%d".into()),
+            &mut names,
+            &mut out,
+        );
         let lines: Vec<serde_json::Value> = out
             .split(|c| *c == b'\n')
             .filter(|l| !l.is_empty())
@@ -187,7 +240,12 @@ mod tests {
         assert_eq!(lines[1]["id"], "00ff-0");
         assert_eq!(lines[2]["index"]["_index"], "logs-2026.01.02");
         out.clear();
-        bulk_body(batch.iter(1, 2), &EsTarget::DataStream("logs-app-default".into()), &mut names, &mut out);
+        bulk_body(
+            batch.iter(1, 2),
+            &EsTarget::DataStream("logs-app-default".into()),
+            &mut names,
+            &mut out,
+        );
         let action: serde_json::Value = serde_json::from_slice(out.split(|c| *c == b'\n').next().unwrap()).unwrap();
         assert_eq!(action["create"]["_index"], "logs-app-default");
         assert_eq!(action["create"]["_id"], "00ff-9");

@@ -230,7 +230,13 @@ impl Encoder {
             return (from, 0);
         }
         if self.encoding == Encoding::Raw {
-            return encode_passthrough(records.data(), records.chunk.as_ref().is_some_and(|c| c.tail_truncated), from, out, limits);
+            return encode_passthrough(
+                records.data(),
+                records.chunk.as_ref().is_some_and(|c| c.tail_truncated),
+                from,
+                out,
+                limits,
+            );
         }
         self.consts.prepare_context(&records.context);
         match &records.body {
@@ -273,7 +279,11 @@ impl Encoder {
                 None => (data.len(), false),
             };
             write_location(out, c, 0, chunk.start + pos as u64);
-            self.raw_tail(out, pos == 0 && chunk.head_continues, !terminated && chunk.tail_truncated);
+            self.raw_tail(
+                out,
+                pos == 0 && chunk.head_continues,
+                !terminated && chunk.tail_truncated,
+            );
             pos = next;
             n += 1;
         }
@@ -400,7 +410,13 @@ fn unterminated_content_end(d: &[u8], tail_truncated: bool) -> usize {
 
 /// `Encoding::Raw`: each line as read (without its `\r\n` or `\n`) plus `\n`. When the lines
 /// to copy hold no `\r`, that is the input bytes themselves, copied as one run.
-fn encode_passthrough(data: &[u8], tail_truncated: bool, from: usize, out: &mut Vec<u8>, limits: Limits) -> (usize, usize) {
+fn encode_passthrough(
+    data: &[u8],
+    tail_truncated: bool,
+    from: usize,
+    out: &mut Vec<u8>,
+    limits: Limits,
+) -> (usize, usize) {
     // Find where the per-line limits would stop, assuming output bytes = input bytes.
     let base = out.len();
     let (mut pos, mut records) = (from, 0);

@@ -11,13 +11,16 @@
 //! configured, a value is `[ts_ns, line, {name: value}]`. A record without any label value
 //! gets `{job="tailship"}`: Loki refuses a stream without labels.
 
+use bytes::Bytes;
+use serde::Serialize;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use serde::Serialize;
 
 use super::encode::record_ndjson;
 use crate::config::{LineKind, LokiSettings, RecordKey};
 use crate::record::RecordRef;
+use crate::ship::http::payload::Payload;
+use crate::ship::http::protocol::{BodyError, Protocol};
 
 #[derive(Serialize)]
 struct Push<'a> {
@@ -44,7 +47,12 @@ pub fn key_text<'a>(r: &RecordRef<'a>, key: &RecordKey) -> Option<Cow<'a, str>> 
         RecordKey::File => Some(Cow::Borrowed(r.file())),
         RecordKey::Stream => r.stream.map(|s| Cow::Borrowed(s.as_str())),
         RecordKey::Message => r.message.map(|_| r.message_text()),
-        RecordKey::Resource(k) => r.records.context.resource.get(k.as_str()).map(|v| Cow::Borrowed(v.as_str())),
+        RecordKey::Resource(k) => r
+            .records
+            .context
+            .resource
+            .get(k.as_str())
+            .map(|v| Cow::Borrowed(v.as_str())),
         RecordKey::Field(k) => r.field_text(k),
     }
 }
@@ -97,6 +105,38 @@ pub fn push_body<'a>(
             .collect(),
     };
     serde_json::to_vec(&push)
+}
+
+/// The protocol of `type = "loki"`.
+pub struct Loki {
+    pub settings: LokiSettings,
+}
+
+impl Protocol for Loki {
+    fn name(&self) -> &'static str {
+        "loki"
+    }
+
+    fn content_type(&self) -> &'static str {
+        "application/json"
+    }
+
+    fn body(&self, payload: &Payload, items: &[usize]) -> Result<Bytes, BodyError> {
+        push_body(payload.refs(items), &self.settings)
+            .map(Bytes::from)
+            .map_err(|source| BodyError {
+                protocol: "loki",
+                source,
+            })
+    }
+
+    fn headers(&self) -> Vec<(&'static str, String)> {
+        self.settings
+            .tenant_id
+            .iter()
+            .map(|t| ("X-Scope-OrgID", t.clone()))
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
 use opentelemetry_proto::tonic::common::v1::{
     any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
 };
@@ -26,6 +27,8 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
 use crate::record::{RecordRef, ValueRef};
+use crate::ship::http::payload::Payload;
+use crate::ship::http::protocol::{Answer, BodyError, Protocol};
 
 /// OpenTelemetry severity numbers of the record's normalized levels (the first of each range).
 pub fn severity_number(level: &str) -> i32 {
@@ -129,7 +132,7 @@ fn log_record(r: &RecordRef<'_>) -> LogRecord {
 }
 
 /// The export request for `records`, as protobuf or JSON bytes.
-pub fn export_body<'a>(records: impl Iterator<Item = RecordRef<'a>>, json: bool) -> Result<Vec<u8>, String> {
+pub fn export_body<'a>(records: impl Iterator<Item = RecordRef<'a>>, json: bool) -> Result<Vec<u8>, serde_json::Error> {
     // Records grouped by resource, in first-seen order. Nearly always one group (the agent's
     // own resource): records of one file share one `Arc`, compared by address first.
     let mut by_resource: Vec<(&'a Arc<BTreeMap<String, String>>, Vec<LogRecord>)> = Vec::new();
@@ -169,9 +172,61 @@ pub fn export_body<'a>(records: impl Iterator<Item = RecordRef<'a>>, json: bool)
             .collect(),
     };
     if json {
-        serde_json::to_vec(&request).map_err(|e| format!("cannot encode OTLP/JSON: {e}"))
+        serde_json::to_vec(&request)
     } else {
         Ok(request.encode_to_vec())
+    }
+}
+
+/// The protocol of `type = "otlp"`: protobuf, or OTLP/JSON when `json`.
+pub struct Otlp {
+    pub json: bool,
+}
+
+impl Protocol for Otlp {
+    fn name(&self) -> &'static str {
+        "otlp"
+    }
+
+    fn content_type(&self) -> &'static str {
+        if self.json {
+            "application/json"
+        } else {
+            "application/x-protobuf"
+        }
+    }
+
+    fn body(&self, payload: &Payload, items: &[usize]) -> Result<Bytes, BodyError> {
+        export_body(payload.refs(items), self.json)
+            .map(Bytes::from)
+            .map_err(|source| BodyError {
+                protocol: "otlp",
+                source,
+            })
+    }
+
+    fn reads_answer(&self) -> bool {
+        true
+    }
+
+    /// An OTLP answer may accept a request only in part (`partial_success`): the rejected
+    /// records must not be sent again, and the answer does not say which they were.
+    fn answer(&self, body: &[u8], _n: usize) -> Answer {
+        if body.is_empty() {
+            return Answer::Delivered;
+        }
+        let parsed = if self.json {
+            serde_json::from_slice::<ExportLogsServiceResponse>(body).ok()
+        } else {
+            ExportLogsServiceResponse::decode(body).ok()
+        };
+        match parsed.and_then(|r| r.partial_success) {
+            Some(p) if p.rejected_log_records > 0 || !p.error_message.is_empty() => Answer::Partial {
+                rejected: p.rejected_log_records,
+                message: p.error_message,
+            },
+            _ => Answer::Delivered,
+        }
     }
 }
 
@@ -231,6 +286,9 @@ mod tests {
             attr("tags").unwrap().value,
             Some(any_value::Value::ArrayValue(_))
         ));
-        assert_eq!(attr("log.file.offset").unwrap().value, Some(any_value::Value::IntValue(12)));
+        assert_eq!(
+            attr("log.file.offset").unwrap().value,
+            Some(any_value::Value::IntValue(12))
+        );
     }
 }

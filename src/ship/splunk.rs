@@ -9,12 +9,15 @@
 //! attributes go in `fields` (indexed fields, flat strings); `host` is `host.name`, else the
 //! pod name.
 
+use bytes::Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::encode::record_ndjson;
 use crate::config::{LineKind, SplunkSettings};
 use crate::record::RecordRef;
+use crate::ship::http::payload::Payload;
+use crate::ship::http::protocol::{BodyError, Protocol};
 
 #[derive(Serialize)]
 struct Event<'a> {
@@ -39,18 +42,21 @@ fn seconds(ns: i64) -> String {
 }
 
 /// The HEC body for `records`.
-pub fn event_body<'a>(records: impl Iterator<Item = RecordRef<'a>>, settings: &SplunkSettings) -> Result<Vec<u8>, String> {
+pub fn event_body<'a>(
+    records: impl Iterator<Item = RecordRef<'a>>,
+    settings: &SplunkSettings,
+) -> Result<Vec<u8>, serde_json::Error> {
     let mut out = Vec::new();
     let mut line = Vec::new();
     for r in records {
-        let time = RawValue::from_string(seconds(r.time_or_observed())).map_err(|e| e.to_string())?;
+        let time = RawValue::from_string(seconds(r.time_or_observed()))?;
         line.clear();
         match settings.event {
             // The record is one JSON object: embedded as it is.
             LineKind::Record => record_ndjson(&r, &mut line),
-            LineKind::Message => serde_json::to_writer(&mut line, &r.message_text()).map_err(|e| e.to_string())?,
+            LineKind::Message => serde_json::to_writer(&mut line, &r.message_text())?,
         }
-        let event: &RawValue = serde_json::from_slice(&line).map_err(|e| e.to_string())?;
+        let event: &RawValue = serde_json::from_slice(&line)?;
         let resource = &r.records.context.resource;
         let host = resource
             .get("host.name")
@@ -65,10 +71,34 @@ pub fn event_body<'a>(records: impl Iterator<Item = RecordRef<'a>>, settings: &S
             event,
             fields: resource.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
         };
-        serde_json::to_writer(&mut out, &e).map_err(|e| e.to_string())?;
+        serde_json::to_writer(&mut out, &e)?;
         out.push(b'\n');
     }
     Ok(out)
+}
+
+/// The protocol of `type = "splunk_hec"`.
+pub struct Splunk {
+    pub settings: SplunkSettings,
+}
+
+impl Protocol for Splunk {
+    fn name(&self) -> &'static str {
+        "splunk_hec"
+    }
+
+    fn content_type(&self) -> &'static str {
+        "application/json"
+    }
+
+    fn body(&self, payload: &Payload, items: &[usize]) -> Result<Bytes, BodyError> {
+        event_body(payload.refs(items), &self.settings)
+            .map(Bytes::from)
+            .map_err(|source| BodyError {
+                protocol: "splunk_hec",
+                source,
+            })
+    }
 }
 
 #[cfg(test)]

@@ -31,12 +31,12 @@ use self::file::{FileKey, ReadResult, Tracked};
 use self::identity::Fingerprint;
 use self::lines::{LineSplitter, Split};
 use crate::budget::Budget;
-use crate::stop::HardStop;
 use crate::checkpoint::{Entry, Msg};
-use crate::mark::{self, Mark};
 use crate::chunk::{Chunk, FileMeta};
 use crate::config::{ReadFrom, Settings, SourceSettings};
+use crate::mark::{self, Mark};
 use crate::metrics::{add, Metrics};
+use crate::stop::HardStop;
 use crate::timefmt;
 
 /// How often a rotated-away file is looked at while its writer may still append to it.

@@ -298,7 +298,10 @@ fn nested_fields_stay_nested_and_a_parse_error_follows_them() {
     let recs = values(&out);
     assert_eq!(recs[0]["message"], "hello");
     let sd = recs[0]["fields"].as_object().unwrap();
-    let nested = sd.values().find(|v| v.is_object()).unwrap_or_else(|| panic!("a nested map: {sd:?}"));
+    let nested = sd
+        .values()
+        .find(|v| v.is_object())
+        .unwrap_or_else(|| panic!("a nested map: {sd:?}"));
     assert!(nested.to_string().contains("eventSource"), "{nested}");
     assert_eq!(recs[1]["message"], "not syslog");
     assert!(recs[1]["fields"]["parse_error"].as_str().unwrap().starts_with("syslog"));

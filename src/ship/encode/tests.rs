@@ -47,7 +47,11 @@ fn adapt(format: Format, resource: &[(&str, &str)], c: &Arc<Chunk>) -> (Records,
         &[],
         Budget::new(1 << 20),
     ));
-    let mut w = Worker::new(Arc::from(vec![Format::Raw.into(), format.into()]), &resource, Arc::clone(&metrics));
+    let mut w = Worker::new(
+        Arc::from(vec![Format::Raw.into(), format.into()]),
+        &resource,
+        Arc::clone(&metrics),
+    );
     (w.process(Arc::clone(c)), metrics)
 }
 
@@ -89,7 +93,12 @@ fn records(out: &[u8]) -> Vec<Ordered> {
 }
 
 /// Everything `format` makes of `c`, encoded with `encoding`; and the worker's metrics.
-fn encode_all(encoding: Encoding, format: Format, resource: &[(&str, &str)], c: &Arc<Chunk>) -> (Vec<u8>, Arc<Metrics>) {
+fn encode_all(
+    encoding: Encoding,
+    format: Format,
+    resource: &[(&str, &str)],
+    c: &Arc<Chunk>,
+) -> (Vec<u8>, Arc<Metrics>) {
     let (recs, metrics) = adapt(format, resource, c);
     let mut enc = Encoder::new(encoding);
     let mut out = Vec::new();
@@ -268,9 +277,19 @@ fn invalid_utf8_is_replaced_and_counted_per_line() {
 
 #[test]
 fn raw_encoding_writes_lines_as_read() {
-    let (out, _) = encode_all(Encoding::Raw, Format::Json, &[("a", "b")], &chunk(b"one\ntwo \"x\"\nthree", 0, false, false));
+    let (out, _) = encode_all(
+        Encoding::Raw,
+        Format::Json,
+        &[("a", "b")],
+        &chunk(b"one\ntwo \"x\"\nthree", 0, false, false),
+    );
     assert_eq!(out, b"one\ntwo \"x\"\nthree\n");
-    let (out, _) = encode_all(Encoding::Raw, Format::Json, &[], &chunk(b"crlf\r\nlf\nlast\r", 0, false, false));
+    let (out, _) = encode_all(
+        Encoding::Raw,
+        Format::Json,
+        &[],
+        &chunk(b"crlf\r\nlf\nlast\r", 0, false, false),
+    );
     assert_eq!(out, b"crlf\nlf\nlast\n");
     let (out, m) = encode_all(Encoding::Raw, Format::Json, &[], &chunk(b"a\xff\nb\n", 0, false, false));
     assert_eq!(out, b"a\xff\nb\n");
