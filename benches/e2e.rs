@@ -17,7 +17,7 @@
 //! - `E2E_DIR`      where inputs and scratch go (default `<target>/e2e`)
 //!
 //! The input is built once per (size, files) from the lines of
-//! `../shared/corpus/apache-combined/access.log` and `../shared/corpus/loghub/*.log`, mixed
+//! `tests/data/apache-combined/access.log` and `tests/data/loghub/*.log`, mixed
 //! in a fixed pseudo-random order with their real lengths, and reused by later runs; it is
 //! written before the agent starts, so the run measures reading from the page cache, encoding
 //! and shipping, which is where an agent spends its CPU. The receiver only counts newlines
@@ -37,7 +37,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
 
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` does not, and a 1 GiB run has no
@@ -246,13 +246,11 @@ fn corpus_lines() -> Vec<Vec<u8>> {
     let root = Path::new(CORPUS);
     let mut files = vec![root.join("apache-combined/access.log")];
     let mut hub: Vec<PathBuf> = fs::read_dir(root.join("loghub"))
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "log"))
-                .collect()
-        })
-        .unwrap_or_default();
+        .unwrap_or_else(|e| panic!("{CORPUS}/loghub: {e}"))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
     hub.sort();
     files.extend(hub);
     let mut lines: Vec<Vec<u8>> = Vec::new();

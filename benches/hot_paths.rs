@@ -1,7 +1,7 @@
 //! Benchmarks of the per-byte hot paths: line splitting, and the record encoders (raw lines
 //! as NDJSON, raw passthrough, and each format parsed and written as NDJSON: json, combined,
 //! syslog, cri, regex, raw with Java multiline joining). Inputs are the real lines of
-//! `../shared/corpus`, repeated to about 8 MiB so that their length distribution is kept.
+//! `tests/data`, repeated to about 8 MiB so that their length distribution is kept.
 //! Throughput is reported per byte of input (MB/s of log read).
 //!
 //! Run with `cargo bench --bench hot_paths` (add a filter such as `encode` to run a subset).
@@ -21,7 +21,7 @@ use tailship::config::{Encoding, Format, MultilineSettings};
 use tailship::ship::encode::{EncodeStats, Encoder, SourcePlan};
 use tailship::tail::lines::{LineSplitter, Split};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
 const RAW_FILES: &[&str] = &[
     "apache-combined/access.log",
     "loghub/Android_2k.log",

@@ -327,7 +327,7 @@ pub enum SinkKind {
 /// What a sink writes per record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
-    /// One JSON record per line (the record shape of DESIGN.md).
+    /// One JSON record per line (the record shape of ARCHITECTURE.md).
     Ndjson,
     /// The line as read (the message for `raw`), newline-terminated.
     Raw,

@@ -1,7 +1,7 @@
 //! tailship: a log-agent sidecar that tails files, normalizes their lines into one record
 //! shape, and ships them in batches without losing a line.
 //!
-//! The pipeline (see `../shared/DESIGN.md` and `pipeline`):
+//! The pipeline (see ARCHITECTURE.md and `pipeline`):
 //! `tail` reads files into `Chunk`s of whole lines → each sink (`ship`) encodes them with
 //! `adapt` into its wire format, batches and sends → acknowledgements move the `checkpoint`.
 //! `budget` bounds the bytes in flight; `metrics` counts what happens.

@@ -27,7 +27,7 @@ pub use parsed::{Field, FieldValue, ParseError, Parsed, Stream};
 
 pub use crate::config::Format;
 
-/// Normalized severity of a record, as DESIGN.md's record table spells it.
+/// Normalized severity of a record, as ARCHITECTURE.md's record table spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Level {
     Trace,

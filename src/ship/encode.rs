@@ -7,7 +7,7 @@
 //! nothing. `json` has a direct path of its own too. Every other format (and `raw`/`json`
 //! with multiline joining) goes through a per-file `adapt::assemble::Assembler`, which keeps
 //! the joining state across chunks; while it holds an unfinished event, `commit_point` keeps
-//! the checkpoint at that event's first line. The record shape is the table in DESIGN.md.
+//! the checkpoint at that event's first line. The record shape is the table in ARCHITECTURE.md.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};

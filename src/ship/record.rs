@@ -4,7 +4,7 @@
 //! Why a view over the encoder's output rather than a second encoder: the NDJSON path is the
 //! hot path of every sink and stays exactly as fast as it is; a sink that needs the parts
 //! pays for one `serde_json` pass over its own batches only (strings are borrowed unless they
-//! hold escapes). The record shape is the one of DESIGN.md, so the view is its contract.
+//! hold escapes). The record shape is the one of ARCHITECTURE.md, so the view is its contract.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
