@@ -1,7 +1,7 @@
 //! The sidecar pod for real, with plain `docker`: the agent's `FROM scratch` image (built by
 //! `scripts/build-image.sh`), a `webapp` container writing numbered, rotated lines to a
 //! shared `/var/log` (an emptyDir stand-in), the `log-agent` container in the same network
-//! namespace with the tailship config of `k8s/pod.yaml`'s ConfigMap, and a collector
+//! namespace with the tailship config of `k8s/pod/pod.yaml`'s ConfigMap, and a collector
 //! container reached by name through Docker's DNS (which exercises the agent's own resolver:
 //! the static binary has no NSS). It checks that every line arrives across a graceful restart
 //! and a `kill -9` of the agent, then stops the pod the way kubelet stops a pod with a native
@@ -376,7 +376,7 @@ fn webapp_and_log_agent_share_a_pod() {
     let data_dir = open_dir("tailship-data");
     let out_dir = open_dir("collector");
     let config = dir.join("tailship.toml");
-    let manifest = fs::read_to_string(Path::new(ROOT).join("k8s/pod.yaml")).unwrap();
+    let manifest = fs::read_to_string(Path::new(ROOT).join("k8s/pod/pod.yaml")).unwrap();
     fs::write(&config, configmap_toml(&manifest)).unwrap();
     fs::set_permissions(&config, fs::Permissions::from_mode(0o644)).unwrap();
     let mount = |host: &Path, at: &str| format!("{}:{at}", host.display());
@@ -409,7 +409,7 @@ fn webapp_and_log_agent_share_a_pod() {
     ]);
     let netns = format!("container:{pod}");
 
-    // The agent first, as a native sidecar starts: what k8s/pod.yaml asks for (read-only
+    // The agent first, as a native sidecar starts: what k8s/pod/pod.yaml asks for (read-only
     // root, no capabilities, no privilege escalation, the memory limit, the Downward API
     // variables, the log volume read-only, the config from the ConfigMap).
     let agent = name("log-agent");
