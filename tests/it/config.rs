@@ -239,3 +239,36 @@ fn the_config_can_come_from_tailship_config() {
     assert_eq!(code, 2, "bad config via TAILSHIP_CONFIG exits 2: {stderr}");
     assert!(stderr.contains("colour"), "names the key: {stderr}");
 }
+
+/// Host mode: outside Kubernetes, variables named like the Downward API's are not the pod's,
+/// and `host.name` is the kernel's host name when `HOSTNAME` is not exported (systemd).
+#[test]
+fn on_a_host_the_resource_is_the_host_not_a_pod() {
+    let dir = TestDir::new("host-mode");
+    let logs = dir.subdir("logs");
+    fs::write(logs.join("a.log"), corpus().lines("host", 0, 5)).unwrap();
+    let rx = Receiver::keeping();
+    let cfg = Config::tcp(&dir, &[format!("{}/*.log", logs.display())], &rx);
+    let mut agent = Agent::start_with(&dir, &cfg, &[], |cmd| {
+        cmd.env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("POD_NAME")
+            .env_remove("HOSTNAME")
+            .env("NODE_NAME", "not-a-node")
+            .env("CONTAINER_NAME", "not-a-container");
+    });
+    wait_progress(Some(&mut agent), "5 records", STALL, LIMIT, || {
+        (rx.lines(), rx.lines() >= 5)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", rx.summary()));
+    stop_clean(&mut agent, &rx);
+    let kernel = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    for r in rx.records() {
+        let res = &r.json["resource"];
+        assert_eq!(res["host.name"], kernel.trim(), "{}", r.json);
+        assert!(
+            res.as_object().unwrap().keys().all(|k| !k.starts_with("k8s.")),
+            "no k8s.* attributes on a host: {}",
+            r.json
+        );
+    }
+}
