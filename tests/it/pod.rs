@@ -106,12 +106,19 @@ impl Drop for Cleanup {
 /// The agent image, through the same script a person uses (cargo reuses an up-to-date build).
 fn build_agent_image(tag: &str) {
     let t = Instant::now();
-    let out = Command::new("timeout")
-        .args(["900", "bash", "scripts/build-image.sh", tag])
+    let mut cmd = Command::new("timeout");
+    cmd.args(["900", "bash", "scripts/build-image.sh", tag])
         .current_dir(ROOT)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run scripts/build-image.sh");
+        .stdin(Stdio::null());
+    // What `cargo test` sets for this process describes the test crate, not the build the
+    // script starts: passed on, it marks build scripts that watch those variables (ring's)
+    // dirty, and ring, rustls, reqwest and tailship are rebuilt on every run.
+    for (key, _) in std::env::vars_os() {
+        if key.to_str().is_some_and(cargo_set) {
+            cmd.env_remove(key);
+        }
+    }
+    let out = cmd.output().expect("run scripts/build-image.sh");
     assert!(
         out.status.success(),
         "scripts/build-image.sh {tag} failed ({}):\n{}",
@@ -123,6 +130,22 @@ fn build_agent_image(tag: &str) {
         String::from_utf8_lossy(&out.stdout).trim(),
         t.elapsed()
     );
+}
+
+/// Whether cargo sets `var` for the test process it runs (and for build scripts), as opposed
+/// to the user's settings (`CARGO_HOME`, `CARGO_TARGET_DIR`, `CARGO_PROFILE_*`, …).
+fn cargo_set(var: &str) -> bool {
+    var.starts_with("CARGO_PKG_")
+        || var.starts_with("CARGO_BIN_")
+        || var.starts_with("CARGO_MANIFEST_")
+        || matches!(
+            var,
+            "CARGO_CRATE_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_TARGET_TMPDIR"
+                | "CARGO_RUSTC_CURRENT_DIR"
+                | "OUT_DIR"
+        )
 }
 
 /// A static binary of `examples/NAME.rs` (std only, so a bare rustc takes seconds), rebuilt
