@@ -305,7 +305,11 @@ fn prepare_input(dir: &Path, bytes: u64, files: usize, format: &str) -> u64 {
                     .unwrap()
                     .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
                     .into_bytes();
-                v.extend_from_slice(if next % 8 == 0 { b" stderr F " } else { b" stdout F " });
+                v.extend_from_slice(if next.is_multiple_of(8) {
+                    b" stderr F "
+                } else {
+                    b" stdout F "
+                });
                 v.extend_from_slice(l);
                 cri_line = v;
                 &cri_line[..]

@@ -27,6 +27,9 @@ use prost::Message;
 use super::record::RecordView;
 use crate::timefmt;
 
+/// A record's resource attributes, as (key, value) pairs in the record's order.
+type ResourceAttributes = Vec<(String, String)>;
+
 /// OpenTelemetry severity numbers of the record's normalized levels (the first of each range).
 pub fn severity_number(level: &str) -> i32 {
     match level {
@@ -125,7 +128,7 @@ pub fn export_body(
 ) -> Result<(Vec<u8>, Vec<Range<usize>>), String> {
     // Records grouped by resource, in first-seen order. Nearly always one group (the
     // agent's own resource), found by comparing in place: no key built per record.
-    let mut by_resource: Vec<(Vec<(String, String)>, Vec<LogRecord>)> = Vec::new();
+    let mut by_resource: Vec<(ResourceAttributes, Vec<LogRecord>)> = Vec::new();
     let mut unreadable = Vec::new();
     for r in records {
         let Ok(view) = RecordView::parse(&ndjson[r.clone()]) else {

@@ -97,10 +97,13 @@ fn file_lines(bytes: &[u8]) -> Vec<(u64, String)> {
     out
 }
 
+/// A file's lines as the tailer sees them: (offset, text without `\n`).
+type Lines = Vec<(u64, String)>;
+
 /// What one run of an example produced.
 struct Run {
     /// Per copied file (by corpus-relative name): its path in the test dir and its lines.
-    files: Vec<(String, PathBuf, Vec<(u64, String)>)>,
+    files: Vec<(String, PathBuf, Lines)>,
     records: Vec<Record>,
     /// Taken once every record had arrived.
     metrics: Metrics,
