@@ -21,11 +21,16 @@ fn main() {
     if commit.is_none() {
         return;
     }
-    // Run again when HEAD moves: a commit, a checkout, a reset (the branch's ref file, or
-    // packed-refs once git has packed it). Paths from git, so worktrees work too.
+    // Run again when HEAD moves: a commit, a checkout, a reset. That is HEAD, the branch's ref
+    // file (or, while `git gc` has packed it away, its directory, where the next commit writes
+    // it again) or packed-refs. Paths from git, so worktrees work too.
     let mut watch = vec![git(&["rev-parse", "--git-path", "HEAD"])];
     if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
-        watch.push(git(&["rev-parse", "--git-path", &branch]));
+        let file = git(&["rev-parse", "--git-path", &branch]);
+        watch.push(file.map(|f| match Path::new(&f).parent() {
+            Some(dir) if !Path::new(&f).exists() => dir.display().to_string(),
+            _ => f,
+        }));
     }
     watch.push(git(&["rev-parse", "--git-path", "packed-refs"]));
     for path in watch.into_iter().flatten() {
