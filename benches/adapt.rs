@@ -1,7 +1,7 @@
 //! Adapter-stage throughput, one parser per benchmark, on one core: MB/s of log read (each
 //! line's bytes plus its newline) and records/s.
 //!
-//! Inputs are the real lines of `../shared/corpus`. Formats the corpus has no file of are
+//! Inputs are the real lines of `tests/data`. Formats the corpus has no file of are
 //! built from its real lines so their length distribution is kept: `cri` and `docker` wrap the
 //! access-log and Kafka lines as containerd / Docker would, `logfmt` and `klog` rewrite the
 //! Hadoop and HDFS lines (time, level, component, message) into those layouts. `regex` runs a
@@ -19,20 +19,20 @@ use tailship::adapt::multiline::{MultilineJoiner, Rule};
 use tailship::adapt::regex::RegexParser;
 use tailship::adapt::{access, cri, docker, json, klog, logfmt, syslog, Parsed};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
 const NOW: i64 = 1_798_761_599_000_000_000; // 2026-12-31T23:59:59Z
 
 const COMBINED_PATTERN: &str = r#"^(?P<client.address>[^ ]+) (?P<ident>[^ ]+) (?P<user.name>[^ ]+) \[(?P<timestamp>[^\]]+)\] "(?P<http.request.method>[^ ]+) (?P<url.path>[^ ]+) (?P<proto>[^"]*)" (?P<status>[0-9]{3}) (?P<bytes>[0-9]+|-)(?: "(?P<referer>[^"]*)" "(?P<user_agent.original>[^"]*)")?"#;
 const HDFS_PATTERN: &str =
     r"^(?P<timestamp>\d{6} \d{6}) (?P<process.pid>\d+) (?P<level>[A-Z]+) (?P<component>[^:]+): (?P<message>.*)$";
 
-fn read_lines(rel: &str) -> Option<Vec<String>> {
-    let text = std::fs::read_to_string(Path::new(CORPUS).join(rel)).ok()?;
-    Some(
-        text.lines()
-            .map(|l| l.strip_suffix('\r').unwrap_or(l).to_owned())
-            .collect(),
-    )
+/// The lines of a file of `tests/data`; panics when it is missing.
+fn read_lines(rel: &str) -> Vec<String> {
+    let path = Path::new(CORPUS).join(rel);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .map(|l| l.strip_suffix('\r').unwrap_or(l).to_owned())
+        .collect()
 }
 
 fn bytes(lines: &[String]) -> u64 {
@@ -53,14 +53,14 @@ struct Inputs {
 }
 
 fn inputs() -> Option<Inputs> {
-    let combined = read_lines("apache-combined/access.log")?;
+    let combined = read_lines("apache-combined/access.log");
     let kafka = [
-        read_lines("java-multiline/kafka-server.log")?,
-        read_lines("java-multiline/kafka-controller.log")?,
+        read_lines("java-multiline/kafka-server.log"),
+        read_lines("java-multiline/kafka-controller.log"),
     ]
     .concat();
-    let mut syslog = read_lines("loghub/Linux_2k.log")?;
-    syslog.extend(read_lines("loghub/OpenSSH_2k.log")?);
+    let mut syslog = read_lines("loghub/Linux_2k.log");
+    syslog.extend(read_lines("loghub/OpenSSH_2k.log"));
     let syslog_pri = syslog
         .iter()
         .enumerate()
@@ -93,7 +93,7 @@ fn inputs() -> Option<Inputs> {
     )
     .ok()?;
     let mut logfmt = Vec::new();
-    for l in read_lines("loghub/Hadoop_2k.log")? {
+    for l in read_lines("loghub/Hadoop_2k.log") {
         let Ok(p) = hadoop.parse(&l, NOW) else { continue };
         let msg = p.message.replace('\\', "\\\\").replace('"', "\\\"");
         let ts = {
@@ -109,7 +109,7 @@ fn inputs() -> Option<Inputs> {
             get("component")
         ));
     }
-    let hdfs = read_lines("loghub/HDFS_2k.log")?;
+    let hdfs = read_lines("loghub/HDFS_2k.log");
     let hdfs_parser = RegexParser::new(HDFS_PATTERN, Some("%y%m%d %H%M%S")).ok()?;
     let klog = hdfs
         .iter()
@@ -138,7 +138,7 @@ fn inputs() -> Option<Inputs> {
         logfmt,
         klog,
         hdfs,
-        json: read_lines("json/nginxplus-status.log")?,
+        json: read_lines("json/nginxplus-status.log"),
         kafka,
     })
 }
@@ -163,10 +163,7 @@ where
 }
 
 fn adapt(c: &mut Criterion) {
-    let Some(inp) = inputs() else {
-        eprintln!("note: {CORPUS} is missing; adapt benchmarks skipped");
-        return;
-    };
+    let inp = inputs().expect("the benchmark inputs built from tests/data");
     {
         let mut out = Parsed::default();
         run(c, "logfmt", &inp.logfmt, |l| logfmt::parse_into(l, &mut out).is_ok());

@@ -22,7 +22,7 @@
 //!   count includes start-up and shutdown, which that size makes negligible.
 //!
 //! The input is built once per (size, files) from the lines of
-//! `../shared/corpus/apache-combined/access.log` and `../shared/corpus/loghub/*.log`, mixed
+//! `tests/data/apache-combined/access.log` and `tests/data/loghub/*.log`, mixed
 //! in a fixed pseudo-random order with their real lengths, and reused by later runs; it is
 //! written before the agent starts, so the run measures reading from the page cache, encoding
 //! and shipping, which is where an agent spends its CPU. The receiver only counts newlines
@@ -42,7 +42,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
 
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` does not, and a 1 GiB run has no
@@ -284,13 +284,11 @@ fn corpus_lines() -> Vec<Vec<u8>> {
     let root = Path::new(CORPUS);
     let mut files = vec![root.join("apache-combined/access.log")];
     let mut hub: Vec<PathBuf> = fs::read_dir(root.join("loghub"))
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "log"))
-                .collect()
-        })
-        .unwrap_or_default();
+        .unwrap_or_else(|e| panic!("{CORPUS}/loghub: {e}"))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
     hub.sort();
     files.extend(hub);
     let mut lines: Vec<Vec<u8>> = Vec::new();
@@ -345,7 +343,11 @@ fn prepare_input(dir: &Path, bytes: u64, files: usize, format: &str) -> u64 {
                     .unwrap()
                     .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
                     .into_bytes();
-                v.extend_from_slice(if next % 8 == 0 { b" stderr F " } else { b" stdout F " });
+                v.extend_from_slice(if next.is_multiple_of(8) {
+                    b" stderr F "
+                } else {
+                    b" stdout F "
+                });
                 v.extend_from_slice(l);
                 cri_line = v;
                 &cri_line[..]

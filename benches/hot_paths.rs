@@ -2,7 +2,7 @@
 //! stage making the records of each chunk and a sink's encoder writing them (raw lines as
 //! NDJSON, raw passthrough, and each format parsed and written as NDJSON: json, combined,
 //! syslog, cri, regex, raw with Java multiline joining). Inputs are the real lines of
-//! `../shared/corpus`, repeated to about 8 MiB so that their length distribution is kept.
+//! `tests/data`, repeated to about 8 MiB so that their length distribution is kept.
 //! Throughput is reported per byte of input (MB/s of log read).
 //!
 //! Run with `cargo bench --bench hot_paths` (add a filter such as `encode` to run a subset).
@@ -24,7 +24,7 @@ use tailship::metrics::Metrics;
 use tailship::ship::encode::{Encoder, Limits};
 use tailship::tail::lines::{LineSplitter, Split};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
 const RAW_FILES: &[&str] = &[
     "apache-combined/access.log",
     "loghub/Android_2k.log",
@@ -189,7 +189,9 @@ fn bench_encode(c: &mut Criterion) {
         timeout: Duration::from_secs(1),
     });
 
-    let cases: Vec<(&str, Encoding, SourcePlan, usize, &Vec<Arc<Chunk>>)> = vec![
+    // (name, sink encoding, how the source's records are made, input bytes, its chunks)
+    type Case<'c> = (&'static str, Encoding, SourcePlan, usize, &'c Vec<Arc<Chunk>>);
+    let cases: Vec<Case> = vec![
         (
             "raw_ndjson",
             Encoding::Ndjson,

@@ -18,6 +18,15 @@ target=x86_64-unknown-linux-gnu
 bin="target/static/$target/release/tailship"
 
 if [[ "${TAILSHIP_SKIP_CARGO:-}" != 1 ]]; then
+    # Started from `cargo test` (tests/it/pod.rs), this script inherits what cargo set for the
+    # test: CARGO_MANIFEST_DIR, CARGO_PKG_NAME, … Build scripts that watch those (ring's does)
+    # would then see them change and rebuild ring, rustls, reqwest and tailship on every run.
+    for var in $(compgen -e); do
+        case "$var" in
+            CARGO_MANIFEST_* | CARGO_PKG_* | CARGO_BIN_* | CARGO_CRATE_NAME | CARGO_PRIMARY_PACKAGE | \
+                CARGO_TARGET_TMPDIR | CARGO_RUSTC_CURRENT_DIR | OUT_DIR) unset "$var" ;;
+        esac
+    done
     # +crt-static links glibc statically; the explicit --target keeps build scripts and
     # proc-macros dynamic; a separate target dir keeps the normal build cache intact.
     RUSTFLAGS="-C target-feature=+crt-static" \

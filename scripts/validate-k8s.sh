@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Checks the deployment files, offline: every Kubernetes manifest in k8s/ against the
-# Kubernetes API schemas (kubernetes-validate, strict: unknown fields are errors) for the
-# oldest version the native sidecar needs (1.29) and the newest one bundled; the tailship
-# config inside every ConfigMap with `tailship validate`; that kustomization.yaml lists every
-# manifest and its files exist; the Grafana dashboard's JSON; and that the runtime stage of
-# ./Dockerfile and docker/Dockerfile.prebuilt agree.
-#   pip install kubernetes-validate   # once (it bundles the schemas)
+# Checks the deployment files, offline: every Kubernetes manifest under k8s/ (and what each
+# kustomization directory renders to, with `kubectl kustomize`) against the Kubernetes API
+# schemas (kubernetes-validate, strict: unknown fields are errors) for the oldest version the
+# native sidecar needs (1.29) and the newest one bundled; the tailship config inside every
+# ConfigMap with `tailship validate`; that every manifest belongs to a kustomization and every
+# file a kustomization names exists; the Grafana dashboard's JSON; and that the runtime stage
+# of ./Dockerfile and docker/Dockerfile.prebuilt agree.
+#   pip install kubernetes-validate   # once (it bundles the schemas); kubectl must be installed
 #   scripts/validate-k8s.sh
 # Environment: TAILSHIP=path/to/tailship (default: cargo builds the debug binary).
 set -euo pipefail
@@ -15,19 +16,38 @@ if ! python3 -c 'import kubernetes_validate, yaml' 2>/dev/null; then
     echo "validate-k8s: kubernetes-validate is not installed (pip install kubernetes-validate)" >&2
     exit 1
 fi
+if ! command -v kubectl >/dev/null; then
+    echo "validate-k8s: kubectl is not installed (it renders the kustomizations: kubectl kustomize)" >&2
+    exit 1
+fi
 if [[ -z "${TAILSHIP:-}" ]]; then
     cargo build --quiet --locked --bin tailship
     TAILSHIP="${CARGO_TARGET_DIR:-target}/debug/tailship"
 fi
 
+rendered=$(mktemp -d "${TMPDIR:-/tmp}/validate-k8s.XXXXXX")
+trap 'rm -rf "$rendered"' EXIT
+
 manifests=()
-for f in k8s/*.yaml; do
-    [[ "$(basename "$f")" == kustomization.yaml ]] || manifests+=("$f")
+kustomizations=()
+while IFS= read -r f; do
+    if [[ "$(basename "$f")" == kustomization.yaml ]]; then
+        kustomizations+=("$(dirname "$f")")
+    else
+        manifests+=("$f")
+    fi
+done < <(find k8s -name '*.yaml' | sort)
+
+echo "== kubectl kustomize: ${kustomizations[*]}"
+for d in "${kustomizations[@]}"; do
+    out="$rendered/$(echo "$d" | tr / _).yaml"
+    kubectl kustomize "$d" >"$out"
+    echo "ok: $d renders ($(grep -c '^kind:' "$out") objects)"
 done
 
-echo "== Kubernetes schemas (strict): ${manifests[*]}"
+echo "== Kubernetes schemas (strict): ${manifests[*]} and the rendered kustomizations"
 for version in 1.29.0 ""; do
-    python3 -m kubernetes_validate --strict --quiet ${version:+-k "$version"} "${manifests[@]}"
+    python3 -m kubernetes_validate --strict --quiet ${version:+-k "$version"} "${manifests[@]}" "$rendered"/*.yaml
     echo "ok: ${version:-newest bundled} schemas"
 done
 
@@ -37,17 +57,12 @@ import json, os, pathlib, subprocess, sys, tempfile
 import yaml
 
 failed = []
-seen_ids = {}
 configs = 0
 with tempfile.TemporaryDirectory(prefix="validate-k8s-") as tmp:
     for path in sys.argv[1:]:
         for doc in yaml.safe_load_all(open(path)):
             if not doc:
                 continue
-            rid = (doc["kind"], doc["metadata"].get("namespace", ""), doc["metadata"]["name"])
-            if rid in seen_ids:
-                failed.append(f"{path}: {rid} is also defined in {seen_ids[rid]} (kustomize rejects that)")
-            seen_ids[rid] = path
             if doc["kind"] != "ConfigMap":
                 continue
             for key, text in (doc.get("data") or {}).items():
@@ -66,22 +81,29 @@ with tempfile.TemporaryDirectory(prefix="validate-k8s-") as tmp:
                 else:
                     print(f"ok: {where}")
 
-# kustomization.yaml: every manifest listed, every listed file present.
-kust = yaml.safe_load(open("k8s/kustomization.yaml"))
-listed = set(kust.get("resources", []))
+# Kustomizations: every file they name exists (kubectl kustomize above has rendered each, which
+# also rejects an object defined twice), and every manifest belongs to one (as a resource or a
+# patch), so none is left out of what `kubectl apply -k` deploys.
+named = set()
+for kpath in sorted(pathlib.Path("k8s").rglob("kustomization.yaml")):
+    kust = yaml.safe_load(kpath.read_text())
+    here = kpath.parent
+    files = list(kust.get("resources", []))
+    files += [p["path"] for p in kust.get("patches", []) if "path" in p]
+    for gen in kust.get("configMapGenerator", []):
+        files += [f.split("=", 1)[-1] for f in gen.get("files", [])]
+    for f in files:
+        target = (here / f).resolve()
+        if not target.exists():
+            failed.append(f"{kpath} names {f}, which does not exist")
+        named.add(target)
+    print(f"ok: {kpath}")
 for path in sys.argv[1:]:
-    if os.path.basename(path) not in listed:
-        failed.append(f"k8s/kustomization.yaml does not list {path}")
-files = list(listed)
-for gen in kust.get("configMapGenerator", []):
-    files += [f.split("=", 1)[-1] for f in gen.get("files", [])]
-for f in files:
-    if not os.path.exists(os.path.join("k8s", f)):
-        failed.append(f"k8s/kustomization.yaml names k8s/{f}, which does not exist")
-print("ok: k8s/kustomization.yaml")
+    if pathlib.Path(path).resolve() not in named:
+        failed.append(f"{path} is in no kustomization.yaml (list it as a resource or a patch)")
 
 # The dashboard is JSON and only uses metrics the agent exports (names from src/).
-dash_text = open("k8s/grafana-dashboard.json").read()
+dash_text = open("k8s/grafana/grafana-dashboard.json").read()
 json.loads(dash_text)
 import re
 exported = set()
@@ -89,8 +111,8 @@ for src in pathlib.Path("src").rglob("*.rs"):
     exported.update(re.findall(r"tailship_[a-z0-9_]+", src.read_text()))
 for name in sorted(set(re.findall(r"tailship_[a-z0-9_]+", dash_text))):
     if name not in exported:
-        failed.append(f"k8s/grafana-dashboard.json uses {name}, which src/ does not export")
-print("ok: k8s/grafana-dashboard.json")
+        failed.append(f"k8s/grafana/grafana-dashboard.json uses {name}, which src/ does not export")
+print("ok: k8s/grafana/grafana-dashboard.json")
 
 # The runtime stage exists twice; apart from where the binary comes from, it must not drift.
 def runtime(path):

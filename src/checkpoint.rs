@@ -274,7 +274,7 @@ impl Checkpointer {
         let before = self.files.len();
         self.files.retain(|_, l| {
             let gone_since = l.closed_at.or(l.unclaimed_since);
-            !gone_since.is_some_and(|t| t.elapsed() >= grace)
+            gone_since.is_none_or(|t| t.elapsed() < grace)
         });
         if self.files.len() != before {
             self.dirty = true;

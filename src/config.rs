@@ -327,7 +327,7 @@ pub enum SinkKind {
 /// What a sink writes per record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
-    /// One JSON record per line (the record shape of DESIGN.md).
+    /// One JSON record per line (the record shape of ARCHITECTURE.md).
     Ndjson,
     /// The line as read (the message for `raw`), newline-terminated.
     Raw,
@@ -543,8 +543,13 @@ fn validate(mut file: FileConfig, base: &Path, env: &dyn Fn(&str) -> Option<Stri
     };
 
     let mut resource = BTreeMap::new();
+    // The Downward API defaults only in Kubernetes: on a host, a POD_NAME or NODE_NAME in the
+    // environment describes something else. Variables named in [resource_env] are always read.
+    let set = |var: &str| env(var).is_some_and(|v| !v.is_empty());
+    let in_kubernetes = set("KUBERNETES_SERVICE_HOST") || set("POD_NAME");
     let mut resource_env: BTreeMap<String, String> = DOWNWARD_API_ENV
         .iter()
+        .filter(|_| in_kubernetes)
         .map(|(var, key)| ((*key).to_owned(), (*var).to_owned()))
         .collect();
     resource_env.extend(file.resource_env.clone());
@@ -556,7 +561,8 @@ fn validate(mut file: FileConfig, base: &Path, env: &dyn Fn(&str) -> Option<Stri
             resource.insert(key.clone(), v);
         }
     }
-    if let Some(h) = env("HOSTNAME").filter(|v| !v.is_empty()) {
+    // Shells set HOSTNAME without exporting it, and systemd does not set it: ask the kernel.
+    if let Some(h) = env("HOSTNAME").filter(|v| !v.is_empty()).or_else(system_hostname) {
         resource.insert("host.name".to_owned(), h);
     }
     resource.extend(file.resource);
@@ -883,6 +889,15 @@ fn build_globs(patterns: &[String], key: &str, problem: &mut dyn FnMut(String, S
     })
 }
 
+/// The kernel's host name (what `gethostname(2)` returns), `None` if it is empty or not
+/// UTF-8. Read from procfs rather than through libc: the crate forbids `unsafe`, and the
+/// agent runs on Linux only (inotify).
+pub fn system_hostname() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = text.trim();
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1070,5 +1085,47 @@ mod tests {
         let s = Settings::from_toml(Path::new("t.toml"), &text, &env).unwrap();
         assert_eq!(s.resource.get("k8s.pod.name").map(String::as_str), Some("from-mine"));
         assert_eq!(s.resource.get("k8s.node.name"), None, "turned off");
+    }
+
+    #[test]
+    fn downward_api_variables_are_read_only_in_kubernetes() {
+        let text = MINIMAL.replace("${LOG_DIR}", "/l");
+        let load = |vars: &[(&str, &str)]| {
+            let env = |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned());
+            Settings::from_toml(Path::new("t.toml"), &text, &env).unwrap().resource
+        };
+        let host = [("NODE_NAME", "n1"), ("CONTAINER_NAME", "c1")];
+        let on_host = load(&host);
+        assert_eq!(
+            on_host.get("k8s.node.name"),
+            None,
+            "a host's NODE_NAME is not a node: {on_host:?}"
+        );
+        assert_eq!(on_host.get("k8s.container.name"), None, "{on_host:?}");
+        let k8s = [("KUBERNETES_SERVICE_HOST", "10.0.0.1"), ("NODE_NAME", "n1")];
+        assert_eq!(load(&k8s).get("k8s.node.name").map(String::as_str), Some("n1"));
+        let pod = [("POD_NAME", "web-1"), ("NODE_NAME", "n1")];
+        assert_eq!(load(&pod).get("k8s.node.name").map(String::as_str), Some("n1"));
+
+        // Variables the config names are read on a host too.
+        let text = format!("{text}\n[resource_env]\n\"k8s.node.name\" = \"NODE_NAME\"\n");
+        let env = |name: &str| (name == "NODE_NAME").then(|| "n1".to_owned());
+        let s = Settings::from_toml(Path::new("t.toml"), &text, &env).unwrap();
+        assert_eq!(s.resource.get("k8s.node.name").map(String::as_str), Some("n1"));
+    }
+
+    #[test]
+    fn host_name_comes_from_hostname_or_the_kernel() {
+        let text = MINIMAL.replace("${LOG_DIR}", "/l");
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        assert_eq!(system_hostname().as_deref(), Some(kernel.trim()));
+        let s = Settings::from_toml(Path::new("t.toml"), &text, &|_| None).unwrap();
+        assert_eq!(s.resource.get("host.name").map(String::as_str), Some(kernel.trim()));
+        let env = |name: &str| (name == "HOSTNAME").then(|| "from-env".to_owned());
+        let s = Settings::from_toml(Path::new("t.toml"), &text, &env).unwrap();
+        assert_eq!(s.resource.get("host.name").map(String::as_str), Some("from-env"));
+        let text = format!("{text}\n[resource]\n\"host.name\" = \"from-config\"\n");
+        let s = Settings::from_toml(Path::new("t.toml"), &text, &|_| None).unwrap();
+        assert_eq!(s.resource.get("host.name").map(String::as_str), Some("from-config"));
     }
 }

@@ -3,19 +3,46 @@
 
 #![forbid(unsafe_code)]
 
+use std::io::ErrorKind;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use tailship::config::Settings;
+use tailship::config::{ConfigError, Settings};
 use tailship::pipeline::Pipeline;
+
+/// `--version`: the crate version and the git commit it was built from (see build.rs).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("TAILSHIP_GIT_COMMIT"), ")");
+
+const AFTER_HELP: &str = "\
+Environment:
+  TAILSHIP_CONFIG     the config file, if --config is not given
+  TAILSHIP_LOG        the agent's own log level or filter (default: info; e.g. debug,
+                      warn, tailship=debug)
+  KUBERNETES_SERVICE_HOST, POD_NAME
+                      either one set: running in Kubernetes, so POD_NAME, POD_NAMESPACE,
+                      POD_UID, NODE_NAME and CONTAINER_NAME fill the records' k8s.* resource
+                      (other names: [resource_env] in the config)
+  HOSTNAME            the records' host.name (default: the kernel's host name)
+  HTTP_PROXY, HTTPS_PROXY, NO_PROXY
+                      proxies of the HTTP sinks
+  ${VAR} and ${VAR:-default} in any string of the config are read from the environment.
+
+Exit status:
+  0  stopped cleanly (SIGTERM or SIGINT), or `validate` found the config valid
+  1  failed while running (e.g. the metrics port is taken, data_dir is not writable)
+  2  bad arguments or a bad config (every problem is listed)
+
+Docs: README.md (configuration, guarantees, metrics) and docs/ in the source tree;
+a config to start from: examples/demo.toml.";
 
 #[derive(Parser)]
 #[command(
     name = "tailship",
-    version,
-    about = "Tails log files and ships every line to your collector, across rotation, restarts and crashes."
+    version = VERSION,
+    about = "Tails log files and ships every line to your collector, across rotation, restarts and crashes.",
+    after_help = AFTER_HELP
 )]
 struct Cli {
     /// The TOML config file.
@@ -55,10 +82,15 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     // A panic in any stage thread would leave the agent half-working (a stage gone, the
     // checkpoint frozen). Die loudly instead: the restart resumes from the checkpoint.
+    // Printed once: as the agent's log line, or by the default hook when a backtrace was asked
+    // for (RUST_BACKTRACE) or the log filter would hide it.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        default_hook(info);
-        tracing::error!("panic: {info}; exiting");
+        if std::env::var_os("RUST_BACKTRACE").is_some() || !tracing::enabled!(tracing::Level::ERROR) {
+            default_hook(info);
+        } else {
+            tracing::error!("panic: {info}; exiting");
+        }
         std::process::exit(1);
     }));
     let Some(path) = cli.config.clone() else {
@@ -68,27 +100,103 @@ fn main() -> ExitCode {
     let settings = match Settings::load(&path) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("tailship: {e}");
+            match &e {
+                ConfigError::Read { source, .. } if source.kind() == ErrorKind::NotFound => {
+                    eprintln!("tailship: {e}\n  hint: pass --config FILE or set TAILSHIP_CONFIG (try: tailship --config examples/demo.toml)")
+                }
+                _ => eprintln!("tailship: {e}"),
+            }
             return ExitCode::from(2);
         }
     };
     if let Some(Command::Validate) = cli.command {
         println!(
-            "{}: ok ({} sources, {} sinks)",
+            "{}: ok ({}, {})",
             path.display(),
-            settings.sources.len(),
-            settings.sinks.len()
+            count(settings.sources.len(), "source"),
+            count(settings.sinks.len(), "sink")
         );
         return ExitCode::SUCCESS;
     }
     match run(settings) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("tailship: {e:#}");
+            report(&e);
             ExitCode::from(1)
         }
     }
+}
+
+/// `1 sink`, `2 sinks`.
+fn count(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
+/// Prints a fatal error once: as one log line (a field `hint` says what to change, where that
+/// is known), or on stderr if the log filter hides errors.
+fn report(e: &anyhow::Error) {
+    let message = one_line(e);
+    let hint = hint(e);
+    if tracing::enabled!(tracing::Level::ERROR) {
+        match hint {
+            Some(hint) => tracing::error!(hint, "{message}"),
+            None => tracing::error!("{message}"),
+        }
+    } else {
+        eprintln!("tailship: {message}");
+        if let Some(hint) = hint {
+            eprintln!("  hint: {hint}");
+        }
+    }
+}
+
+/// The error and its causes on one line, each cause once: the library's errors already carry
+/// their source's text, and `{:#}` would print it a second time.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+/// What to change, for the start-up failures whose fix is a setting.
+fn hint(e: &anyhow::Error) -> Option<&'static str> {
+    for cause in e.chain() {
+        if let Some(e) = cause.downcast_ref::<tailship::server::Error>() {
+            return Some(match e.source.kind() {
+                ErrorKind::AddrInUse => {
+                    "another process listens on that port: set metrics.address to a free one, or metrics.enabled = false"
+                }
+                ErrorKind::PermissionDenied => "ports below 1024 need privileges: set metrics.address to a higher port",
+                ErrorKind::AddrNotAvailable => {
+                    "no interface of this host has that IP: set metrics.address (0.0.0.0:PORT listens on all)"
+                }
+                _ => "set metrics.address, or metrics.enabled = false",
+            });
+        }
+        if let Some(
+            tailship::checkpoint::Error::CreateDir { source, .. } | tailship::checkpoint::Error::Write { source, .. },
+        ) = cause.downcast_ref::<tailship::checkpoint::Error>()
+        {
+            if matches!(
+                source.kind(),
+                ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem
+            ) {
+                return Some(
+                    "the agent keeps its checkpoints in data_dir: set data_dir to a directory it may write (in a container, a volume)",
+                );
+            }
+        }
+    }
+    None
 }
 
 fn init_logging(format: LogFormat) {

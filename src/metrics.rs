@@ -136,6 +136,11 @@ impl Histogram {
         }
     }
 
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
     pub fn observe(&self, v: u64) {
         let i = self.bounds.partition_point(|b| *b < v);
         if let Some(c) = self.counts.get(i) {
@@ -392,10 +397,30 @@ impl Metrics {
     }
 }
 
+impl SinkMetrics {
+    /// Whether this sink has done anything only an HTTP sink does (a batch submitted, a request
+    /// answered or failed). The HTTP families show such sinks only, so a `stdout`, `file` or
+    /// `tcp` sink exports no HTTP counters or histograms; an HTTP sink's appear with its first
+    /// batch.
+    fn speaks_http(&self) -> bool {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        self.batch_records.count() > 0
+            || self.request_seconds.count() > 0
+            || get(&self.http_transport_errors) > 0
+            || self.http_status.iter().any(|c| get(c) > 0)
+            || get(&self.bytes_uncompressed) > 0
+            || get(&self.dead_letter_records) > 0
+    }
+}
+
 impl Metrics {
-    /// The HTTP sinks' families (zero for the other sinks).
+    /// The HTTP sinks' families (see `SinkMetrics::speaks_http`); nothing without one.
     fn render_http(&self, out: &mut String) {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let sinks: Vec<&SinkMetrics> = self.sinks.iter().filter(|s| s.speaks_http()).collect();
+        if sinks.is_empty() {
+            return;
+        }
         let head = |out: &mut String, name: &str, kind: &str, help: &str| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         };
@@ -405,7 +430,7 @@ impl Metrics {
             "counter",
             "HTTP requests by answer status class; status=\"error\" got no answer (connect error, timeout).",
         );
-        for s in &self.sinks {
+        for s in &sinks {
             let sink = escape_label(&s.name);
             for (i, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
                 let _ = writeln!(
@@ -440,7 +465,7 @@ impl Metrics {
         ];
         for (name, help, field) in rows {
             head(out, name, "counter", help);
-            for s in &self.sinks {
+            for s in &sinks {
                 let _ = writeln!(out, "{name}{{sink=\"{}\"}} {}", escape_label(&s.name), get(field(s)));
             }
         }
@@ -450,7 +475,7 @@ impl Metrics {
             "histogram",
             "Records per batch sent by an HTTP sink.",
         );
-        for s in &self.sinks {
+        for s in &sinks {
             let label = format!("sink=\"{}\"", escape_label(&s.name));
             s.batch_records.render(out, "tailship_batch_records", &label);
         }
@@ -460,7 +485,7 @@ impl Metrics {
             "histogram",
             "HTTP request latency, every attempt.",
         );
-        for s in &self.sinks {
+        for s in &sinks {
             let label = format!("sink=\"{}\"", escape_label(&s.name));
             s.request_seconds
                 .render(out, "tailship_http_request_duration_seconds", &label);
@@ -498,6 +523,7 @@ mod tests {
         m.sinks[0].request_seconds.observe(7_000_000);
         add(&m.sinks[0].http_status[4], 2);
         let text = m.render();
+        assert!(text.contains("tailship_http_requests_total{sink=\"h\",status=\"2xx\"} 0\n"));
         for want in [
             "tailship_batch_records_bucket{sink=\"h\",le=\"10\"} 2\n",
             "tailship_batch_records_bucket{sink=\"h\",le=\"50\"} 3\n",
@@ -510,5 +536,48 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want} missing from\n{text}");
         }
+    }
+
+    #[test]
+    fn sinks_that_send_no_http_export_no_http_series() {
+        let m = Metrics::new(&[], &["tcp".into(), "h".into()], Budget::new(1 << 20));
+        let text = m.render();
+        for family in [
+            "tailship_http_",
+            "tailship_batch_records",
+            "tailship_dead_letter_records_total",
+        ] {
+            assert!(!text.contains(family), "{family} without an HTTP sink:\n{text}");
+        }
+        m.sinks[1].batch_records.observe(3);
+        let text = m.render();
+        assert!(text.contains("tailship_batch_records_count{sink=\"h\"} 1\n"), "{text}");
+        assert!(
+            text.contains("tailship_http_request_duration_seconds_count{sink=\"h\"} 0\n"),
+            "{text}"
+        );
+        assert!(!text.contains("sink=\"tcp\",le="), "{text}");
+        assert!(!text.contains("tailship_http_requests_total{sink=\"tcp\""), "{text}");
+    }
+
+    /// The README's metric list names every family the agent exports.
+    #[test]
+    fn the_readme_names_every_metric() {
+        let m = Metrics::new(&["app".into()], &["h".into()], Budget::new(1 << 20));
+        m.sinks[0].batch_records.observe(1);
+        m.file_lag.lock().unwrap().insert("/f".into(), 1);
+        let text = m.render();
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let families: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        assert!(families.len() > 25, "{families:?}");
+        let missing: Vec<&&str> = families
+            .iter()
+            .filter(|f| !readme.contains(&format!("`{f}`")) && !readme.contains(&format!("`{f}{{")))
+            .collect();
+        assert!(missing.is_empty(), "README.md does not name {missing:?}");
     }
 }

@@ -1,7 +1,6 @@
-//! Conformance of the parsers on the real logs in `../shared/corpus` (see its README): loghub's
+//! Conformance of the parsers on the real logs in `tests/data` (see its README): loghub's
 //! `*_structured.csv` is the oracle for time, level, component/pid and message on every line.
-//! Each test prints `agreeing/total` and fails on any disagreement; when the corpus directory
-//! is missing (a checkout without `shared/`) it prints a note and passes.
+//! Each test prints `agreeing/total` and fails on any disagreement, or when its file is missing.
 //!
 //! Which CSV column says what is in `tests/it/loghub.rs`, shared with the end-to-end tests of
 //! the agent (`tests/it/formats.rs`). Messages are compared with surrounding whitespace trimmed:
@@ -18,14 +17,15 @@ use super::{access, json, normalize_level, syslog, Level};
 #[path = "../../tests/it/loghub.rs"]
 mod loghub;
 
-fn corpus(rel: &str) -> Option<PathBuf> {
-    let p = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus")).join(rel);
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("note: {} is missing; corpus conformance test skipped", p.display());
-        None
-    }
+/// A file of `tests/data`; panics when it is not there (a test never passes without its data).
+fn corpus(rel: &str) -> PathBuf {
+    let p = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data")).join(rel);
+    assert!(
+        p.is_file(),
+        "{} is missing: the parser conformance tests need it",
+        p.display()
+    );
+    p
 }
 
 /// The file's lines without their `\n` / `\r\n` endings (as the tailer hands them over).
@@ -57,12 +57,8 @@ fn field_text(p: &Parsed, key: &str) -> Option<String> {
 /// Checks every line of `loghub/<log>` against its CSV row (year-less times placed relative to
 /// `now_ns`); panics listing the first disagreements.
 fn conform(log: &str, now_ns: i64, mut parse: impl FnMut(&str) -> Option<Parsed<'static>>) {
-    let (Some(log_path), Some(csv_path)) = (
-        corpus(&format!("loghub/{log}")),
-        corpus(&format!("loghub/{log}_structured.csv")),
-    ) else {
-        return;
-    };
+    let log_path = corpus(&format!("loghub/{log}"));
+    let csv_path = corpus(&format!("loghub/{log}_structured.csv"));
     let lines = lines(&log_path);
     let rows = loghub::csv(&csv_path);
     assert_eq!(lines.len(), rows.len(), "{log}: lines vs CSV rows");
@@ -206,9 +202,7 @@ fn android_regex() {
 
 #[test]
 fn apache_combined_every_line() {
-    let Some(path) = corpus("apache-combined/access.log") else {
-        return;
-    };
+    let path = corpus("apache-combined/access.log");
     let lines = lines(&path);
     let mut out = Parsed::default();
     let mut errors = Vec::new();
@@ -230,7 +224,7 @@ fn apache_combined_every_line() {
 #[test]
 fn kafka_java_preset() {
     for file in ["java-multiline/kafka-server.log", "java-multiline/kafka-controller.log"] {
-        let Some(path) = corpus(file) else { return };
+        let path = corpus(file);
         let lines = lines(&path);
         let starts = lines.iter().filter(|l| l.starts_with("[20")).count();
         let mut j = MultilineJoiner::new(Rule::preset("java").unwrap(), 1000, 1 << 20);
@@ -251,9 +245,7 @@ fn kafka_java_preset() {
 
 #[test]
 fn nginxplus_json() {
-    let Some(path) = corpus("json/nginxplus-status.log") else {
-        return;
-    };
+    let path = corpus("json/nginxplus-status.log");
     let lines = lines(&path);
     let ok = lines.iter().filter(|l| json::JsonLine::parse(l).is_ok()).count();
     println!("json/nginxplus-status.log: {ok}/{} lines parsed", lines.len());
@@ -264,9 +256,7 @@ fn nginxplus_json() {
 fn year_less_corpora_agree_on_new_year() {
     // Apache error log dates are from December 2005 with the year written; syslog's are not:
     // read in January 2006, OpenSSH's `Dec 10` lines must land in 2005.
-    let Some(path) = corpus("loghub/OpenSSH_2k.log") else {
-        return;
-    };
+    let path = corpus("loghub/OpenSSH_2k.log");
     let jan_2006 = END_2005 + 86_400 * 1_000_000_000;
     for l in lines(&path).iter().take(50) {
         let t = syslog::parse(l, jan_2006).unwrap().timestamp_ns.unwrap();

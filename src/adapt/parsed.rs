@@ -1,5 +1,5 @@
 //! The shape every line-format parser of the adapter stage returns: the parts of the
-//! normalized record (DESIGN.md, "The record") that a line of that format carries, borrowed
+//! normalized record (ARCHITECTURE.md, "The record") that a line of that format carries, borrowed
 //! from the line wherever the format allows it.
 //!
 //! Design for the encoder: a string value is a `Cow` that borrows from the line unless the

@@ -28,7 +28,7 @@ pub const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(30);
 /// A dead-letter file is rotated past this size.
 pub const DEFAULT_DEAD_LETTER_FILE_BYTES: u64 = 4 << 20;
 /// All of one sink's dead-letter files together; the oldest rotated file is deleted past it.
-/// 12 MiB fits the 16 Mi `emptyDir` of the README's pod example with room for checkpoints.
+/// 12 MiB fits the 16 Mi `emptyDir` of the pods in `k8s/` with room for checkpoints.
 pub const DEFAULT_DEAD_LETTER_TOTAL_BYTES: u64 = 12 << 20;
 
 #[derive(Debug, Deserialize)]

@@ -135,7 +135,8 @@ fn log_record(r: &RecordRef<'_>) -> LogRecord {
 pub fn export_body<'a>(records: impl Iterator<Item = RecordRef<'a>>, json: bool) -> Result<Vec<u8>, serde_json::Error> {
     // Records grouped by resource, in first-seen order. Nearly always one group (the agent's
     // own resource): records of one file share one `Arc`, compared by address first.
-    let mut by_resource: Vec<(&'a Arc<BTreeMap<String, String>>, Vec<LogRecord>)> = Vec::new();
+    type Group<'r> = (&'r Arc<BTreeMap<String, String>>, Vec<LogRecord>);
+    let mut by_resource: Vec<Group<'a>> = Vec::new();
     for r in records {
         let resource = &r.records.context.resource;
         let group = match by_resource

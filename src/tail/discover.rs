@@ -142,7 +142,7 @@ mod tests {
     #[test]
     fn nested_roots_merge() {
         let mk = |p: &str| root_of(p);
-        let mut all = vec![mk("/var/log/*.log"), mk("/var/log/app/*/x.log")];
+        let mut all = [mk("/var/log/*.log"), mk("/var/log/app/*/x.log")];
         all.sort_by(|a, b| a.dir.cmp(&b.dir));
         let src = |inc: Vec<&str>| crate::config::SourceSettings {
             name: "s".into(),

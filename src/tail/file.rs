@@ -89,9 +89,7 @@ impl Tracked {
         let read = (&self.file)
             .seek(SeekFrom::Start(self.read_offset))
             .and_then(|_| (&self.file).take(want as u64).read_to_end(&mut v));
-        if let Err(e) = read {
-            return Err(e);
-        }
+        read?;
         let filled = v.len() - old_len;
         self.buf = BytesMut::from(bytes::Bytes::from(v));
         if filled == 0 {
@@ -232,7 +230,7 @@ mod tests {
         let mut t = tracked(File::open(path.path()).unwrap());
         read_all(&mut t);
         w.set_len(0).unwrap();
-        (&w).write_all_at(b"c\n", 0).unwrap();
+        w.write_all_at(b"c\n", 0).unwrap();
         assert!(read_all(&mut t).1);
     }
 

@@ -1,7 +1,8 @@
 //! The command line and the config contract: a bad config (unknown key, bad value, missing
 //! sink address, unset `${VAR}`, bad glob, …) makes both `tailship validate` and a run exit 2
 //! with a message naming the key; a good one validates; `--help`, `--version`; the config may
-//! come from `TAILSHIP_CONFIG`.
+//! come from `TAILSHIP_CONFIG`; a failure at start (a busy metrics port) is one error line with
+//! a hint; on a host the records' resource names the host, not a pod.
 
 use std::fs;
 use std::time::Duration;
@@ -169,8 +170,9 @@ fn a_good_config_validates_and_help_and_version_work() {
     let dir = TestDir::new("good-config");
     let path = dir.join("good.toml");
     fs::write(&path, base(&dir)).unwrap();
-    let (code, stderr, _) = run(&dir, &["validate", "--config", path.to_str().unwrap()], &[]);
+    let (code, stderr, out) = run(&dir, &["validate", "--config", path.to_str().unwrap()], &[]);
     assert_eq!(code, 0, "a good config validates: {stderr}");
+    assert!(out.trim_end().ends_with("ok (1 source, 1 sink)"), "{out}");
 
     // `${VAR}` expansion and `${VAR:-default}`.
     let logs = dir.subdir("logs");
@@ -205,6 +207,22 @@ fn a_good_config_validates_and_help_and_version_work() {
         out.contains("--config") && out.contains("validate"),
         "--help lists --config and validate:\n{out}"
     );
+    for word in [
+        "TAILSHIP_CONFIG",
+        "TAILSHIP_LOG",
+        "POD_NAME",
+        "HOSTNAME",
+        "Exit status",
+        "README.md",
+    ] {
+        assert!(out.contains(word), "--help names {word}:\n{out}");
+    }
+    for code in ["0", "1", "2"] {
+        assert!(
+            out.lines().any(|l| l.trim_start().starts_with(&format!("{code} "))),
+            "--help explains exit {code}:\n{out}"
+        );
+    }
     let (code, _, out) = run(&dir, &["--version"], &[]);
     assert_eq!(code, 0, "--version exits 0");
     assert!(
@@ -212,6 +230,59 @@ fn a_good_config_validates_and_help_and_version_work() {
         "--version prints {}: {out}",
         env!("CARGO_PKG_VERSION")
     );
+    // The commit, from build.rs: this test runs in a git checkout when git is there to ask.
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    let commit = out.split("(commit ").nth(1).and_then(|r| r.split(')').next());
+    assert!(
+        commit.is_some_and(|c| !c.is_empty()),
+        "--version names the commit: {out}"
+    );
+    if let Some(head) = head {
+        // Built from this checkout, possibly a commit or two ago while iterating: a hex id.
+        let c = commit.unwrap();
+        assert!(
+            c.len() >= 7 && c.chars().all(|ch| ch.is_ascii_hexdigit()),
+            "{out} (HEAD is {head})"
+        );
+    }
+}
+
+#[test]
+fn a_busy_metrics_port_is_one_error_line_with_a_hint() {
+    let dir = TestDir::new("busy-port");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let path = dir.join("busy.toml");
+    let text = base(&dir).replace(
+        "[metrics]\nenabled = false\n",
+        &format!("[metrics]\naddress = \"{addr}\"\n"),
+    );
+    assert!(text.contains(&addr.to_string()), "{text}");
+    fs::write(&path, text).unwrap();
+    let (code, stderr, _) = run(&dir, &["--config", path.to_str().unwrap()], &[]);
+    assert_eq!(code, 1, "a port in use is a run-time failure: {stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains(&addr.to_string())).collect();
+    assert_eq!(errors.len(), 1, "the error is printed once:\n{stderr}");
+    assert_eq!(
+        errors[0].matches("os error").count(),
+        1,
+        "the OS error once: {}",
+        errors[0]
+    );
+    assert!(errors[0].contains("set metrics.address"), "with the fix: {}", errors[0]);
+
+    // With the agent's log filter off, stderr still gets it, once.
+    let (code, stderr, _) = run(&dir, &["--config", path.to_str().unwrap()], &[("TAILSHIP_LOG", "off")]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(stderr.matches(&addr.to_string()).count(), 1, "{stderr}");
+    assert!(stderr.contains("set metrics.address"), "{stderr}");
+    drop(taken);
 }
 
 #[test]
@@ -238,4 +309,37 @@ fn the_config_can_come_from_tailship_config() {
     let (code, stderr, _) = run(&dir, &[], &[("TAILSHIP_CONFIG", bad.to_str().unwrap())]);
     assert_eq!(code, 2, "bad config via TAILSHIP_CONFIG exits 2: {stderr}");
     assert!(stderr.contains("colour"), "names the key: {stderr}");
+}
+
+/// Host mode: outside Kubernetes, variables named like the Downward API's are not the pod's,
+/// and `host.name` is the kernel's host name when `HOSTNAME` is not exported (systemd).
+#[test]
+fn on_a_host_the_resource_is_the_host_not_a_pod() {
+    let dir = TestDir::new("host-mode");
+    let logs = dir.subdir("logs");
+    fs::write(logs.join("a.log"), corpus().lines("host", 0, 5)).unwrap();
+    let rx = Receiver::keeping();
+    let cfg = Config::tcp(&dir, &[format!("{}/*.log", logs.display())], &rx);
+    let mut agent = Agent::start_with(&dir, &cfg, &[], |cmd| {
+        cmd.env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("POD_NAME")
+            .env_remove("HOSTNAME")
+            .env("NODE_NAME", "not-a-node")
+            .env("CONTAINER_NAME", "not-a-container");
+    });
+    wait_progress(Some(&mut agent), "5 records", STALL, LIMIT, || {
+        (rx.lines(), rx.lines() >= 5)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", rx.summary()));
+    stop_clean(&mut agent, &rx);
+    let kernel = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    for r in rx.records() {
+        let res = &r.json["resource"];
+        assert_eq!(res["host.name"], kernel.trim(), "{}", r.json);
+        assert!(
+            res.as_object().unwrap().keys().all(|k| !k.starts_with("k8s.")),
+            "no k8s.* attributes on a host: {}",
+            r.json
+        );
+    }
 }

@@ -1,5 +1,5 @@
 //! The adapter formats end to end: each config of `examples/formats/` runs the real agent on a
-//! copy of a real log from `../shared/corpus`, and every record that reaches the receiver is
+//! copy of a real log from `tests/data`, and every record that reaches the receiver is
 //! checked.
 //!
 //! The source settings (format, pattern, timestamp_format, multiline, …) are read from the
@@ -12,7 +12,7 @@
 //! surrounding whitespace trimmed (loghub strips it). The year-less formats (syslog, logcat) take
 //! their year from the agent's clock with the New Year rule (the current year, unless that puts
 //! the line more than seven days in the future), so the test places them relative to its own
-//! start. A missing corpus directory skips the tests with a note, as the unit tests do.
+//! start. A missing data file fails the test, as it does the unit tests.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -77,15 +77,11 @@ fn example_source(name: &str) -> (String, Vec<String>) {
     (format, lines)
 }
 
-/// A corpus file, or `None` (with a note) when `../shared/corpus` is not there.
-fn corpus_file(rel: &str) -> Option<PathBuf> {
+/// A file of `tests/data`; panics when it is not there.
+fn corpus_file(rel: &str) -> PathBuf {
     let p = corpus_dir().join(rel);
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("note: {} is missing; test skipped", p.display());
-        None
-    }
+    assert!(p.is_file(), "{} is missing: this test needs it", p.display());
+    p
 }
 
 /// The lines of a file as the tailer sees them: (offset, text without `\n`); a last line
@@ -101,10 +97,13 @@ fn file_lines(bytes: &[u8]) -> Vec<(u64, String)> {
     out
 }
 
+/// A file's lines as the tailer sees them: (offset, text without `\n`).
+type Lines = Vec<(u64, String)>;
+
 /// What one run of an example produced.
 struct Run {
     /// Per copied file (by corpus-relative name): its path in the test dir and its lines.
-    files: Vec<(String, PathBuf, Vec<(u64, String)>)>,
+    files: Vec<(String, PathBuf, Lines)>,
     records: Vec<Record>,
     /// Taken once every record had arrived.
     metrics: Metrics,
@@ -127,19 +126,14 @@ impl Run {
 
 /// Copies `corpus_files` into a fresh test dir, runs the agent with the source of `example`
 /// on them, waits for `expected(lines of each file)` records in all, stops it cleanly and
-/// returns what arrived. `None` when the corpus is missing.
-fn run_example(
-    name: &str,
-    example: &str,
-    corpus_files: &[&str],
-    expected: impl Fn(&[(u64, String)]) -> usize,
-) -> Option<Run> {
+/// returns what arrived.
+fn run_example(name: &str, example: &str, corpus_files: &[&str], expected: impl Fn(&[(u64, String)]) -> usize) -> Run {
     let dir = TestDir::new(name);
     let logs = dir.subdir("logs");
     let mut files = Vec::new();
     let mut want = 0;
     for rel in corpus_files {
-        let src = corpus_file(rel)?;
+        let src = corpus_file(rel);
         let bytes = fs::read(&src).unwrap();
         let dst = logs.join(Path::new(rel).file_name().unwrap());
         fs::write(&dst, &bytes).unwrap();
@@ -171,11 +165,11 @@ fn run_example(
         "{example}: exactly one record per expected event, no duplicates: {}",
         rx.summary()
     );
-    Some(Run {
+    Run {
         files,
         records,
         metrics,
-    })
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -215,7 +209,7 @@ fn rfc3339(ns: i64) -> String {
 // loghub: syslog and regex against the CSVs
 // ---------------------------------------------------------------------------------------------
 
-/// The record's spelling of a level as loghub writes it (DESIGN.md's normalized severities).
+/// The record's spelling of a level as loghub writes it (the record's normalized severities).
 fn level(s: &str) -> String {
     match s.to_ascii_lowercase().as_str() {
         "v" | "verbose" | "trace" => "trace",
@@ -245,12 +239,8 @@ fn agrees_with_loghub(log: &str) {
     let (_, format, example) = *loghub::LOGS.iter().find(|(l, _, _)| *l == log).unwrap();
     let now_ns = Utc::now().timestamp_nanos_opt().unwrap();
     let rel = format!("loghub/{log}");
-    let Some(csv_path) = corpus_file(&format!("{rel}_structured.csv")) else {
-        return;
-    };
-    let Some(run) = run_example(example.trim_end_matches(".toml"), example, &[&rel], |lines| lines.len()) else {
-        return;
-    };
+    let csv_path = corpus_file(&format!("{rel}_structured.csv"));
+    let run = run_example(example.trim_end_matches(".toml"), example, &[&rel], |lines| lines.len());
     assert_eq!(example_source(example).0, format, "{example}: the format under test");
     let rows = loghub::csv(&csv_path);
     let (_, path, lines) = &run.files[0];
@@ -370,14 +360,12 @@ fn android_regex_agrees_with_loghub() {
 
 #[test]
 fn apache_combined_ships_every_line_parsed() {
-    let Some(run) = run_example(
+    let run = run_example(
         "combined",
         "apache-combined.toml",
         &["apache-combined/access.log"],
         |l| l.len(),
-    ) else {
-        return;
-    };
+    );
     let (_, path, lines) = &run.files[0];
     assert_eq!(lines.len(), 10_000);
     let by_offset: HashMap<u64, &str> = lines.iter().map(|(o, l)| (*o, l.as_str())).collect();
@@ -429,9 +417,7 @@ fn apache_combined_ships_every_line_parsed() {
 fn kafka_stack_traces_join_into_one_record_per_event() {
     let files = ["java-multiline/kafka-server.log", "java-multiline/kafka-controller.log"];
     let starts = |lines: &[(u64, String)]| lines.iter().filter(|(_, l)| l.starts_with("[20")).count();
-    let Some(run) = run_example("kafka", "kafka-java.toml", &files, starts) else {
-        return;
-    };
+    let run = run_example("kafka", "kafka-java.toml", &files, starts);
     for (rel, path, lines) in &run.files {
         let recs = run.records_of(path);
         let starts = starts(lines);
@@ -499,9 +485,7 @@ fn kafka_stack_traces_join_into_one_record_per_event() {
 
 #[test]
 fn nginx_json_keeps_nested_objects() {
-    let Some(run) = run_example("json", "nginx-json.toml", &["json/nginxplus-status.log"], |l| l.len()) else {
-        return;
-    };
+    let run = run_example("json", "nginx-json.toml", &["json/nginxplus-status.log"], |l| l.len());
     let (_, path, lines) = &run.files[0];
     assert_eq!(lines.len(), 500);
     let by_offset: HashMap<u64, &str> = lines.iter().map(|(o, l)| (*o, l.as_str())).collect();

@@ -94,7 +94,9 @@ fn splunk_hec_events_with_the_token_and_a_wrong_token_is_retried_not_dead_letter
     );
     let cfg = cfg.sink_type("splunk_hec");
     let mut agent = Agent::start_with(&dir, &cfg, &[], |cmd| {
-        cmd.env("POD_NAME", "web-1");
+        // As in a pod, whose host name is the pod's name (without HOSTNAME, host.name would be
+        // this machine's name from gethostname).
+        cmd.env("POD_NAME", "web-1").env("HOSTNAME", "web-1");
     });
     wait_progress(Some(&mut agent), "403s", STALL, LIMIT, || {
         let n = hec.lock().unwrap().forbidden;

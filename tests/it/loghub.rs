@@ -1,4 +1,4 @@
-//! loghub's `*_structured.csv` as the oracle for its logs in `../shared/corpus/loghub`: which
+//! loghub's `*_structured.csv` as the oracle for its logs in `tests/data/loghub`: which
 //! CSV columns say what a line's time, level, fields and message are. Shared by the parsers'
 //! unit tests (`src/adapt/corpus_tests.rs`, which includes this file by path) and the end-to-end
 //! tests of the agent (`tests/it/formats.rs`), so both check the same mapping. Only std and

@@ -1,7 +1,7 @@
 //! The sidecar pod for real, with plain `docker`: the agent's `FROM scratch` image (built by
 //! `scripts/build-image.sh`), a `webapp` container writing numbered, rotated lines to a
 //! shared `/var/log` (an emptyDir stand-in), the `log-agent` container in the same network
-//! namespace with the tailship config of `k8s/pod.yaml`'s ConfigMap, and a collector
+//! namespace with the tailship config of `k8s/pod/pod.yaml`'s ConfigMap, and a collector
 //! container reached by name through Docker's DNS (which exercises the agent's own resolver:
 //! the static binary has no NSS). It checks that every line arrives across a graceful restart
 //! and a `kill -9` of the agent, then stops the pod the way kubelet stops a pod with a native
@@ -106,12 +106,19 @@ impl Drop for Cleanup {
 /// The agent image, through the same script a person uses (cargo reuses an up-to-date build).
 fn build_agent_image(tag: &str) {
     let t = Instant::now();
-    let out = Command::new("timeout")
-        .args(["900", "bash", "scripts/build-image.sh", tag])
+    let mut cmd = Command::new("timeout");
+    cmd.args(["900", "bash", "scripts/build-image.sh", tag])
         .current_dir(ROOT)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run scripts/build-image.sh");
+        .stdin(Stdio::null());
+    // What `cargo test` sets for this process describes the test crate, not the build the
+    // script starts: passed on, it marks build scripts that watch those variables (ring's)
+    // dirty, and ring, rustls, reqwest and tailship are rebuilt on every run.
+    for (key, _) in std::env::vars_os() {
+        if key.to_str().is_some_and(cargo_set) {
+            cmd.env_remove(key);
+        }
+    }
+    let out = cmd.output().expect("run scripts/build-image.sh");
     assert!(
         out.status.success(),
         "scripts/build-image.sh {tag} failed ({}):\n{}",
@@ -123,6 +130,22 @@ fn build_agent_image(tag: &str) {
         String::from_utf8_lossy(&out.stdout).trim(),
         t.elapsed()
     );
+}
+
+/// Whether cargo sets `var` for the test process it runs (and for build scripts), as opposed
+/// to the user's settings (`CARGO_HOME`, `CARGO_TARGET_DIR`, `CARGO_PROFILE_*`, …).
+fn cargo_set(var: &str) -> bool {
+    var.starts_with("CARGO_PKG_")
+        || var.starts_with("CARGO_BIN_")
+        || var.starts_with("CARGO_MANIFEST_")
+        || matches!(
+            var,
+            "CARGO_CRATE_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_TARGET_TMPDIR"
+                | "CARGO_RUSTC_CURRENT_DIR"
+                | "OUT_DIR"
+        )
 }
 
 /// A static binary of `examples/NAME.rs` (std only, so a bare rustc takes seconds), rebuilt
@@ -376,7 +399,7 @@ fn webapp_and_log_agent_share_a_pod() {
     let data_dir = open_dir("tailship-data");
     let out_dir = open_dir("collector");
     let config = dir.join("tailship.toml");
-    let manifest = fs::read_to_string(Path::new(ROOT).join("k8s/pod.yaml")).unwrap();
+    let manifest = fs::read_to_string(Path::new(ROOT).join("k8s/pod/pod.yaml")).unwrap();
     fs::write(&config, configmap_toml(&manifest)).unwrap();
     fs::set_permissions(&config, fs::Permissions::from_mode(0o644)).unwrap();
     let mount = |host: &Path, at: &str| format!("{}:{at}", host.display());
@@ -409,7 +432,7 @@ fn webapp_and_log_agent_share_a_pod() {
     ]);
     let netns = format!("container:{pod}");
 
-    // The agent first, as a native sidecar starts: what k8s/pod.yaml asks for (read-only
+    // The agent first, as a native sidecar starts: what k8s/pod/pod.yaml asks for (read-only
     // root, no capabilities, no privilege escalation, the memory limit, the Downward API
     // variables, the log volume read-only, the config from the ConfigMap).
     let agent = name("log-agent");

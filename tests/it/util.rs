@@ -4,11 +4,11 @@
 //! tiny `/metrics` client.
 //!
 //! Every test drives the real `tailship` binary (`CARGO_BIN_EXE_tailship`) against real files
-//! and a real socket. Nothing here reaches into the crate: the tests check the contract of
-//! `../shared/DESIGN.md` (CLI, config, record, metrics), not the implementation.
+//! and a real socket. Nothing here reaches into the crate: the tests check the
+//! documented contract (CLI, config, record, metrics: README.md), not the implementation.
 //!
 //! Test lines are `"<tag> <seq> <body>"`, where the body is a real log line from
-//! `../shared/corpus` chosen deterministically from (tag, seq). The receiver can therefore tell
+//! `tests/data` chosen deterministically from (tag, seq). The receiver can therefore tell
 //! for every message which stream and position it is, and whether it arrived byte-exact.
 
 #![allow(dead_code)] // not every test file uses every helper
@@ -113,46 +113,37 @@ pub struct Corpus {
     lines: Vec<String>,
 }
 
+/// The real logs the tests run on (`tests/data`, see its README).
 pub fn corpus_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus"))
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data"))
 }
 
+/// The lines of the access log and of loghub's nine logs. Panics when a file is missing or
+/// unreadable: the tests run on real lines, never on made-up ones.
 pub fn corpus() -> &'static Corpus {
     static CORPUS: OnceLock<Corpus> = OnceLock::new();
     CORPUS.get_or_init(|| {
         let root = corpus_dir();
         let mut files = vec![root.join("apache-combined/access.log")];
-        if let Ok(rd) = fs::read_dir(root.join("loghub")) {
-            let mut logs: Vec<PathBuf> = rd
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "log"))
-                .collect();
-            logs.sort();
-            files.extend(logs);
-        }
+        let loghub = root.join("loghub");
+        let mut logs: Vec<PathBuf> = fs::read_dir(&loghub)
+            .unwrap_or_else(|e| panic!("{}: {e}; the tests need the real logs of tests/data", loghub.display()))
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .collect();
+        assert_eq!(logs.len(), 9, "loghub's nine logs in {}: {logs:?}", loghub.display());
+        logs.sort();
+        files.extend(logs);
         let mut lines = Vec::new();
         for f in files {
-            if let Ok(bytes) = fs::read(&f) {
-                // Lossy: a test line must be valid UTF-8 so the receiver can compare it exactly.
-                for l in String::from_utf8_lossy(&bytes).lines() {
-                    if !l.is_empty() {
-                        lines.push(l.to_owned());
-                    }
+            let bytes = fs::read(&f).unwrap_or_else(|e| panic!("{}: {e}; the tests need it", f.display()));
+            // Lossy: a test line must be valid UTF-8 so the receiver can compare it exactly.
+            for l in String::from_utf8_lossy(&bytes).lines() {
+                if !l.is_empty() {
+                    lines.push(l.to_owned());
                 }
             }
-        }
-        if lines.is_empty() {
-            // Without ../shared the suite still runs, on lines with the awkward characters.
-            eprintln!("note: corpus not found at {}, using synthetic bodies", root.display());
-            lines = (0..1000)
-                .map(|i| {
-                    format!(
-                        "synthetic body {i} \"quoted\" back\\slash tab\there [{}]",
-                        "x".repeat(i % 200)
-                    )
-                })
-                .collect();
         }
         Corpus { lines }
     })

@@ -60,12 +60,15 @@ pub enum HeaderError {
     Value { name: String },
 }
 
+/// What tells a secret file's versions apart: (inode, modification time in ns, length).
+type FileStamp = (u64, i64, u64);
+
 /// A secret, with its file's last content while the file stays the same.
 #[derive(Debug)]
 pub struct SecretCell {
     secret: Secret,
-    /// (inode, modification time in ns, length) of the file when it was read, and its text.
-    cache: Mutex<Option<((u64, i64, u64), String)>>,
+    /// The file's stamp when it was read, and its text.
+    cache: Mutex<Option<(FileStamp, String)>>,
 }
 
 impl SecretCell {

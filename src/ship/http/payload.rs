@@ -70,6 +70,10 @@ impl Payload {
         Payload::Records { parts, at }
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn len(&self) -> usize {
         match self {
             Payload::Ndjson { lines, .. } => lines.len(),
