@@ -13,6 +13,7 @@
 //! with the parser's `ParseError`.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::detect::Detected;
@@ -20,7 +21,7 @@ use super::join::PartialJoiner;
 use super::json::{self, JsonLine};
 use super::multiline::{self, MultilineJoiner};
 use super::parsed::{FieldValue, ParseError, Parsed, Stream};
-use super::regex::Scratch;
+use super::regex::{RegexParser, Scratch};
 use super::{access, cri, docker, klog, logfmt, syslog};
 use crate::config::{Format, MultilineSettings};
 use crate::mark::Mark;
@@ -154,7 +155,7 @@ impl Assembler {
     /// year-less time formats). `rec` is scratch space reused across lines.
     pub fn push<'a>(
         &mut self,
-        format: &'a Format,
+        parser: &'a LineParser,
         line: &'a str,
         at: Mark,
         now_ns: i64,
@@ -163,7 +164,7 @@ impl Assembler {
     ) {
         let container = self.joiner.is_some();
         if !container && self.multiline.is_empty() {
-            let error = parse(format, line, now_ns, rec, &mut self.regex).err();
+            let error = parser.parse(line, now_ns, rec, &mut self.regex).err();
             if error.is_some() {
                 rec.clear();
                 rec.message = Cow::Borrowed(line);
@@ -184,14 +185,14 @@ impl Assembler {
                     return (raw(line), None);
                 }
                 let mut head = Parsed::default();
-                match parse(format, line, now_ns, &mut head, regex) {
+                match parser.parse(line, now_ns, &mut head, regex) {
                     Ok(()) => (head.into_owned(), None),
                     Err(e) => (raw(line), Some(e)),
                 }
             });
             return;
         }
-        if let Err(error) = parse(format, line, now_ns, rec, &mut self.regex) {
+        if let Err(error) = parser.parse(line, now_ns, rec, &mut self.regex) {
             rec.clear();
             rec.message = Cow::Borrowed(line);
             emit(Event {
@@ -338,38 +339,81 @@ fn emit_joined(mut head: Head, done: multiline::Event, emit: &mut dyn FnMut(Even
     });
 }
 
-/// Parses one line in `format` into `out`.
-fn parse<'a>(
-    format: &'a Format,
-    line: &'a str,
-    now_ns: i64,
-    out: &mut Parsed<'a>,
-    regex: &mut Option<Scratch>,
-) -> Result<(), ParseError> {
-    match format {
-        Format::Raw | Format::Auto => {
-            out.clear();
-            out.message = Cow::Borrowed(line);
-            Ok(())
-        }
-        Format::Json => json_into(line, out),
-        Format::Logfmt => logfmt::parse_into(line, out),
-        Format::Cri => cri::parse_into(line, out),
-        Format::Docker => docker::parse_into(line, out),
-        Format::Syslog => syslog::parse_into(line, now_ns, out),
-        Format::Combined => access::parse_into(line, access::Variant::Combined, out),
-        Format::Common => access::parse_into(line, access::Variant::Common, out),
-        Format::Klog => klog::parse_into(line, now_ns, out),
-        Format::Regex(p) => {
-            let scratch = regex.get_or_insert_with(|| p.locations());
-            p.parse_into(line, now_ns, out, scratch)
+/// A format's line parser as a function: `(line, now_ns, out)`.
+pub type ParseFn = for<'a> fn(&'a str, i64, &mut Parsed<'a>) -> Result<(), ParseError>;
+
+/// How the lines of one file are parsed, chosen once per file (from its format, or the one
+/// `auto` detected), so that parsing a line never looks at the config again.
+#[derive(Clone)]
+pub enum LineParser {
+    Fn(ParseFn),
+    /// A user pattern: a record's field names are borrowed from the compiled pattern.
+    Regex(Arc<RegexParser>),
+}
+
+impl LineParser {
+    pub fn of(format: &Format) -> LineParser {
+        LineParser::Fn(match format {
+            Format::Raw | Format::Auto => raw_into,
+            Format::Json => json_into,
+            Format::Logfmt => logfmt_into,
+            Format::Cri => cri_into,
+            Format::Docker => docker_into,
+            Format::Syslog => syslog::parse_into,
+            Format::Combined => combined_into,
+            Format::Common => common_into,
+            Format::Klog => klog::parse_into,
+            Format::Regex(p) => return LineParser::Regex(Arc::clone(p)),
+        })
+    }
+
+    /// Parses one line into `out`; `scratch` is the regex's reusable capture space.
+    pub fn parse<'a>(
+        &'a self,
+        line: &'a str,
+        now_ns: i64,
+        out: &mut Parsed<'a>,
+        scratch: &mut Option<Scratch>,
+    ) -> Result<(), ParseError> {
+        match self {
+            LineParser::Fn(f) => f(line, now_ns, out),
+            LineParser::Regex(p) => {
+                let scratch = scratch.get_or_insert_with(|| p.locations());
+                p.parse_into(line, now_ns, out, scratch)
+            }
         }
     }
 }
 
+fn raw_into<'a>(line: &'a str, _now_ns: i64, out: &mut Parsed<'a>) -> Result<(), ParseError> {
+    out.clear();
+    out.message = Cow::Borrowed(line);
+    Ok(())
+}
+
+fn logfmt_into<'a>(line: &'a str, _now_ns: i64, out: &mut Parsed<'a>) -> Result<(), ParseError> {
+    logfmt::parse_into(line, out)
+}
+
+fn cri_into<'a>(line: &'a str, _now_ns: i64, out: &mut Parsed<'a>) -> Result<(), ParseError> {
+    cri::parse_into(line, out)
+}
+
+fn docker_into<'a>(line: &'a str, _now_ns: i64, out: &mut Parsed<'a>) -> Result<(), ParseError> {
+    docker::parse_into(line, out)
+}
+
+fn combined_into<'a>(line: &'a str, _now_ns: i64, out: &mut Parsed<'a>) -> Result<(), ParseError> {
+    access::parse_into(line, access::Variant::Combined, out)
+}
+
+fn common_into<'a>(line: &'a str, _now_ns: i64, out: &mut Parsed<'a>) -> Result<(), ParseError> {
+    access::parse_into(line, access::Variant::Common, out)
+}
+
 /// A `json` line as a `Parsed`, for the paths that join (the direct path writes `JsonLine`s
 /// itself): field values stay the JSON text they were written as.
-fn json_into<'a>(line: &'a str, out: &mut Parsed<'a>) -> Result<(), ParseError> {
+fn json_into<'a>(line: &'a str, _now_ns: i64, out: &mut Parsed<'a>) -> Result<(), ParseError> {
     out.clear();
     let mut j = JsonLine::default();
     if json::parse_into(line, &mut j).is_err() {

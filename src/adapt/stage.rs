@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender};
 
-use super::assemble::{self, Adapter, Assembler};
+use super::assemble::{self, Adapter, Assembler, LineParser};
 use super::detect;
 use super::json::{self, JsonLine};
 use super::k8s_path;
@@ -87,6 +87,8 @@ struct FileState {
     context: Arc<Context>,
     /// The file's format: the source's, or the one `auto` picked.
     format: Format,
+    /// Its line parser, chosen once.
+    parser: LineParser,
     /// `None` when the file's lines take a direct route (`raw`, `json`).
     assembler: Option<Assembler>,
     /// Just past the last line fed: where the checkpoint goes once pending events are out.
@@ -255,6 +257,7 @@ impl Worker {
             let state = FileState {
                 context: self.context(&chunk.file, &plan),
                 assembler: (!direct).then(|| Assembler::new(&plan.adapter, &format)),
+                parser: LineParser::of(&format),
                 format,
                 consumed: Mark::default(),
                 last_input: Instant::now(),
@@ -422,7 +425,7 @@ fn assembled_lines(chunk: &Chunk, state: &mut FileState, b: &mut Builder<'_>, co
         return Mark::at(chunk.end(), data);
     };
     asm.last_input = Instant::now();
-    let format = &state.format;
+    let parser = &state.parser;
     let mut rec = Parsed::default();
     for (pos, line) in lines(chunk) {
         let text = line_text(&data[pos..line.end]);
@@ -444,8 +447,8 @@ fn assembled_lines(chunk: &Chunk, state: &mut FileState, b: &mut Builder<'_>, co
                 b.event(&ev);
             };
             match &text {
-                Cow::Borrowed(t) => asm.push(format, t, at, chunk.observed_ns, &mut rec, &mut emit),
-                Cow::Owned(t) => asm.push(format, t, at, chunk.observed_ns, &mut Parsed::default(), &mut emit),
+                Cow::Borrowed(t) => asm.push(parser, t, at, chunk.observed_ns, &mut rec, &mut emit),
+                Cow::Owned(t) => asm.push(parser, t, at, chunk.observed_ns, &mut Parsed::default(), &mut emit),
             }
         }
         if b.len() > first {
