@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{DurationValue, SinkFileConfig};
+use super::file::{DurationValue, SinkFileConfig};
 
 /// A request that takes longer (connect, send, answer) is abandoned and retried.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -485,7 +485,7 @@ pub(super) fn validate_http(
     let mut duration = |key: &str, v: &Option<DurationValue>, default: Duration| match v {
         None => default,
         Some(v) => v.parse().unwrap_or_else(|m| {
-            bad(key, m);
+            bad(key, m.to_string());
             default
         }),
     };

@@ -1,0 +1,173 @@
+//! The config file as the user writes it: serde mirror structs that reject unknown keys.
+//! `validate` (in this module's parent and its `source`, `sink`, `http` and `resource`
+//! children) turns them into the runtime settings.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::http::{AuthFileConfig, DeadLetterFileConfig, RetryFileConfig, TlsFileConfig};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileConfig {
+    pub(super) data_dir: Option<PathBuf>,
+    pub(super) max_inflight_bytes: Option<usize>,
+    pub(super) shutdown_timeout: Option<DurationValue>,
+    pub(super) rescan_interval: Option<DurationValue>,
+    pub(super) rotate_wait: Option<DurationValue>,
+    pub(super) checkpoint_grace: Option<DurationValue>,
+    pub(super) max_open_files: Option<usize>,
+    pub(super) read_buffer_bytes: Option<usize>,
+    #[serde(default)]
+    pub(super) metrics: MetricsFileConfig,
+    /// Static resource attributes added to every record (`host.name`, `service.name`, …).
+    #[serde(default)]
+    pub(super) resource: BTreeMap<String, String>,
+    /// Which environment variable fills which resource key, over the Downward API defaults;
+    /// an empty variable name turns a default off.
+    #[serde(default)]
+    pub(super) resource_env: BTreeMap<String, String>,
+    /// Static fields added to every record's `fields` (a source's own `fields` win).
+    #[serde(default)]
+    pub(super) fields: BTreeMap<String, String>,
+    #[serde(default)]
+    pub(super) sources: Vec<SourceFileConfig>,
+    #[serde(default)]
+    pub(super) sinks: Vec<SinkFileConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MetricsFileConfig {
+    pub(super) enabled: Option<bool>,
+    pub(super) address: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SourceFileConfig {
+    pub(super) name: Option<String>,
+    #[serde(default)]
+    pub(super) include: Vec<String>,
+    #[serde(default)]
+    pub(super) exclude: Option<Vec<String>>,
+    pub(super) format: Option<String>,
+    pub(super) read_from: Option<String>,
+    pub(super) max_line_bytes: Option<usize>,
+    pub(super) partial_line_timeout: Option<DurationValue>,
+    /// `regex` only: the pattern with named captures, and an optional time layout.
+    pub(super) pattern: Option<String>,
+    pub(super) timestamp_format: Option<String>,
+    pub(super) multiline: Option<MultilineFileConfig>,
+    #[serde(default)]
+    pub(super) fields: BTreeMap<String, String>,
+    /// `"path"` (default): namespace/pod/container from a `/var/log/pods/…` path; `"none"`.
+    pub(super) kubernetes_metadata: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MultilineFileConfig {
+    pub(super) start: Option<String>,
+    pub(super) preset: Option<String>,
+    pub(super) max_lines: Option<usize>,
+    pub(super) max_bytes: Option<usize>,
+    pub(super) timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SinkFileConfig {
+    pub(super) name: Option<String>,
+    #[serde(rename = "type")]
+    pub(super) kind: Option<String>,
+    /// Source names this sink reads; all sources when absent.
+    pub(super) inputs: Option<Vec<String>>,
+    pub(super) encoding: Option<String>,
+    pub(super) address: Option<String>,
+    pub(super) path: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) batch: BatchFileConfig,
+    // The http sink's keys, validated by `http::validate_http` (serde's `flatten` would
+    // defeat `deny_unknown_fields`, so they are listed here).
+    pub(super) url: Option<String>,
+    pub(super) method: Option<String>,
+    pub(super) headers: Option<BTreeMap<String, String>>,
+    pub(super) compression: Option<String>,
+    pub(super) auth: Option<AuthFileConfig>,
+    pub(super) tls: Option<TlsFileConfig>,
+    pub(super) timeout: Option<DurationValue>,
+    pub(super) concurrency: Option<usize>,
+    pub(super) retry: Option<RetryFileConfig>,
+    pub(super) dead_letter: Option<DeadLetterFileConfig>,
+    // The elasticsearch sink's own keys.
+    pub(super) index: Option<String>,
+    pub(super) data_stream: Option<String>,
+    // The loki sink's own keys.
+    pub(super) labels: Option<BTreeMap<String, String>>,
+    pub(super) structured_metadata: Option<BTreeMap<String, String>>,
+    pub(super) tenant_id: Option<String>,
+    pub(super) line: Option<String>,
+    // The splunk_hec sink's own key (it shares `index` and `line`).
+    pub(super) sourcetype: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BatchFileConfig {
+    pub(super) max_events: Option<usize>,
+    pub(super) max_bytes: Option<usize>,
+    pub(super) linger_ms: Option<u64>,
+}
+
+/// A duration written as `"1s"`, `"250ms"`, `"2m"`, or a bare number of seconds.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum DurationValue {
+    Seconds(f64),
+    Text(String),
+}
+
+/// A duration value that is not one.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum DurationError {
+    #[error("{0} is not a duration")]
+    Seconds(f64),
+    #[error("{text:?} is not a duration ({source}); write e.g. \"500ms\" or \"5s\"")]
+    Text {
+        text: String,
+        source: humantime::DurationError,
+    },
+}
+
+impl DurationValue {
+    pub(super) fn parse(&self) -> Result<Duration, DurationError> {
+        match self {
+            DurationValue::Seconds(s) if s.is_finite() && *s >= 0.0 => Ok(Duration::from_secs_f64(*s)),
+            DurationValue::Seconds(s) => Err(DurationError::Seconds(*s)),
+            DurationValue::Text(t) => humantime::parse_duration(t).map_err(|source| DurationError::Text {
+                text: t.clone(),
+                source,
+            }),
+        }
+    }
+}
+
+/// The duration at `key`, its default when unset; a bad value is a problem (and the default).
+pub(super) fn duration(
+    key: &str,
+    v: &Option<DurationValue>,
+    default: Duration,
+    problem: &mut dyn FnMut(String, String),
+) -> Duration {
+    match v {
+        None => default,
+        Some(v) => v.parse().unwrap_or_else(|e| {
+            problem(key.to_owned(), e.to_string());
+            default
+        }),
+    }
+}
