@@ -19,8 +19,9 @@ mod source;
 
 use self::file::{duration, FileConfig};
 pub use self::http::{
-    client_identity, Api, Auth, Compression, DeadLetterSettings, EsTarget, Framing, HttpSettings, LineKind,
-    LokiSettings, RecordKey, RetrySettings, Secret, SplunkSettings, TlsSettings,
+    client_identity, Api, Auth, Compression, DeadLetterSettings, EsTarget, Framing, HttpSettings, IdentityError,
+    LineKind, LokiSettings, RecordKey, RetrySettings, Secret, SplunkSettings, TlsSettings, DEFAULT_ES_INDEX,
+    DEFAULT_LOKI_LABELS, LOKI_PUSH_PATH, OTLP_LOGS_PATH, SPLUNK_EVENT_PATH,
 };
 pub use self::resource::{system_hostname, DOWNWARD_API_ENV};
 pub use self::sink::{BatchSettings, Encoding, SinkKind, SinkSettings};

@@ -24,7 +24,7 @@ use serde::Deserialize;
 
 use super::encode::record_ndjson;
 use super::escape::escape_into;
-use crate::config::EsTarget;
+use crate::config::{EsTarget, DEFAULT_ES_INDEX};
 use crate::record::RecordRef;
 use crate::ship::http::payload::Payload;
 use crate::ship::http::protocol::{Answer, BodyError, Protocol};
@@ -190,6 +190,70 @@ impl Protocol for Elasticsearch {
             Err(e) => Answer::Unreadable(e.to_string()),
         }
     }
+}
+
+/// Validates an elasticsearch sink's target (`index` or `data_stream`); `bad(key, message)`
+/// reports a problem.
+pub fn target(index: Option<&str>, data_stream: Option<&str>, bad: &mut dyn FnMut(&str, String)) -> Option<EsTarget> {
+    match (index, data_stream) {
+        (Some(_), Some(_)) => {
+            bad("data_stream", "give index or data_stream, not both".into());
+            None
+        }
+        (None, Some(ds)) => match name_problem(ds, false) {
+            None => Some(EsTarget::DataStream(ds.to_owned())),
+            Some(m) => {
+                bad("data_stream", m);
+                None
+            }
+        },
+        (index, None) => {
+            let pattern = index.unwrap_or(DEFAULT_ES_INDEX);
+            match name_problem(pattern, true) {
+                None => Some(EsTarget::Index(pattern.to_owned())),
+                Some(m) => {
+                    bad("index", m);
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// `url` is the cluster (`http://es:9200`, maybe under a proxy path); the API is `_bulk`
+/// below it. `filter_path` trims the answer to what is read: per-item status and error.
+pub fn endpoint(url: &mut reqwest::Url) {
+    let path = format!("{}/_bulk", url.path().trim_end_matches('/'));
+    url.set_path(&path);
+    url.set_query(Some("filter_path=errors,items.*.status,items.*.error"));
+}
+
+/// What is wrong with an index or data stream name (ES: lowercase, no `\ / * ? " < > | , #`
+/// or space, not starting with `-`, `_`, `+`); for a pattern, only `%Y`, `%m`, `%d`.
+pub fn name_problem(name: &str, pattern: bool) -> Option<String> {
+    let mut rest = name;
+    let mut literal = String::new();
+    while let Some(at) = rest.find('%') {
+        literal.push_str(&rest[..at]);
+        match rest[at + 1..].chars().next() {
+            Some('Y' | 'm' | 'd') if pattern => literal.push('0'),
+            _ if pattern => return Some(format!("{name:?}: only %Y, %m and %d are known")),
+            _ => return Some(format!("{name:?} cannot hold '%'")),
+        }
+        rest = &rest[at + 2..];
+    }
+    literal.push_str(rest);
+    if literal.is_empty()
+        || literal.starts_with(['-', '_', '+'])
+        || literal
+            .chars()
+            .any(|c| c.is_uppercase() || "\\/*?\"<>|,# :".contains(c))
+    {
+        return Some(format!(
+            "{name:?} is not a valid Elasticsearch name (lowercase, no spaces or \\/*?\"<>|,#:)"
+        ));
+    }
+    None
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use super::encode::record_ndjson;
-use crate::config::{LineKind, LokiSettings, RecordKey};
+use crate::config::{LineKind, LokiSettings, RecordKey, DEFAULT_LOKI_LABELS, LOKI_PUSH_PATH};
 use crate::record::RecordRef;
 use crate::ship::http::payload::Payload;
 use crate::ship::http::protocol::{BodyError, Protocol};
@@ -136,6 +136,78 @@ impl Protocol for Loki {
             .iter()
             .map(|t| ("X-Scope-OrgID", t.clone()))
             .collect()
+    }
+}
+
+/// Validates a loki sink's own keys (`labels`, `structured_metadata`, `tenant_id`, `line`);
+/// `bad(key, message)` reports a problem.
+pub fn settings(
+    labels: Option<&BTreeMap<String, String>>,
+    structured_metadata: Option<&BTreeMap<String, String>>,
+    tenant_id: Option<&str>,
+    line: Option<&str>,
+    bad: &mut dyn FnMut(&str, String),
+) -> LokiSettings {
+    let labels = record_keys("labels", labels, DEFAULT_LOKI_LABELS, bad);
+    let structured_metadata = record_keys("structured_metadata", structured_metadata, &[], bad);
+    let line = match line.unwrap_or("message") {
+        "message" => LineKind::Message,
+        "record" => LineKind::Record,
+        other => {
+            bad("line", format!("{other:?} must be \"message\" or \"record\""));
+            LineKind::Message
+        }
+    };
+    if let Some(t) = tenant_id {
+        if t.is_empty() || reqwest::header::HeaderValue::from_str(t).is_err() {
+            bad("tenant_id", "not a valid header value".into());
+        }
+    }
+    LokiSettings {
+        labels,
+        structured_metadata,
+        tenant_id: tenant_id.map(str::to_owned),
+        line,
+    }
+}
+
+/// Label (or metadata) names and the record keys their values come from.
+fn record_keys(
+    key: &str,
+    table: Option<&BTreeMap<String, String>>,
+    defaults: &[(&str, &str)],
+    bad: &mut dyn FnMut(&str, String),
+) -> Vec<(String, RecordKey)> {
+    let pairs: Vec<(String, String)> = match table {
+        Some(t) => t.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        None => defaults.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+    };
+    let mut out = Vec::new();
+    for (name, source) in pairs {
+        // Loki's label (and metadata) names: [a-zA-Z_][a-zA-Z0-9_]*.
+        let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            bad(&format!("{key}.{name}"), "a name is [a-zA-Z_][a-zA-Z0-9_]*".into());
+            continue;
+        }
+        match RecordKey::parse(&source) {
+            Some(k) => out.push((name, k)),
+            None => bad(
+                &format!("{key}.{name}"),
+                format!("{source:?}: one of level, file, stream, message, resource.<key>, fields.<key>"),
+            ),
+        }
+    }
+    out
+}
+
+/// `url` is Loki (`http://loki:3100`, maybe under a gateway path); the push API is below it.
+/// A URL that already names it is taken as it is.
+pub fn endpoint(url: &mut reqwest::Url) {
+    if !url.path().ends_with(LOKI_PUSH_PATH) {
+        let path = format!("{}{LOKI_PUSH_PATH}", url.path().trim_end_matches('/'));
+        url.set_path(&path);
     }
 }
 

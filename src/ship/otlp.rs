@@ -26,6 +26,7 @@ use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
+use crate::config::OTLP_LOGS_PATH;
 use crate::record::{RecordRef, ValueRef};
 use crate::ship::http::payload::Payload;
 use crate::ship::http::protocol::{Answer, BodyError, Protocol};
@@ -228,6 +229,15 @@ impl Protocol for Otlp {
             },
             _ => Answer::Delivered,
         }
+    }
+}
+
+/// OTLP/HTTP: the base endpoint (`http://collector:4318`) gets the logs signal path, as the
+/// OTLP exporter spec does with `OTEL_EXPORTER_OTLP_ENDPOINT`.
+pub fn endpoint(url: &mut reqwest::Url) {
+    if !url.path().ends_with(OTLP_LOGS_PATH) {
+        let path = format!("{}{OTLP_LOGS_PATH}", url.path().trim_end_matches('/'));
+        url.set_path(&path);
     }
 }
 

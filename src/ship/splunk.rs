@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::encode::record_ndjson;
-use crate::config::{LineKind, SplunkSettings};
+use crate::config::{LineKind, SplunkSettings, SPLUNK_EVENT_PATH};
 use crate::record::RecordRef;
 use crate::ship::http::payload::Payload;
 use crate::ship::http::protocol::{BodyError, Protocol};
@@ -98,6 +98,43 @@ impl Protocol for Splunk {
                 protocol: "splunk_hec",
                 source,
             })
+    }
+}
+
+/// Validates a splunk_hec sink's own keys (`index`, `sourcetype`, `line`); `bad(key,
+/// message)` reports a problem.
+pub fn settings(
+    index: Option<&str>,
+    sourcetype: Option<&str>,
+    line: Option<&str>,
+    bad: &mut dyn FnMut(&str, String),
+) -> SplunkSettings {
+    let event = match line.unwrap_or("record") {
+        "message" => LineKind::Message,
+        "record" => LineKind::Record,
+        other => {
+            bad("line", format!("{other:?} must be \"message\" or \"record\""));
+            LineKind::Record
+        }
+    };
+    if let Some(i) = index {
+        if i.is_empty() || i.starts_with('_') || i.chars().any(|c| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        {
+            bad("index", format!("{i:?} is not a Splunk index name"));
+        }
+    }
+    SplunkSettings {
+        index: index.map(str::to_owned),
+        sourcetype: sourcetype.map(str::to_owned),
+        event,
+    }
+}
+
+/// The HEC event endpoint below the configured URL.
+pub fn endpoint(url: &mut reqwest::Url) {
+    if !url.path().ends_with(SPLUNK_EVENT_PATH) {
+        let path = format!("{}{SPLUNK_EVENT_PATH}", url.path().trim_end_matches('/'));
+        url.set_path(&path);
     }
 }
 

@@ -39,7 +39,7 @@ pub fn client(sink: &str, http: &HttpSettings) -> Result<reqwest::Client, Error>
         }
     }
     if let Some((cert, key)) = &http.tls.client_cert {
-        b = b.identity(client_identity(cert, key).map_err(|m| tls_err(cert, m))?);
+        b = b.identity(client_identity(cert, key).map_err(|e| tls_err(cert, e.to_string()))?);
     }
     if http.tls.insecure_skip_verify {
         b = b.danger_accept_invalid_certs(true);

@@ -14,7 +14,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod transport;
+
+pub use self::transport::{client_identity, IdentityError};
 use super::file::{DurationValue, SinkFileConfig};
+use crate::ship::{elasticsearch, loki, otlp, splunk};
 
 /// A request that takes longer (connect, send, answer) is abandoned and retried.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -138,7 +142,7 @@ pub enum RecordKey {
 }
 
 impl RecordKey {
-    fn parse(text: &str) -> Option<RecordKey> {
+    pub fn parse(text: &str) -> Option<RecordKey> {
         Some(match text {
             "level" => RecordKey::Level,
             "file" => RecordKey::File,
@@ -272,7 +276,7 @@ pub struct DeadLetterSettings {
 }
 
 /// The keys set on a sink that its type does not take.
-pub(super) fn http_keys_set(kind: Option<&str>, s: &SinkFileConfig) -> Vec<&'static str> {
+pub(in crate::config) fn http_keys_set(kind: Option<&str>, s: &SinkFileConfig) -> Vec<&'static str> {
     let (http, es, loki) = match kind {
         Some("http") => (true, false, false),
         Some("elasticsearch") => (true, true, false),
@@ -316,8 +320,8 @@ fn http_only_keys(s: &SinkFileConfig) -> Vec<&'static str> {
     .collect()
 }
 
-/// Validates an http or elasticsearch sink; `None` when a problem was reported.
-pub(super) fn validate_http(
+/// Validates an HTTP sink of type `kind`; `None` when a problem was reported.
+pub(in crate::config) fn validate_http(
     kind: &str,
     s: &SinkFileConfig,
     name: &str,
@@ -330,284 +334,25 @@ pub(super) fn validate_http(
         ok = false;
         problem(at(key), message);
     };
-
-    let url = match s.url.as_deref() {
-        None => {
-            bad("url", "missing; an http sink needs the URL it posts to".into());
-            None
-        }
-        Some(text) => match reqwest::Url::parse(text) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
-            Ok(_) => {
-                bad("url", format!("{text:?} is not an http:// or https:// URL with a host"));
-                None
-            }
-            Err(e) => {
-                bad("url", format!("{text:?} is not a URL: {e}"));
-                None
-            }
-        },
-    };
-    let method_text = s.method.as_deref().unwrap_or("POST");
-    let method = match reqwest::Method::from_bytes(method_text.to_ascii_uppercase().as_bytes()) {
-        Ok(m) if matches!(m.as_str(), "POST" | "PUT" | "PATCH") => m,
-        _ => {
-            bad("method", format!("{method_text:?} must be POST, PUT or PATCH"));
-            reqwest::Method::POST
-        }
-    };
-    let mut headers = Vec::new();
-    for (k, v) in s.headers.iter().flatten() {
-        match (
-            reqwest::header::HeaderName::from_bytes(k.as_bytes()),
-            reqwest::header::HeaderValue::from_str(v),
-        ) {
-            (Ok(name), Ok(_)) => headers.push((name, Secret::Value(v.clone()))),
-            (Err(_), _) => bad(&format!("headers.{k}"), format!("{k:?} is not a valid header name")),
-            (_, Err(_)) => bad(
-                &format!("headers.{k}"),
-                "the value has characters a header cannot carry".into(),
-            ),
-        }
-    }
-    let default_encoding = if kind == "otlp" { "protobuf" } else { "ndjson" };
-    let mut otlp_json = false;
-    let framing = match s.encoding.as_deref().unwrap_or(default_encoding) {
-        "protobuf" if kind == "otlp" => Framing::Ndjson,
-        "json" if kind == "otlp" => {
-            otlp_json = true;
-            Framing::Ndjson
-        }
-        "ndjson" if kind != "otlp" => Framing::Ndjson,
-        "json_array" if kind == "http" => Framing::JsonArray,
-        other => {
-            let takes = match kind {
-                "http" => "\"ndjson\" or \"json_array\"",
-                "otlp" => "\"protobuf\" or \"json\"",
-                _ => "\"ndjson\"",
-            };
-            bad("encoding", format!("{other:?}: an {kind} sink sends {takes}"));
-            Framing::Ndjson
-        }
-    };
-    let compression = match s.compression.as_deref().unwrap_or("none") {
-        "none" => Compression::None,
-        "gzip" => Compression::Gzip,
-        // Elasticsearch and Loki decode gzip request bodies, not zstd.
-        "zstd" if kind == "http" => Compression::Zstd,
-        other => {
-            let takes = if kind == "http" {
-                "\"none\", \"gzip\" or \"zstd\""
-            } else {
-                "\"none\" or \"gzip\""
-            };
-            bad("compression", format!("{other:?}: an {kind} sink takes {takes}"));
-            Compression::None
-        }
-    };
-
-    let auth = s.auth.as_ref().and_then(|a| {
-        // A secret given both inline and as a file is ambiguous; a file that cannot be read
-        // now would fail every request, so both are problems at start.
-        let mut secret = |key: &str, value: &Option<String>, file: &Option<PathBuf>| -> Option<Secret> {
-            match (value, file) {
-                (Some(v), None) => Some(Secret::Value(v.clone())),
-                (None, Some(f)) => match std::fs::read_to_string(f) {
-                    Ok(_) => Some(Secret::File(f.clone())),
-                    Err(e) => {
-                        bad(&format!("auth.{key}_file"), format!("cannot read {}: {e}", f.display()));
-                        None
-                    }
-                },
-                (Some(_), Some(_)) => {
-                    bad(&format!("auth.{key}"), format!("give {key} or {key}_file, not both"));
-                    None
-                }
-                (None, None) => {
-                    bad(&format!("auth.{key}"), format!("missing; set {key} or {key}_file"));
-                    None
-                }
-            }
-        };
-        match a.strategy.as_deref() {
-            Some("basic") => {
-                let user = a.user.clone();
-                let password = secret("password", &a.password, &a.password_file);
-                match user {
-                    Some(user) => password.map(|password| Auth::Basic { user, password }),
-                    None => {
-                        bad("auth.user", "missing; basic auth needs a user".into());
-                        None
-                    }
-                }
-            }
-            Some("bearer") => secret("token", &a.token, &a.token_file).map(|token| Auth::Bearer { token }),
-            // A splunk_hec sink's auth is its HEC token: the strategy may go unsaid.
-            Some("splunk") | None if kind == "splunk_hec" => {
-                secret("token", &a.token, &a.token_file).map(|token| Auth::Splunk { token })
-            }
-            other => {
-                bad(
-                    "auth.strategy",
-                    format!("{other:?} must be \"basic\" or \"bearer\" (or \"splunk\" for splunk_hec)"),
-                );
-                None
-            }
-        }
-    });
-
-    let mut tls = TlsSettings::default();
-    if let Some(t) = &s.tls {
-        if let Some(ca) = &t.ca_file {
-            match std::fs::read(ca).map(|pem| reqwest::Certificate::from_pem_bundle(&pem)) {
-                Ok(Ok(certs)) if !certs.is_empty() => tls.ca_file = Some(ca.clone()),
-                Ok(_) => bad("tls.ca_file", format!("{} holds no PEM certificate", ca.display())),
-                Err(e) => bad("tls.ca_file", format!("cannot read {}: {e}", ca.display())),
-            }
-        }
-        match (&t.cert_file, &t.key_file) {
-            (Some(cert), Some(key)) => match client_identity(cert, key) {
-                Ok(_) => tls.client_cert = Some((cert.clone(), key.clone())),
-                Err(m) => bad("tls.cert_file", m),
-            },
-            (Some(_), None) => bad("tls.key_file", "missing; a client certificate needs its key".into()),
-            (None, Some(_)) => bad("tls.cert_file", "missing; a client key needs its certificate".into()),
-            (None, None) => {}
-        }
-        tls.insecure_skip_verify = t.insecure_skip_verify.unwrap_or(false);
-    }
-    if let Some(u) = &url {
-        if u.scheme() == "http" && (s.tls.is_some()) {
-            bad("tls", "the url is http://; TLS settings need an https:// url".into());
-        }
-    }
-
-    let mut duration = |key: &str, v: &Option<DurationValue>, default: Duration| match v {
-        None => default,
-        Some(v) => v.parse().unwrap_or_else(|m| {
-            bad(key, m.to_string());
-            default
-        }),
-    };
-    let timeout = duration("timeout", &s.timeout, DEFAULT_TIMEOUT);
-    let r = s.retry.as_ref();
-    let retry = RetrySettings {
-        initial: duration(
-            "retry.initial_backoff",
-            r.map_or(&None, |r| &r.initial_backoff),
-            DEFAULT_RETRY_INITIAL,
-        ),
-        max: duration(
-            "retry.max_backoff",
-            r.map_or(&None, |r| &r.max_backoff),
-            DEFAULT_RETRY_MAX,
-        ),
-        max_retries: r.and_then(|r| r.max_retries).filter(|n| *n > 0),
-    };
-    if timeout < Duration::from_millis(100) {
-        bad("timeout", "must be at least 100ms".into());
-    }
-    if retry.initial.is_zero() || retry.max < retry.initial {
-        bad(
-            "retry",
-            "initial_backoff must be above 0 and not above max_backoff".into(),
-        );
-    }
-    let concurrency = s.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
-    if !(1..=64).contains(&concurrency) {
-        bad("concurrency", format!("{concurrency} is out of range 1..=64"));
-    }
-    let d = s.dead_letter.as_ref();
-    let dead_letter = DeadLetterSettings {
-        dir: data_dir.join("dead-letter"),
-        max_file_bytes: d
-            .and_then(|d| d.max_file_bytes)
-            .unwrap_or(DEFAULT_DEAD_LETTER_FILE_BYTES),
-        max_total_bytes: d
-            .and_then(|d| d.max_total_bytes)
-            .unwrap_or(DEFAULT_DEAD_LETTER_TOTAL_BYTES),
-    };
-    if dead_letter.max_file_bytes < 4096 || dead_letter.max_total_bytes < dead_letter.max_file_bytes {
-        bad(
-            "dead_letter",
-            "max_file_bytes must be at least 4096 and not above max_total_bytes".into(),
-        );
-    }
-    if name.contains(['/', '\0']) || name.starts_with('.') {
-        bad(
-            "name",
-            format!("{name:?} names the dead-letter file; it cannot hold '/' or start with '.'"),
-        );
-    }
-
+    let url = transport::url(s, &mut bad);
+    let method = transport::method(s, &mut bad);
+    let headers = transport::headers(s, &mut bad);
+    let (framing, otlp_json) = transport::framing(kind, s, &mut bad);
+    let compression = transport::compression(kind, s, &mut bad);
+    let auth = s.auth.as_ref().and_then(|a| transport::auth(kind, a, &mut bad));
+    let tls = transport::tls(s, url.as_ref(), &mut bad);
+    let (timeout, retry, concurrency) = transport::timing(s, &mut bad);
+    let dead_letter = transport::dead_letter(s, name, data_dir, &mut bad);
     let api = match kind {
-        "elasticsearch" => match (&s.index, &s.data_stream) {
-            (Some(_), Some(_)) => {
-                bad("data_stream", "give index or data_stream, not both".into());
-                Api::Plain
-            }
-            (None, Some(ds)) => match es_name_problem(ds, false) {
-                None => Api::Elasticsearch(EsTarget::DataStream(ds.clone())),
-                Some(m) => {
-                    bad("data_stream", m);
-                    Api::Plain
-                }
-            },
-            (index, None) => {
-                let pattern = index.as_deref().unwrap_or(DEFAULT_ES_INDEX);
-                match es_name_problem(pattern, true) {
-                    None => Api::Elasticsearch(EsTarget::Index(pattern.to_owned())),
-                    Some(m) => {
-                        bad("index", m);
-                        Api::Plain
-                    }
-                }
-            }
-        },
-        "loki" => {
-            let mut keys = |key: &str,
-                            table: Option<&std::collections::BTreeMap<String, String>>,
-                            defaults: &[(&str, &str)]| {
-                let pairs: Vec<(String, String)> = match table {
-                    Some(t) => t.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-                    None => defaults.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-                };
-                let mut out = Vec::new();
-                for (name, source) in pairs {
-                    // Loki's label (and metadata) names: [a-zA-Z_][a-zA-Z0-9_]*.
-                    let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-                    if !valid {
-                        bad(&format!("{key}.{name}"), "a name is [a-zA-Z_][a-zA-Z0-9_]*".into());
-                        continue;
-                    }
-                    match RecordKey::parse(&source) {
-                        Some(k) => out.push((name, k)),
-                        None => bad(
-                            &format!("{key}.{name}"),
-                            format!("{source:?}: one of level, file, stream, message, resource.<key>, fields.<key>"),
-                        ),
-                    }
-                }
-                out
-            };
-            let labels = keys("labels", s.labels.as_ref(), DEFAULT_LOKI_LABELS);
-            let structured_metadata = keys("structured_metadata", s.structured_metadata.as_ref(), &[]);
-            let line = match s.line.as_deref().unwrap_or("message") {
-                "message" => LineKind::Message,
-                "record" => LineKind::Record,
-                other => {
-                    bad("line", format!("{other:?} must be \"message\" or \"record\""));
-                    LineKind::Message
-                }
-            };
-            Api::Loki(LokiSettings {
-                labels,
-                structured_metadata,
-                tenant_id: s.tenant_id.clone(),
-                line,
-            })
-        }
+        "elasticsearch" => elasticsearch::target(s.index.as_deref(), s.data_stream.as_deref(), &mut bad)
+            .map_or(Api::Plain, Api::Elasticsearch),
+        "loki" => Api::Loki(loki::settings(
+            s.labels.as_ref(),
+            s.structured_metadata.as_ref(),
+            s.tenant_id.as_deref(),
+            s.line.as_deref(),
+            &mut bad,
+        )),
         "otlp" => Api::Otlp { json: otlp_json },
         "splunk_hec" => {
             if !matches!(auth, Some(Auth::Splunk { .. })) {
@@ -616,59 +361,22 @@ pub(super) fn validate_http(
                     "missing; a splunk_hec sink needs auth = { token = \"…\" } (or token_file)".into(),
                 );
             }
-            let event = match s.line.as_deref().unwrap_or("record") {
-                "message" => LineKind::Message,
-                "record" => LineKind::Record,
-                other => {
-                    bad("line", format!("{other:?} must be \"message\" or \"record\""));
-                    LineKind::Record
-                }
-            };
-            if let Some(i) = &s.index {
-                if i.is_empty()
-                    || i.starts_with('_')
-                    || i.chars().any(|c| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-                {
-                    bad("index", format!("{i:?} is not a Splunk index name"));
-                }
-            }
-            Api::SplunkHec(SplunkSettings {
-                index: s.index.clone(),
-                sourcetype: s.sourcetype.clone(),
-                event,
-            })
+            Api::SplunkHec(splunk::settings(
+                s.index.as_deref(),
+                s.sourcetype.as_deref(),
+                s.line.as_deref(),
+                &mut bad,
+            ))
         }
         _ => Api::Plain,
     };
-    if let Some(t) = s.tenant_id.as_deref().filter(|_| matches!(api, Api::Loki(_))) {
-        if t.is_empty() || reqwest::header::HeaderValue::from_str(t).is_err() {
-            bad("tenant_id", "not a valid header value".into());
-        }
-    }
     let mut url = url?;
-    if matches!(api, Api::Otlp { .. }) && !url.path().ends_with(OTLP_LOGS_PATH) {
-        // OTLP/HTTP: the base endpoint (`http://collector:4318`) gets the logs signal path,
-        // as the OTLP exporter spec does with OTEL_EXPORTER_OTLP_ENDPOINT.
-        let path = format!("{}{OTLP_LOGS_PATH}", url.path().trim_end_matches('/'));
-        url.set_path(&path);
-    }
-    if matches!(api, Api::SplunkHec(_)) && !url.path().ends_with(SPLUNK_EVENT_PATH) {
-        let path = format!("{}{SPLUNK_EVENT_PATH}", url.path().trim_end_matches('/'));
-        url.set_path(&path);
-    }
-    if matches!(api, Api::Loki(_)) && !url.path().ends_with(LOKI_PUSH_PATH) {
-        // `url` is Loki (`http://loki:3100`, maybe under a gateway path); the push API is
-        // below it. A URL that already names it is taken as it is.
-        let path = format!("{}{LOKI_PUSH_PATH}", url.path().trim_end_matches('/'));
-        url.set_path(&path);
-    }
-    if matches!(api, Api::Elasticsearch(_)) {
-        // `url` is the cluster (`http://es:9200`, maybe under a proxy path); the API is
-        // `_bulk` below it. `filter_path` trims the answer to what is read: per-item status
-        // and error.
-        let path = format!("{}/_bulk", url.path().trim_end_matches('/'));
-        url.set_path(&path);
-        url.set_query(Some("filter_path=errors,items.*.status,items.*.error"));
+    match &api {
+        Api::Plain => {}
+        Api::Elasticsearch(_) => elasticsearch::endpoint(&mut url),
+        Api::Loki(_) => loki::endpoint(&mut url),
+        Api::Otlp { .. } => otlp::endpoint(&mut url),
+        Api::SplunkHec(_) => splunk::endpoint(&mut url),
     }
     ok.then_some(HttpSettings {
         url,
@@ -683,48 +391,6 @@ pub(super) fn validate_http(
         concurrency,
         retry,
         dead_letter,
-    })
-}
-
-/// What is wrong with an index or data stream name (ES: lowercase, no `\ / * ? " < > | , #`
-/// or space, not starting with `-`, `_`, `+`); for a pattern, only `%Y`, `%m`, `%d`.
-fn es_name_problem(name: &str, pattern: bool) -> Option<String> {
-    let mut rest = name;
-    let mut literal = String::new();
-    while let Some(at) = rest.find('%') {
-        literal.push_str(&rest[..at]);
-        match rest[at + 1..].chars().next() {
-            Some('Y' | 'm' | 'd') if pattern => literal.push('0'),
-            _ if pattern => return Some(format!("{name:?}: only %Y, %m and %d are known")),
-            _ => return Some(format!("{name:?} cannot hold '%'")),
-        }
-        rest = &rest[at + 2..];
-    }
-    literal.push_str(rest);
-    if literal.is_empty()
-        || literal.starts_with(['-', '_', '+'])
-        || literal
-            .chars()
-            .any(|c| c.is_uppercase() || "\\/*?\"<>|,# :".contains(c))
-    {
-        return Some(format!(
-            "{name:?} is not a valid Elasticsearch name (lowercase, no spaces or \\/*?\"<>|,#:)"
-        ));
-    }
-    None
-}
-
-/// Reads a client certificate chain and its key into the identity the TLS client presents.
-pub fn client_identity(cert: &Path, key: &Path) -> Result<reqwest::Identity, String> {
-    let mut pem = std::fs::read(cert).map_err(|e| format!("cannot read {}: {e}", cert.display()))?;
-    pem.push(b'\n');
-    pem.extend(std::fs::read(key).map_err(|e| format!("cannot read {}: {e}", key.display()))?);
-    reqwest::Identity::from_pem(&pem).map_err(|e| {
-        format!(
-            "{} / {}: not a PEM certificate and key: {e}",
-            cert.display(),
-            key.display()
-        )
     })
 }
 
@@ -844,8 +510,8 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("sinks[0].index"), "{err}");
-        assert!(es_name_problem("logs-%Y.%m.%d", true).is_none());
-        assert!(es_name_problem("logs app", false).is_some());
+        assert!(elasticsearch::name_problem("logs-%Y.%m.%d", true).is_none());
+        assert!(elasticsearch::name_problem("logs app", false).is_some());
     }
 
     #[test]
