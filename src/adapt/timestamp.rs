@@ -239,6 +239,27 @@ pub fn rfc3164_prefix(b: &[u8], now_ns: i64) -> Option<i64> {
     infer_year(month, day, d2(b, 7)?, d2(b, 10)?, d2(b, 13)?, 0, now_ns)
 }
 
+/// RFC 3164's time with an unpadded day, `Mmm d hh:mm:ss` (exactly 14 bytes), at the start of
+/// `b`: not what the RFC allows, but what some senders write and every peer reads.
+pub fn rfc3164_unpadded_prefix(b: &[u8], now_ns: i64) -> Option<i64> {
+    if b.len() < 14 || b[3] != b' ' || b[5] != b' ' || b[8] != b':' || b[11] != b':' {
+        return None;
+    }
+    let day = b[4].wrapping_sub(b'0');
+    if day > 9 {
+        return None;
+    }
+    infer_year(
+        month_abbr(&b[..3])?,
+        u32::from(day),
+        d2(b, 6)?,
+        d2(b, 9)?,
+        d2(b, 12)?,
+        0,
+        now_ns,
+    )
+}
+
 /// The Apache/NGINX access-log time `dd/Mmm/yyyy:hh:mm:ss ±hhmm` (without the brackets).
 pub fn apache(s: &str) -> Option<i64> {
     let b = s.as_bytes();
@@ -561,14 +582,26 @@ impl Layout {
 
     /// The instant `s` stands for in this layout; `now_ns` supplies a missing year.
     pub fn parse(&self, s: &str, now_ns: i64) -> Option<i64> {
-        debug_assert!(self.has_date);
-        if let Some(t) = self.fixed.as_ref().and_then(|f| f.parse(s, self.millis_suffix, now_ns)) {
-            return Some(t);
-        }
-        self.parse_chrono(s, now_ns)
+        self.parse_noting(s, now_ns).map(|(t, _)| t)
     }
 
+    /// `parse`, and the reason when part of `s` was not believed: a weekday that contradicts
+    /// the date (`Fri Jul 17 2017`, a Monday) is ignored, as peers do, and reported here so
+    /// the caller can mark and count the line.
+    pub fn parse_noting(&self, s: &str, now_ns: i64) -> Option<(i64, Option<&'static str>)> {
+        debug_assert!(self.has_date);
+        if let Some(t) = self.fixed.as_ref().and_then(|f| f.parse(s, self.millis_suffix, now_ns)) {
+            return Some((t, None));
+        }
+        self.parse_chrono_noting(s, now_ns)
+    }
+
+    #[cfg(test)]
     fn parse_chrono(&self, s: &str, now_ns: i64) -> Option<i64> {
+        self.parse_chrono_noting(s, now_ns).map(|(t, _)| t)
+    }
+
+    fn parse_chrono_noting(&self, s: &str, now_ns: i64) -> Option<(i64, Option<&'static str>)> {
         let mut p = ChronoParsed::new();
         let mut extra_ns = 0;
         if self.millis_suffix {
@@ -580,30 +613,74 @@ impl Layout {
         } else {
             chrono::format::parse(&mut p, s, StrftimeItems::new(&self.format)).ok()?;
         }
-        self.finish(p, now_ns).map(|t| t + extra_ns)
+        self.finish(p, now_ns).map(|(t, warning)| (t + extra_ns, warning))
     }
 
-    fn finish(&self, mut p: ChronoParsed, now_ns: i64) -> Option<i64> {
+    fn finish(&self, mut p: ChronoParsed, now_ns: i64) -> Option<(i64, Option<&'static str>)> {
         if !self.has_offset {
             p.set_offset(0).ok()?;
         }
-        if self.has_year || p.timestamp.is_some() {
-            return p.to_datetime().ok()?.timestamp_nanos_opt();
+        if self.has_year || p.timestamp().is_some() {
+            return match p.to_datetime() {
+                Ok(t) => Some((t.timestamp_nanos_opt()?, None)),
+                Err(_) if p.weekday().is_some() => {
+                    let t = without_weekday(&p)?.to_datetime().ok()?;
+                    Some((t.timestamp_nanos_opt()?, Some(WRONG_WEEKDAY)))
+                }
+                Err(_) => None,
+            };
         }
-        // No year: read the rest as if in a leap year (so Feb 29 parses), then place it.
+        // No year: read the rest as if in a leap year (so Feb 29 parses), then place it. The
+        // weekday cannot be checked against the year 2000, so it is left out.
+        let mut p = match p.weekday() {
+            Some(_) => without_weekday(&p)?,
+            None => p,
+        };
         p.set_year(2000).ok()?;
         let t = p.to_datetime().ok()?;
         use chrono::{Datelike, Timelike};
-        infer_year(
+        // The fields are the writer's local time (`%z` says how far from UTC): place the year
+        // by the writer's "now", then take the offset off.
+        let offset_ns = i64::from(t.offset().local_minus_utc()) * NANOS_PER_SEC;
+        let local = infer_year(
             t.month(),
             t.day(),
             t.hour(),
             t.minute(),
             t.second(),
             t.nanosecond(),
-            now_ns,
-        )
+            now_ns.saturating_add(offset_ns),
+        )?;
+        Some((local.checked_sub(offset_ns)?, None))
     }
+}
+
+/// The warning of a date read without its contradicting weekday.
+pub const WRONG_WEEKDAY: &str = "the weekday does not match the date; the date was used";
+
+/// `p` without its weekday. Chrono refuses a date whose weekday disagrees with it; the date is
+/// what a reader acts on (a wrong weekday is a typo or a buggy formatter). Only the fields a
+/// strftime layout can set besides week-based dates are carried over.
+fn without_weekday(p: &ChronoParsed) -> Option<ChronoParsed> {
+    let mut q = ChronoParsed::new();
+    let set = |v: Option<i64>, f: &mut dyn FnMut(i64) -> chrono::format::ParseResult<()>| match v {
+        Some(v) => f(v).ok(),
+        None => Some(()),
+    };
+    set(p.year().map(i64::from), &mut |v| q.set_year(v))?;
+    set(p.year_div_100().map(i64::from), &mut |v| q.set_year_div_100(v))?;
+    set(p.year_mod_100().map(i64::from), &mut |v| q.set_year_mod_100(v))?;
+    set(p.month().map(i64::from), &mut |v| q.set_month(v))?;
+    set(p.day().map(i64::from), &mut |v| q.set_day(v))?;
+    set(p.ordinal().map(i64::from), &mut |v| q.set_ordinal(v))?;
+    if let (Some(div), Some(rem)) = (p.hour_div_12(), p.hour_mod_12()) {
+        q.set_hour(i64::from(div * 12 + rem)).ok()?;
+    }
+    set(p.minute().map(i64::from), &mut |v| q.set_minute(v))?;
+    set(p.second().map(i64::from), &mut |v| q.set_second(v))?;
+    set(p.nanosecond().map(i64::from), &mut |v| q.set_nanosecond(v))?;
+    set(p.offset().map(i64::from), &mut |v| q.set_offset(v))?;
+    Some(q)
 }
 
 #[cfg(test)]
@@ -831,6 +908,54 @@ mod tests {
         let l = Layout::new("%m-%d %H:%M:%S%.3f").unwrap();
         assert_eq!(l.parse("3-17 16:13:38.811", NOW), Some(utc("2026-03-17T16:13:38.811Z")));
         assert!(Layout::new("%H:%M").is_err());
+    }
+
+    #[test]
+    fn unpadded_rfc3164_day() {
+        assert_eq!(
+            rfc3164_unpadded_prefix(b"Jun 8 11:54:08 master", NOW),
+            Some(utc("2026-06-08T11:54:08Z"))
+        );
+        assert_eq!(rfc3164_unpadded_prefix(b"Jun 08 11:54:08", NOW), None);
+        assert_eq!(rfc3164_unpadded_prefix(b"Jun 8 11:54:0", NOW), None);
+        assert_eq!(rfc3164_unpadded_prefix(b"Jun 0 11:54:08", NOW), None);
+    }
+
+    #[test]
+    fn offset_without_year() {
+        // 23:30 at UTC-05:00 on Nov 24 is 04:30 UTC on Nov 25.
+        let l = Layout::new("%b %d %H:%M:%S %z").unwrap();
+        assert_eq!(l.parse("Nov 24 23:30:00 -0500", NOW), Some(utc("2026-11-25T04:30:00Z")));
+        assert_eq!(l.parse("Jun 13 16:33:35 +0200", NOW), Some(utc("2026-06-13T14:33:35Z")));
+        // The New Year rule runs on the writer's clock: 00:30 on Jan 1 at +01:00 is still
+        // Dec 31 in UTC, and read on Dec 31 it is this year's, not last year's.
+        let dec31 = utc("2026-12-31T23:45:00Z");
+        assert_eq!(
+            l.parse("Jan 01 00:30:00 +0100", dec31),
+            Some(utc("2026-12-31T23:30:00Z"))
+        );
+    }
+
+    #[test]
+    fn wrong_weekday_uses_the_date() {
+        let l = Layout::new("%a %b %d %H:%M:%S %Y").unwrap();
+        // 2017-07-17 was a Monday.
+        assert_eq!(
+            l.parse_noting("Fri Jul 17 10:00:00 2017", NOW),
+            Some((utc("2017-07-17T10:00:00Z"), Some(WRONG_WEEKDAY)))
+        );
+        assert_eq!(
+            l.parse_noting("Mon Jul 17 10:00:00 2017", NOW),
+            Some((utc("2017-07-17T10:00:00Z"), None))
+        );
+        assert_eq!(l.parse_noting("Xyz Jul 17 10:00:00 2017", NOW), None);
+        assert_eq!(l.parse_noting("Fri Jul 32 10:00:00 2017", NOW), None);
+        // Without a year the weekday cannot be checked; the date is placed as usual.
+        let l = Layout::new("%a %b %d %H:%M:%S").unwrap();
+        assert_eq!(
+            l.parse_noting("Fri Jul 17 10:00:00", NOW),
+            Some((utc("2026-07-17T10:00:00Z"), None))
+        );
         assert!(Layout::new("%Y-%m-%d %H %Q").is_err());
     }
 }
