@@ -91,6 +91,25 @@ pub fn parse_into<'a>(line: &'a str, rec: &mut JsonLine<'a>) -> Result<(), Parse
     Ok(())
 }
 
+/// `parse_into` without lifting anything: every key stays in `fields`, for formats whose own
+/// keys mean something else than the json format's (Docker's `time` is only ever a string).
+pub fn parse_fields_into<'a>(line: &'a str, rec: &mut JsonLine<'a>) -> Result<(), ParseError> {
+    rec.timestamp_ns = None;
+    rec.time_unparsed = false;
+    rec.level = None;
+    rec.message = None;
+    rec.fields.clear();
+    let mut found = Found::default();
+    let mut de = serde_json::Deserializer::from_str(line);
+    ObjectSeed {
+        rec: &mut *rec,
+        found: &mut found,
+    }
+    .deserialize(&mut de)?;
+    de.end()?;
+    Ok(())
+}
+
 /// Where the first occurrence of each lifted key sits in `fields`.
 #[derive(Default)]
 struct Found {
