@@ -126,6 +126,9 @@ struct SourceFileConfig {
     fields: BTreeMap<String, String>,
     /// `"path"` (default): namespace/pod/container from a `/var/log/pods/…` path; `"none"`.
     kubernetes_metadata: Option<String>,
+    /// Reject lines that break the format's RFC instead of salvaging them (`syslog` only).
+    #[serde(default)]
+    strict: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -220,6 +223,11 @@ pub struct Settings {
     /// Resource attributes for every record: config `[resource]` over Downward API env vars.
     pub resource: BTreeMap<String, String>,
     pub sources: Vec<SourceSettings>,
+    /// `strict` of each source, in the order of `sources`: reject lines that break the
+    /// format's RFC rather than salvage them with a `parse_warning`. Kept beside `sources`
+    /// rather than in `SourceSettings` so that code building a `SourceSettings` by hand is
+    /// not broken before the adapter reads it.
+    pub strict_sources: Vec<bool>,
     pub sinks: Vec<SinkSettings>,
 }
 
@@ -260,6 +268,9 @@ pub enum Format {
     /// Picked per file from its first lines (`adapt::detect`).
     Auto,
 }
+
+/// The formats that have a strict mode (`strict = true`).
+pub const STRICT_FORMATS: [&str; 1] = ["syslog"];
 
 /// The format names `format =` takes, for messages.
 pub const FORMAT_NAMES: &str = "raw, json, logfmt, cri, docker, syslog, combined, common, klog, regex, auto";
@@ -565,6 +576,7 @@ fn validate(mut file: FileConfig, base: &Path, env: &dyn Fn(&str) -> Option<Stri
         problem("sources".into(), "at least one [[sources]] entry is needed".into());
     }
     let mut sources = Vec::new();
+    let mut strict_sources = Vec::new();
     for (i, s) in file.sources.into_iter().enumerate() {
         let at = |k: &str| format!("sources[{i}].{k}");
         let name = s.name.clone().unwrap_or_else(|| format!("source{i}"));
@@ -632,6 +644,13 @@ fn validate(mut file: FileConfig, base: &Path, env: &dyn Fn(&str) -> Option<Stri
                 }
             }
         }
+        if s.strict && !STRICT_FORMATS.contains(&s.format.as_deref().unwrap_or("raw")) {
+            problem(
+                at("strict"),
+                format!("only these formats have a strict mode: {}", STRICT_FORMATS.join(", ")),
+            );
+        }
+        strict_sources.push(s.strict);
         let multiline = s.multiline.as_ref().and_then(|m| {
             let rule = match (&m.start, &m.preset) {
                 (Some(_), Some(_)) => {
@@ -862,6 +881,7 @@ fn validate(mut file: FileConfig, base: &Path, env: &dyn Fn(&str) -> Option<Stri
         metrics_address,
         resource,
         sources,
+        strict_sources,
         sinks,
     })
 }
@@ -1015,6 +1035,9 @@ mod tests {
             vec![("env".into(), "prod".into()), ("team".into(), "payments".into())]
         );
         assert!(!src.kubernetes_path_metadata);
+        assert_eq!(s.strict_sources, vec![false], "lenient unless asked");
+        let s = parse(&with_source("format = \"syslog\"\nstrict = true")).unwrap();
+        assert_eq!(s.strict_sources, vec![true]);
         for name in FORMAT_NAMES.split(", ").filter(|n| *n != "regex") {
             let s = parse(&with_source(&format!("format = \"{name}\""))).unwrap();
             assert_eq!(s.sources[0].format.name(), name);
@@ -1050,6 +1073,9 @@ mod tests {
             ),
             ("kubernetes_metadata = \"api\"", "sources[0].kubernetes_metadata"),
             ("format = \"xml\"", "sources[0].format"),
+            ("strict = true", "sources[0].strict"),
+            ("format = \"json\"\nstrict = true", "sources[0].strict"),
+            ("format = \"syslog\"\nstrict = \"yes\"", "strict"),
         ];
         for (lines, key) in cases {
             let err = parse(&with_source(lines)).unwrap_err().to_string();
