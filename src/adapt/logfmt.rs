@@ -3,7 +3,8 @@
 //! Mapping onto the record:
 //! - the first `ts` / `time` / `timestamp` whose value `timestamp::parse_any` reads (RFC 3339,
 //!   log4j, Apache, epoch) becomes the event time;
-//! - the first `level` / `lvl` / `severity` whose value `normalize_level` knows becomes the level;
+//! - the first `level` / `lvl` / `severity` / `at` (Heroku's) whose value `normalize_level`
+//!   knows becomes the level;
 //! - the first `msg` / `message` becomes the message (empty when there is none);
 //! - every other pair goes to `fields` under its own key, as a string (logfmt has no types);
 //!   a bare key (`debug` alone) is `true`, `key=` is the empty string. A time or level whose
@@ -80,7 +81,8 @@ pub fn parse_into<'a>(line: &'a str, out: &mut Parsed<'a>) -> Result<(), ParseEr
                     }
                     out.time_unparsed = true;
                 }
-                "level" | "lvl" | "severity" if !have_level => {
+                // `at` is Heroku's (router, dynos, many Ruby loggers): `at=info`, `at=error`.
+                "level" | "lvl" | "severity" | "at" if !have_level => {
                     if let Some(l) = normalize_level(s) {
                         out.level = Some(l);
                         have_level = true;
