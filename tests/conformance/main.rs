@@ -3,3 +3,4 @@
 //! One test binary of its own, so it needs none of the agent's integration harness.
 
 mod speed;
+mod table;
