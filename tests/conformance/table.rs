@@ -7,8 +7,8 @@
 //! are parts of the record: `@time` (RFC 3339; `-` none, `unparsed` for a time the line had but
 //! the parser could not read), `@level`, `@message`, `@stream`, `@partial`, `@warning` (the
 //! lenient parse's reason, also expected as the field `parse_warning`), `@error` (the line is
-//! rejected, with this reason), `@strict.error` (syslog: strict mode rejects it, with this
-//! reason; without it strict mode must give the same record), `@todo` (a known disagreement,
+//! rejected, with this reason), `@strict.error` (formats with a strict mode: it rejects the
+//! line, with this reason; without it strict mode must give the same record), `@todo` (a known disagreement,
 //! with why: the row must still disagree, so that a fix is noticed and the row promoted).
 //! Other keys are fields, nested maps as `sd.<id>.<param>`, and every field the parser gives
 //! must be listed. A part not listed must be absent. `\u{HEX}` in a line or value is that
@@ -249,30 +249,25 @@ fn syslog() {
     check("syslog", &lenient, Some(&strict));
 }
 
+fn access_check(format: &str, variant: access::Variant) {
+    let with = |strict: bool| {
+        move |l: &str| {
+            let mut out = Parsed::default();
+            let r = access::parse_into_with(l, variant, strict, &mut out);
+            of(r, &out)
+        }
+    };
+    check(format, &with(false), Some(&with(true)));
+}
+
 #[test]
 fn combined() {
-    check(
-        "combined",
-        &|l| {
-            let mut out = Parsed::default();
-            let r = access::parse_into(l, access::Variant::Combined, &mut out);
-            of(r, &out)
-        },
-        None,
-    );
+    access_check("combined", access::Variant::Combined);
 }
 
 #[test]
 fn common() {
-    check(
-        "common",
-        &|l| {
-            let mut out = Parsed::default();
-            let r = access::parse_into(l, access::Variant::Common, &mut out);
-            of(r, &out)
-        },
-        None,
-    );
+    access_check("common", access::Variant::Common);
 }
 
 #[test]
@@ -316,15 +311,14 @@ fn klog() {
 
 #[test]
 fn logfmt() {
-    check(
-        "logfmt",
-        &|l| {
+    let with = |strict: bool| {
+        move |l: &str| {
             let mut out = Parsed::default();
-            let r = logfmt::parse_into(l, &mut out);
+            let r = logfmt::parse_into_with(l, strict, &mut out);
             of(r, &out)
-        },
-        None,
-    );
+        }
+    };
+    check("logfmt", &with(false), Some(&with(true)));
 }
 
 /// The `json` format as the agent ships it: the lifted time, level and message, and every
