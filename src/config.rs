@@ -126,7 +126,7 @@ struct SourceFileConfig {
     fields: BTreeMap<String, String>,
     /// `"path"` (default): namespace/pod/container from a `/var/log/pods/…` path; `"none"`.
     kubernetes_metadata: Option<String>,
-    /// Reject lines that break the format's RFC instead of salvaging them (`syslog` only).
+    /// Reject lines that break the format's RFC instead of salvaging them (`STRICT_FORMATS`).
     #[serde(default)]
     strict: bool,
 }
@@ -270,7 +270,7 @@ pub enum Format {
 }
 
 /// The formats that have a strict mode (`strict = true`).
-pub const STRICT_FORMATS: [&str; 1] = ["syslog"];
+pub const STRICT_FORMATS: [&str; 4] = ["syslog", "logfmt", "combined", "common"];
 
 /// The format names `format =` takes, for messages.
 pub const FORMAT_NAMES: &str = "raw, json, logfmt, cri, docker, syslog, combined, common, klog, regex, auto";
@@ -1036,8 +1036,10 @@ mod tests {
         );
         assert!(!src.kubernetes_path_metadata);
         assert_eq!(s.strict_sources, vec![false], "lenient unless asked");
-        let s = parse(&with_source("format = \"syslog\"\nstrict = true")).unwrap();
-        assert_eq!(s.strict_sources, vec![true]);
+        for name in STRICT_FORMATS {
+            let s = parse(&with_source(&format!("format = \"{name}\"\nstrict = true"))).unwrap();
+            assert_eq!(s.strict_sources, vec![true], "{name}");
+        }
         for name in FORMAT_NAMES.split(", ").filter(|n| *n != "regex") {
             let s = parse(&with_source(&format!("format = \"{name}\""))).unwrap();
             assert_eq!(s.sources[0].format.name(), name);
