@@ -191,3 +191,15 @@ fn regex_layouts() {
     let mut out = Parsed::default();
     drive(&input, |l| apache.parse_into(l, NOW, &mut out, &mut locs).is_ok());
 }
+
+#[test]
+#[ignore]
+fn json() {
+    // nginx plus status lines, and the syslog lines as pino-style objects (time, level, msg).
+    let mut input = lines("json/nginxplus-status.log");
+    input.extend(syslog_lines().iter().enumerate().map(|(i, l)| {
+        serde_json::json!({"level": 30, "time": 1_795_614_680_123i64 + i as i64, "pid": 42, "hostname": "web-1", "msg": l}).to_string()
+    }));
+    let mut rec = tailship::adapt::json::JsonLine::default();
+    drive(&input, |l| tailship::adapt::json::parse_into(l, &mut rec).is_ok());
+}
