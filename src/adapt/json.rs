@@ -20,8 +20,9 @@ use crate::timefmt;
 
 /// Keys lifted into the record, in priority order within each group: the first one present in
 /// the line is used.
-const TIME_KEYS: [&str; 3] = ["timestamp", "time", "ts"];
-const LEVEL_KEYS: [&str; 2] = ["level", "severity"];
+/// `@timestamp` and `log.level` are the Elastic Common Schema's (ecs-logging libraries).
+const TIME_KEYS: [&str; 4] = ["timestamp", "time", "ts", "@timestamp"];
+const LEVEL_KEYS: [&str; 3] = ["level", "severity", "log.level"];
 const MESSAGE_KEYS: [&str; 2] = ["message", "msg"];
 
 /// One parsed line, borrowing from it.
@@ -113,8 +114,8 @@ pub fn parse_fields_into<'a>(line: &'a str, rec: &mut JsonLine<'a>) -> Result<()
 /// Where the first occurrence of each lifted key sits in `fields`.
 #[derive(Default)]
 struct Found {
-    time: [Option<usize>; 3],
-    level: [Option<usize>; 2],
+    time: [Option<usize>; TIME_KEYS.len()],
+    level: [Option<usize>; LEVEL_KEYS.len()],
     message: [Option<usize>; 2],
 }
 
