@@ -12,7 +12,6 @@ fuzz_target!(|data: &[u8]| {
     let s = String::from_utf8_lossy(rest);
     let _ = timestamp::parse_any(&s);
     let _ = timestamp::rfc3164_prefix(s.as_bytes(), now);
-    let _ = timestamp::rfc3164_unpadded_prefix(s.as_bytes(), now);
     let _ = timestamp::apache(&s);
     let _ = timestamp::log4j(&s);
     if let Ok(layout) = timestamp::Layout::new("%m-%d %H:%M:%S%.3f") {

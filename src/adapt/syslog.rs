@@ -25,7 +25,9 @@
 //! stray from the RFCs in known ways, and a line with one bad part still has a sound rest:
 //! - RFC 3164 without a hostname (`<133>Jun 13 16:33:35 haproxy[73411]: ...`, what a program
 //!   writes to /dev/log): a first word shaped like a tag is read as the tag;
-//! - an unpadded day (`Jun 8 11:54:08`);
+//! - RFC 3164 times as network devices and syslog-ng write them: an unpadded day
+//!   (`Jun 8 11:54:08`), a year after the day and `: ` in place of the hostname
+//!   (`Nov 25 2026 13:51:20: %ASA-6-...`, Cisco ASA), a fraction after the seconds;
 //! - an RFC 5424 line whose structured data is malformed keeps its header, and the structured
 //!   data stays in the message as written; a header cut short keeps what it had; an
 //!   unreadable time is kept as the field `timestamp` (`time_unparsed`);
@@ -148,15 +150,64 @@ const NO_TIME: &str = "expected `Mmm dd hh:mm:ss` or an RFC 3339 time";
 /// The time at the start of an RFC 3164 line: (instant, bytes), or `None` for no time we read.
 fn rfc3164_time(rest: &[u8], now_ns: i64, strict: bool) -> Option<(i64, usize)> {
     if let Some(t) = timestamp::rfc3164_prefix(rest, now_ns) {
-        return Some((t, 15));
-    }
-    if let Some(found) = timestamp::rfc3339_prefix(rest) {
+        if strict || rest.get(15) != Some(&b'.') {
+            return Some((t, 15));
+        }
+    } else if let Some(found) = timestamp::rfc3339_prefix(rest) {
         return Some(found);
     }
     match strict {
         true => None,
-        false => timestamp::rfc3164_unpadded_prefix(rest, now_ns).map(|t| (t, 14)),
+        false => loose_time(rest, now_ns),
     }
+}
+
+/// The shapes of RFC 3164's time that senders write besides `Mmm dd hh:mm:ss`: an unpadded
+/// day (`Jun 8`), a year after the day (`Nov 25 2026 13:51:20`, Cisco ASA), a fraction after
+/// the seconds (`13:51:20.123`, syslog-ng's `frac-digits`). (instant, bytes) of the time.
+fn loose_time(b: &[u8], now_ns: i64) -> Option<(i64, usize)> {
+    let month = timestamp::month_abbr(b.get(..3)?)?;
+    if b.get(3) != Some(&b' ') {
+        return None;
+    }
+    let mut i = if b.get(4) == Some(&b' ') { 5 } else { 4 };
+    let digit = |c: Option<&u8>| c.filter(|c| c.is_ascii_digit()).map(|c| u32::from(c - b'0'));
+    let mut day = digit(b.get(i))?;
+    i += 1;
+    if let Some(d) = digit(b.get(i)) {
+        day = day * 10 + d;
+        i += 1;
+    }
+    if b.get(i) != Some(&b' ') {
+        return None;
+    }
+    i += 1;
+    let year = match (timestamp::d4(b, i), b.get(i + 4)) {
+        (Some(y), Some(b' ')) => {
+            i += 5;
+            Some(i64::from(y))
+        }
+        _ => None,
+    };
+    if b.get(i + 2) != Some(&b':') || b.get(i + 5) != Some(&b':') {
+        return None;
+    }
+    let (hour, min, sec) = (timestamp::d2(b, i)?, timestamp::d2(b, i + 3)?, timestamp::d2(b, i + 6)?);
+    i += 8;
+    let mut nanos = 0;
+    if b.get(i) == Some(&b'.') {
+        let (n, len) = timestamp::fraction(b, i + 1);
+        if len == 0 {
+            return None;
+        }
+        nanos = n;
+        i += 1 + len;
+    }
+    let t = match year {
+        Some(y) => timestamp::civil_to_ns(y, month, day, hour, min, sec, nanos, 0)?,
+        None => timestamp::infer_year(month, day, hour, min, sec, nanos, now_ns)?,
+    };
+    Some((t, i))
 }
 
 fn rfc3164<'a>(line: &'a str, mut i: usize, now_ns: i64, strict: bool, out: &mut Parsed<'a>) -> Result<(), ParseError> {
@@ -175,6 +226,11 @@ fn rfc3164<'a>(line: &'a str, mut i: usize, now_ns: i64, strict: bool, out: &mut
         }
         None => return Err(ParseError::new(FORMAT, NO_TIME, i)),
     }
+    // Cisco ASA without `logging device-id` ends the time with `: ` where the hostname would be.
+    let colon_no_host = !strict && b.get(i) == Some(&b':') && b.get(i + 1) == Some(&b' ');
+    if colon_no_host {
+        i += 1;
+    }
     if b.get(i) != Some(&b' ') {
         return Err(ParseError::new(FORMAT, "expected a space after the time", i));
     }
@@ -183,7 +239,9 @@ fn rfc3164<'a>(line: &'a str, mut i: usize, now_ns: i64, strict: bool, out: &mut
     // A program writing to /dev/log leaves the hostname out (the relay would add it): a first
     // word shaped like a tag (`haproxy[73411]:`, `su:`) is the tag. Hostnames hold no `:` at
     // their end nor `[`, so no real hostname is taken for one.
-    if is_tag(host) {
+    if colon_no_host {
+        // No hostname to read: the tag starts here.
+    } else if is_tag(host) {
         if strict {
             return Err(ParseError::new(FORMAT, "expected a hostname, found a tag", i));
         }
@@ -200,6 +258,10 @@ fn rfc3164<'a>(line: &'a str, mut i: usize, now_ns: i64, strict: bool, out: &mut
     // `[pid]:` or `: `. Otherwise there is no tag and the rest is the message.
     while b.get(i) == Some(&b' ') {
         i += 1;
+    }
+    // Cisco ASA with `logging device-id` writes `HOSTNAME : %ASA-...`: the lone colon is no tag.
+    if b.get(i) == Some(&b':') && b.get(i + 1) == Some(&b' ') {
+        i += 2;
     }
     let tag_start = i;
     let Some((tag, pid, mut k)) = tag_at(b, line, tag_start, false).or_else(|| tag_at(b, line, tag_start, true)) else {
@@ -695,6 +757,30 @@ mod tests {
             p.message,
             r#"[origin software="rsyslogd" swVersion="8.2312.0" x-pid="812"] start"#
         );
+    }
+
+    #[test]
+    fn loose_times() {
+        for (text, want, len) in [
+            ("Jun 8 11:54:08 h", "2026-06-08T11:54:08Z", 14),
+            ("Jun  8 11:54:08.5 h", "2026-06-08T11:54:08.5Z", 17),
+            ("Jun 08 11:54:08.123456 h", "2026-06-08T11:54:08.123456Z", 22),
+            ("Nov 25 2019 13:51:20: %ASA", "2019-11-25T13:51:20Z", 20),
+            ("Nov 5 2019 13:51:20.25 h", "2019-11-05T13:51:20.25Z", 22),
+        ] {
+            assert_eq!(loose_time(text.as_bytes(), NOW), Some((utc(want), len)), "{text}");
+        }
+        for text in [
+            "Jun 8 11:54",
+            "Jun 8 11:54:08.",
+            "Jun 32 11:54:08",
+            "Jun 123 11:54:08",
+            "Jun 8 2026 1:54:08",
+            "Jux 8 11:54:08",
+            "Jun",
+        ] {
+            assert_eq!(loose_time(text.as_bytes(), NOW), None, "{text}");
+        }
     }
 
     #[test]

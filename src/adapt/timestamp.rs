@@ -108,7 +108,7 @@ pub fn infer_year(month: u32, day: u32, hour: u32, min: u32, sec: u32, nanos: u3
 }
 
 #[inline]
-fn d2(b: &[u8], i: usize) -> Option<u32> {
+pub(crate) fn d2(b: &[u8], i: usize) -> Option<u32> {
     let hi = b.get(i)?.wrapping_sub(b'0');
     let lo = b.get(i + 1)?.wrapping_sub(b'0');
     if hi > 9 || lo > 9 {
@@ -118,14 +118,14 @@ fn d2(b: &[u8], i: usize) -> Option<u32> {
 }
 
 #[inline]
-fn d4(b: &[u8], i: usize) -> Option<u32> {
+pub(crate) fn d4(b: &[u8], i: usize) -> Option<u32> {
     Some(d2(b, i)? * 100 + d2(b, i + 2)?)
 }
 
 /// Fraction digits starting at `i` (after the separator): (nanoseconds, digits consumed).
 /// Digits past the ninth are read and ignored.
 #[inline]
-fn fraction(b: &[u8], mut i: usize) -> (u32, usize) {
+pub(crate) fn fraction(b: &[u8], mut i: usize) -> (u32, usize) {
     let start = i;
     let mut nanos = 0u32;
     let mut scale = 100_000_000u32;
@@ -241,27 +241,6 @@ pub fn rfc3164_prefix(b: &[u8], now_ns: i64) -> Option<i64> {
         return None;
     }
     infer_year(month, day, d2(b, 7)?, d2(b, 10)?, d2(b, 13)?, 0, now_ns)
-}
-
-/// RFC 3164's time with an unpadded day, `Mmm d hh:mm:ss` (exactly 14 bytes), at the start of
-/// `b`: not what the RFC allows, but what some senders write and every peer reads.
-pub fn rfc3164_unpadded_prefix(b: &[u8], now_ns: i64) -> Option<i64> {
-    if b.len() < 14 || b[3] != b' ' || b[5] != b' ' || b[8] != b':' || b[11] != b':' {
-        return None;
-    }
-    let day = b[4].wrapping_sub(b'0');
-    if day > 9 {
-        return None;
-    }
-    infer_year(
-        month_abbr(&b[..3])?,
-        u32::from(day),
-        d2(b, 6)?,
-        d2(b, 9)?,
-        d2(b, 12)?,
-        0,
-        now_ns,
-    )
 }
 
 /// The Apache/NGINX access-log time `dd/Mmm/yyyy:hh:mm:ss ±hhmm` (without the brackets).
@@ -826,17 +805,6 @@ mod tests {
         let l = Layout::new("%m-%d %H:%M:%S%.3f").unwrap();
         assert_eq!(l.parse("3-17 16:13:38.811", NOW), Some(utc("2026-03-17T16:13:38.811Z")));
         assert!(Layout::new("%H:%M").is_err());
-    }
-
-    #[test]
-    fn unpadded_rfc3164_day() {
-        assert_eq!(
-            rfc3164_unpadded_prefix(b"Jun 8 11:54:08 master", NOW),
-            Some(utc("2026-06-08T11:54:08Z"))
-        );
-        assert_eq!(rfc3164_unpadded_prefix(b"Jun 08 11:54:08", NOW), None);
-        assert_eq!(rfc3164_unpadded_prefix(b"Jun 8 11:54:0", NOW), None);
-        assert_eq!(rfc3164_unpadded_prefix(b"Jun 0 11:54:08", NOW), None);
     }
 
     #[test]
