@@ -37,8 +37,8 @@
 //! glued to its tag (`root[8539]:text`) and several spaces after a tag are valid RFC 3164 and
 //! are read the same in both modes.
 //!
-//! A line is rejected when its PRI is malformed or above 191, or it has neither a PRI nor a
-//! time; in strict mode also when its time is not one of the shapes above, it lacks a
+//! A line is rejected when its PRI is malformed or above 191, when it has neither a PRI nor a
+//! time, or when nothing follows its time; in strict mode also when its time is not one of the shapes above, it lacks a
 //! hostname, a 5424 header is cut short, or its structured data is malformed.
 
 use std::borrow::Cow;
@@ -253,9 +253,16 @@ fn rfc3164<'a>(line: &'a str, mut i: usize, now_ns: i64, strict: bool, out: &mut
             return Ok(());
         }
     }
-    // TAG: up to `[`, `:` or a space, then `[pid]` and/or `:`. Failing that, a tag with
-    // spaces (`syslogd 1.4.1: restart.`, `-- root[2421]: …`): up to MAX_LOOSE_TAG bytes before
-    // `[pid]:` or `: `. Otherwise there is no tag and the rest is the message.
+    tag_and_message(line, i, out);
+    Ok(())
+}
+
+/// The TAG and MSG of an RFC 3164 line from `i`. TAG: up to `[`, `:` or a space, then `[pid]`
+/// and/or `:`. Failing that, a tag with spaces (`syslogd 1.4.1: restart.`, `-- root[2421]: …`):
+/// up to MAX_LOOSE_TAG bytes before `[pid]:` or `: `. Otherwise there is no tag and the rest
+/// is the message.
+fn tag_and_message<'a>(line: &'a str, mut i: usize, out: &mut Parsed<'a>) {
+    let b = line.as_bytes();
     while b.get(i) == Some(&b' ') {
         i += 1;
     }
@@ -266,7 +273,7 @@ fn rfc3164<'a>(line: &'a str, mut i: usize, now_ns: i64, strict: bool, out: &mut
     let tag_start = i;
     let Some((tag, pid, mut k)) = tag_at(b, line, tag_start, false).or_else(|| tag_at(b, line, tag_start, true)) else {
         out.message = Cow::Borrowed(&line[tag_start..]);
-        return Ok(());
+        return;
     };
     out.push("syslog.appname", FieldValue::str(tag));
     if let Some(pid) = pid {
@@ -284,7 +291,6 @@ fn rfc3164<'a>(line: &'a str, mut i: usize, now_ns: i64, strict: bool, out: &mut
         k += 1;
     }
     out.message = Cow::Borrowed(&line[k..]);
-    Ok(())
 }
 
 /// The first word after an RFC 3164 time is a tag, not a hostname: `name:` or `name[pid]:`,
