@@ -75,19 +75,7 @@ impl<'a> JsonLine<'a> {
 /// Parses `line` (one line without its ending) into `rec`, reusing `rec`'s field list.
 /// On error `rec` holds an unspecified part of the line and should not be used.
 pub fn parse_into<'a>(line: &'a str, rec: &mut JsonLine<'a>) -> Result<(), ParseError> {
-    rec.timestamp_ns = None;
-    rec.time_unparsed = false;
-    rec.level = None;
-    rec.message = None;
-    rec.fields.clear();
-    let mut found = Found::default();
-    let mut de = serde_json::Deserializer::from_str(line);
-    ObjectSeed {
-        rec: &mut *rec,
-        found: &mut found,
-    }
-    .deserialize(&mut de)?;
-    de.end()?;
+    let found = read(line, rec)?;
     lift(rec, &found);
     Ok(())
 }
@@ -95,6 +83,11 @@ pub fn parse_into<'a>(line: &'a str, rec: &mut JsonLine<'a>) -> Result<(), Parse
 /// `parse_into` without lifting anything: every key stays in `fields`, for formats whose own
 /// keys mean something else than the json format's (Docker's `time` is only ever a string).
 pub fn parse_fields_into<'a>(line: &'a str, rec: &mut JsonLine<'a>) -> Result<(), ParseError> {
+    read(line, rec).map(|_| ())
+}
+
+/// Clears `rec` and reads `line`'s keys into its `fields`, noting where the liftable ones are.
+fn read<'a>(line: &'a str, rec: &mut JsonLine<'a>) -> Result<Found, ParseError> {
     rec.timestamp_ns = None;
     rec.time_unparsed = false;
     rec.level = None;
@@ -108,7 +101,7 @@ pub fn parse_fields_into<'a>(line: &'a str, rec: &mut JsonLine<'a>) -> Result<()
     }
     .deserialize(&mut de)?;
     de.end()?;
-    Ok(())
+    Ok(found)
 }
 
 /// Where the first occurrence of each lifted key sits in `fields`.
