@@ -44,6 +44,9 @@ pub struct Metrics {
 pub struct SourceMetrics {
     pub name: String,
     pub parse_errors: AtomicU64,
+    /// Lines the parser read only in part (a broken part kept in the message, with a
+    /// `parse_warning`): lenient parses, not errors.
+    pub parse_warnings: AtomicU64,
     /// Records whose time could not be read (they carry the observed time).
     pub bad_timestamps: AtomicU64,
     /// Files of an `auto` source, by the format detected (index: `DETECTABLE`).
@@ -305,6 +308,14 @@ impl Metrics {
             "Lines the source's format rejected, shipped raw with a parse_error mark.",
             "source",
             &mut self.sources.iter().map(|s| (s.name.clone(), get(&s.parse_errors))),
+        );
+        labelled(
+            &mut out,
+            "tailship_parse_warnings_total",
+            "counter",
+            "Lines read in part: the sound parts parsed, the rest kept, with a parse_warning mark.",
+            "source",
+            &mut self.sources.iter().map(|s| (s.name.clone(), get(&s.parse_warnings))),
         );
         labelled(
             &mut out,

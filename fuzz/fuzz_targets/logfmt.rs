@@ -8,4 +8,6 @@ fuzz_target!(|data: &[u8]| {
         // Every borrowed part is a slice of the line or an unescaped copy: both are valid UTF-8.
         let _ = p.message.len();
     }
+    let mut out = tailship::adapt::Parsed::default();
+    let _ = logfmt::parse_into_with(&line, true, &mut out);
 });

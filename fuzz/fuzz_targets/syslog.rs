@@ -10,5 +10,7 @@ fuzz_target!(|data: &[u8]| {
         (&[0u8; 8][..], data)
     };
     let now = i64::from_le_bytes(now.try_into().unwrap());
-    let _ = syslog::parse(&String::from_utf8_lossy(rest), now);
+    let line = String::from_utf8_lossy(rest);
+    let _ = syslog::parse(&line, now);
+    let _ = syslog::parse_strict(&line, now);
 });

@@ -17,4 +17,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(layout) = timestamp::Layout::new("%m-%d %H:%M:%S%.3f") {
         let _ = layout.parse(&s, now);
     }
+    // Chrono layouts: a weekday to check against the date, an offset without a year.
+    for format in ["%a %b %d %H:%M:%S %Y", "%b %d %H:%M:%S %z"] {
+        if let Ok(layout) = timestamp::Layout::new(format) {
+            let _ = layout.parse_noting(&s, now);
+        }
+    }
 });

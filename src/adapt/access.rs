@@ -20,8 +20,11 @@
 //! Quoted parts may contain `\"` (Apache's escape; NGINX writes `\x22`): values are borrowed
 //! exactly as logged, escapes included. `combined` also accepts a line that stops after the
 //! bytes (a `common` line) and ignores anything after the user agent (NGINX's extra fields).
-//! A line is rejected when a part is missing or malformed: no `[time]`, an unreadable time, a
-//! status that is not three digits, bytes that are neither digits nor `-`.
+//! A line is rejected when a part is missing or malformed: no `[time]`, a status that is not
+//! three digits, bytes that are neither digits nor `-`. A bracketed time in another shape (a
+//! `%{...}t` LogFormat) is read with `timestamp::parse_any` (RFC 3339, `2026-11-25 13:51:20`,
+//! epoch), and one we cannot read is kept as the field `timestamp` (`time_unparsed`); strict
+//! mode (`parse_into_with`) rejects both as "unreadable time".
 
 use std::borrow::Cow;
 
@@ -151,8 +154,19 @@ fn dash_or(s: &str) -> Option<&str> {
     (s != "-").then_some(s)
 }
 
-/// Parses one line (without its ending) into `out`, clearing it first.
+/// Parses one line (without its ending) into `out`, clearing it first, leniently.
 pub fn parse_into<'a>(line: &'a str, variant: Variant, out: &mut Parsed<'a>) -> Result<(), ParseError> {
+    parse_into_with(line, variant, false, out)
+}
+
+/// Parses one line into `out`, clearing it first; `strict` rejects a bracketed time that is not
+/// Apache's `dd/Mmm/yyyy:hh:mm:ss ±hhmm` rather than salvaging it (module docs).
+pub fn parse_into_with<'a>(
+    line: &'a str,
+    variant: Variant,
+    strict: bool,
+    out: &mut Parsed<'a>,
+) -> Result<(), ParseError> {
     out.clear();
     let mut c = Cursor {
         line,
@@ -176,7 +190,13 @@ pub fn parse_into<'a>(line: &'a str, variant: Variant, out: &mut Parsed<'a>) -> 
     c.i = user_end + 2;
     let close = memchr::memchr(b']', &b[c.i..]).ok_or_else(|| c.err("expected `]` after the time"))?;
     let time_text = &line[c.i..c.i + close];
-    let time = timestamp::apache(time_text).ok_or_else(|| c.err("unreadable time"))?;
+    // A `%{format}t` in the LogFormat writes another time in the brackets; the rest of the
+    // line is the same, so only the time is lost when we cannot read it.
+    let time = match timestamp::apache(time_text) {
+        Some(t) => Some(t),
+        None if strict => return Err(c.err("unreadable time")),
+        None => timestamp::parse_any(time_text),
+    };
     c.i += close + 1;
     c.space("expected a space after the time")?;
     let request = c.quoted("expected the quoted request line")?;
@@ -209,7 +229,7 @@ pub fn parse_into<'a>(line: &'a str, variant: Variant, out: &mut Parsed<'a>) -> 
         return Err(c.err("unexpected text after the response size"));
     }
 
-    out.timestamp_ns = Some(time);
+    out.timestamp_ns = time;
     out.level = Some(status_level(status));
     out.message = Cow::Borrowed(line);
     out.push("client.address", FieldValue::str(client));
@@ -218,6 +238,10 @@ pub fn parse_into<'a>(line: &'a str, variant: Variant, out: &mut Parsed<'a>) -> 
     }
     if let Some(user) = dash_or(user) {
         out.push("user.name", FieldValue::str(user));
+    }
+    if time.is_none() {
+        out.time_unparsed = true;
+        out.push("timestamp", FieldValue::str(time_text));
     }
     request_fields(request, out);
     out.push("http.response.status_code", FieldValue::Int(i64::from(status)));
@@ -338,7 +362,6 @@ mod tests {
             "",
             "plain text",
             r#"1.2.3.4 - - 10/Oct/2000:13:55:36 +0000 "GET / HTTP/1.1" 200 5"#,
-            r#"1.2.3.4 - - [10/Oct/2000:13:55:36] "GET / HTTP/1.1" 200 5"#,
             r#"1.2.3.4 - - [10/Oct/2000:13:55:36 +0000] GET / HTTP/1.1 200 5"#,
             r#"1.2.3.4 - - [10/Oct/2000:13:55:36 +0000] "GET / HTTP/1.1" 2000 5"#,
             r#"1.2.3.4 - - [10/Oct/2000:13:55:36 +0000] "GET / HTTP/1.1" 200 five"#,
@@ -351,11 +374,33 @@ mod tests {
         assert!(parse_common(&format!("{} \"-\" \"-\"", &LINE[..LINE.find(" \"http").unwrap()])).is_err());
     }
 
+    #[test]
+    fn another_bracketed_time_is_salvaged_unless_strict() {
+        let strict = |line: &str| {
+            let mut out = Parsed::default();
+            parse_into_with(line, Variant::Combined, true, &mut out).map(|()| out.timestamp_ns)
+        };
+        // `%{%Y-%m-%d %H:%M:%S}t` in the LogFormat.
+        let line = r#"1.2.3.4 - - [2026-11-25 13:51:20] "GET / HTTP/1.1" 200 5 "-" "curl""#;
+        let p = parse_combined(line).unwrap();
+        assert_eq!(p.timestamp_ns, Some(1_795_614_680_000_000_000));
+        assert!(!p.time_unparsed && p.warning.is_none());
+        assert_eq!(strict(line).unwrap_err().reason, "unreadable time");
+        let line = r#"1.2.3.4 - - [10/Oct/2000:13:55:36] "GET / HTTP/1.1" 200 5"#;
+        let p = parse_combined(line).unwrap();
+        assert_eq!((p.timestamp_ns, p.time_unparsed), (None, true));
+        assert_eq!(p.field("timestamp"), Some(&FieldValue::str("10/Oct/2000:13:55:36")));
+        assert_eq!(p.field("http.response.status_code"), Some(&FieldValue::Int(200)));
+        assert_eq!(strict(line).unwrap_err().reason, "unreadable time");
+        assert_eq!(strict(LINE).unwrap(), parse_combined(LINE).unwrap().timestamp_ns);
+    }
+
     proptest! {
         #[test]
         fn never_panics(s in "\\PC*") {
             let _ = parse_combined(&s);
             let _ = parse_common(&s);
+            let _ = parse_into_with(&s, Variant::Common, true, &mut Parsed::default());
         }
 
         #[test]

@@ -49,6 +49,8 @@ pub struct Adapter {
     pub join_max_bytes: usize,
     /// How long split pieces wait for their last piece once the file is quiet.
     pub join_timeout: Duration,
+    /// Reject lines that break the format's RFC instead of salvaging them.
+    pub strict: bool,
 }
 
 impl Adapter {
@@ -66,6 +68,7 @@ impl From<Format> for Adapter {
             multiline: None,
             join_max_bytes: super::join::DEFAULT_MAX_BYTES,
             join_timeout: Duration::from_secs(1),
+            strict: false,
         }
     }
 }
@@ -352,15 +355,21 @@ pub enum LineParser {
 }
 
 impl LineParser {
-    pub fn of(format: &Format) -> LineParser {
+    /// The parser of `format`; `strict`: the formats that have a strict mode reject what
+    /// their RFC rejects instead of salvaging it.
+    pub fn of(format: &Format, strict: bool) -> LineParser {
         LineParser::Fn(match format {
             Format::Raw | Format::Auto => raw_into,
             Format::Json => json_into,
+            Format::Logfmt if strict => logfmt_strict_into,
             Format::Logfmt => logfmt_into,
             Format::Cri => cri_into,
             Format::Docker => docker_into,
+            Format::Syslog if strict => syslog_strict_into,
             Format::Syslog => syslog::parse_into,
+            Format::Combined if strict => combined_strict_into,
             Format::Combined => combined_into,
+            Format::Common if strict => common_strict_into,
             Format::Common => common_into,
             Format::Klog => klog::parse_into,
             Format::Regex(p) => return LineParser::Regex(Arc::clone(p)),
@@ -393,6 +402,22 @@ fn raw_into<'a>(line: &'a str, _now_ns: i64, out: &mut Parsed<'a>) -> Result<(),
 
 fn logfmt_into<'a>(line: &'a str, _now_ns: i64, out: &mut Parsed<'a>) -> Result<(), ParseError> {
     logfmt::parse_into(line, out)
+}
+
+fn logfmt_strict_into<'a>(line: &'a str, _now_ns: i64, out: &mut Parsed<'a>) -> Result<(), ParseError> {
+    logfmt::parse_into_with(line, true, out)
+}
+
+fn syslog_strict_into<'a>(line: &'a str, now_ns: i64, out: &mut Parsed<'a>) -> Result<(), ParseError> {
+    syslog::parse_into_with(line, now_ns, true, out)
+}
+
+fn combined_strict_into<'a>(line: &'a str, _now_ns: i64, out: &mut Parsed<'a>) -> Result<(), ParseError> {
+    access::parse_into_with(line, access::Variant::Combined, true, out)
+}
+
+fn common_strict_into<'a>(line: &'a str, _now_ns: i64, out: &mut Parsed<'a>) -> Result<(), ParseError> {
+    access::parse_into_with(line, access::Variant::Common, true, out)
 }
 
 fn cri_into<'a>(line: &'a str, _now_ns: i64, out: &mut Parsed<'a>) -> Result<(), ParseError> {

@@ -7,7 +7,9 @@
 //! first because a looser one can accept their lines too (a `combined` line is not `logfmt`,
 //! but a `docker` line is `json`). `logfmt` only counts a line where at least half of the
 //! tokens are `key=value` pairs, so prose with one `=` does not pass. Nothing qualifying →
-//! `raw`. The 80 % leaves room for a stack trace or a banner among the first lines.
+//! `raw`. The 80 % leaves room for a stack trace or a banner among the first lines. A line a
+//! parser only salvaged (it notes a `parse_warning`: `<13>` and free text, a logfmt quote
+//! never closed) does not count for that format.
 //!
 //! `regex` is never detected: it needs a pattern.
 
@@ -78,8 +80,8 @@ fn accepts(format: Detected, line: &str, now_ns: i64) -> bool {
         Detected::Combined => access::parse_combined(line)
             .is_ok_and(|p| p.field("user_agent.original").is_some() || line.ends_with("\"-\"")),
         Detected::Common => access::parse_common(line).is_ok(),
-        Detected::Syslog => syslog::parse(line, now_ns).is_ok(),
-        Detected::Logfmt => logfmt::parse(line).is_ok_and(|p| mostly_pairs(&p)),
+        Detected::Syslog => syslog::parse(line, now_ns).is_ok_and(|p| p.warning.is_none()),
+        Detected::Logfmt => logfmt::parse(line).is_ok_and(|p| p.warning.is_none() && mostly_pairs(&p)),
         Detected::Raw => true,
     }
 }
@@ -189,5 +191,18 @@ mod tests {
         assert_eq!((d.format, d.matched, d.sampled), (Detected::Syslog, 8, 10));
         lines.push("third stranger");
         assert_eq!(pick(&lines), Detected::Raw);
+    }
+
+    #[test]
+    fn salvaged_lines_do_not_count() {
+        // The syslog parser salvages `<PRI>` + text and logfmt an unclosed quote; neither
+        // makes a file of such lines that format.
+        assert_eq!(pick(&["<13>just a message"; 5]), Detected::Raw);
+        assert_eq!(pick(&[r#"a=1 b="never closed"#; 5]), Detected::Raw);
+        // Lines read leniently without a warning still do.
+        assert_eq!(
+            pick(&["<133>Jun 13 16:33:35 haproxy[73411]: Proxy started."; 5]),
+            Detected::Syslog
+        );
     }
 }

@@ -4,9 +4,12 @@
 //! Mapping: `log` → message, without its trailing newline; a `log` that does not end in a
 //! newline is a piece of a message Docker split (16 KiB pieces) and is marked `partial` for
 //! `join::DockerJoiner`. `stream` → `stream`, `time` → event time. Any other key (`attrs` with
-//! `--log-opt labels=...`) goes to `fields` as its raw JSON text (`FieldValue::Json`).
+//! `--log-opt labels=...`) goes to `fields` as its raw JSON text (`FieldValue::Json`). A `time`
+//! that is not an RFC 3339 string (`"time": 123`) is unreadable: kept as a field, with
+//! `time_unparsed` set.
 //!
-//! The object is read by the `json` adapter (so it is validated the same way); `log` borrows
+//! The object is read by the `json` adapter without its key lifting (so it is validated the
+//! same way, but `time`, `level`, `msg` mean nothing special); `log` borrows
 //! from the line when its only escape is the final `\n`, which is the common case. A line is
 //! rejected when it is not a JSON object, or `log` is missing or not a string.
 
@@ -31,10 +34,11 @@ pub fn parse(line: &str) -> Result<Parsed<'_>, ParseError> {
 pub fn parse_into<'a>(line: &'a str, out: &mut Parsed<'a>) -> Result<(), ParseError> {
     out.clear();
     let mut j = JsonLine::default();
-    json::parse_into(line, &mut j).map_err(|_| ParseError::new(FORMAT, "not a JSON object", 0))?;
-    // The json adapter lifts `time` (and `timestamp`/`ts`) itself; `time` is Docker's.
-    out.timestamp_ns = j.timestamp_ns;
+    // Nothing lifted: the json format's time, level and message keys are not Docker's, and
+    // its reading of a number `time` as epoch seconds would be wrong here.
+    json::parse_fields_into(line, &mut j).map_err(|_| ParseError::new(FORMAT, "not a JSON object", 0))?;
     let mut log = None;
+    let mut time_seen = false;
     for f in j.fields.drain(..) {
         match &*f.key {
             "log" if log.is_none() => log = Some(f.value),
@@ -44,22 +48,18 @@ pub fn parse_into<'a>(line: &'a str, out: &mut Parsed<'a>) -> Result<(), ParseEr
                     out.fields.push((f.key, FieldValue::Json(Cow::Borrowed(f.value.get()))));
                 }
             }
-            "time" if out.timestamp_ns.is_none() => {
+            // Docker writes `time` as an RFC 3339 string; anything else is a time we cannot
+            // read (the record gets the read time), kept as written.
+            "time" if !time_seen => {
+                time_seen = true;
                 out.timestamp_ns = string(f.value).and_then(|s| timestamp::rfc3339(&s));
                 if out.timestamp_ns.is_none() {
+                    out.time_unparsed = true;
                     out.fields.push((f.key, FieldValue::Json(Cow::Borrowed(f.value.get()))));
                 }
             }
             _ => out.fields.push((f.key, FieldValue::Json(Cow::Borrowed(f.value.get())))),
         }
-    }
-    // A `msg`/`message` key is not Docker's; keep it as a field rather than lose it.
-    if let Some(m) = j.message {
-        let text = match m {
-            json::Message::Literal(s) | json::Message::Text(s) => s,
-        };
-        out.fields
-            .push((Cow::Borrowed("message"), FieldValue::Json(Cow::Borrowed(text))));
     }
     let raw = log.ok_or(ParseError::new(FORMAT, "no `log` key", 0))?.get();
     let (message, ended) = log_text(raw).ok_or(ParseError::new(FORMAT, "`log` is not a string", 0))?;
@@ -131,9 +131,27 @@ mod tests {
         assert_eq!(p.message, "back\\n");
         assert!(p.partial);
         assert_eq!(p.timestamp_ns, None);
+        assert!(p.time_unparsed);
         assert_eq!(p.field("time"), Some(&FieldValue::Json(Cow::Borrowed("\"x\""))));
         let p = parse(r#"{"log":"\n","stream":"stdout"}"#).unwrap();
         assert_eq!((&*p.message, p.partial), ("", false));
+    }
+
+    #[test]
+    fn a_time_that_is_not_a_string_is_unreadable() {
+        for time in ["123", "1795614680", "null", "{\"s\":1}", "\"yesterday\""] {
+            let line = format!(r#"{{"log":"x\n","stream":"stdout","time":{time}}}"#);
+            let p = parse(&line).unwrap();
+            assert_eq!(p.timestamp_ns, None, "{line}");
+            assert!(p.time_unparsed, "{line}");
+            assert_eq!(p.field("time"), Some(&FieldValue::Json(Cow::Borrowed(time))), "{line}");
+        }
+        // The json format's own keys are plain fields here, under their names.
+        let p = parse(r#"{"log":"x\n","level":"error","msg":"m","timestamp":"2026-11-25T13:51:20Z"}"#).unwrap();
+        assert_eq!((p.timestamp_ns, p.level, p.time_unparsed), (None, None, false));
+        assert_eq!(p.field("level"), Some(&FieldValue::Json(Cow::Borrowed("\"error\""))));
+        assert_eq!(p.field("msg"), Some(&FieldValue::Json(Cow::Borrowed("\"m\""))));
+        assert!(p.field("timestamp").is_some());
     }
 
     #[test]

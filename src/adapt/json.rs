@@ -20,8 +20,9 @@ use crate::timefmt;
 
 /// Keys lifted into the record, in priority order within each group: the first one present in
 /// the line is used.
-const TIME_KEYS: [&str; 3] = ["timestamp", "time", "ts"];
-const LEVEL_KEYS: [&str; 2] = ["level", "severity"];
+/// `@timestamp` and `log.level` are the Elastic Common Schema's (ecs-logging libraries).
+const TIME_KEYS: [&str; 4] = ["timestamp", "time", "ts", "@timestamp"];
+const LEVEL_KEYS: [&str; 3] = ["level", "severity", "log.level"];
 const MESSAGE_KEYS: [&str; 2] = ["message", "msg"];
 
 /// One parsed line, borrowing from it.
@@ -74,6 +75,19 @@ impl<'a> JsonLine<'a> {
 /// Parses `line` (one line without its ending) into `rec`, reusing `rec`'s field list.
 /// On error `rec` holds an unspecified part of the line and should not be used.
 pub fn parse_into<'a>(line: &'a str, rec: &mut JsonLine<'a>) -> Result<(), ParseError> {
+    let found = read(line, rec)?;
+    lift(rec, &found);
+    Ok(())
+}
+
+/// `parse_into` without lifting anything: every key stays in `fields`, for formats whose own
+/// keys mean something else than the json format's (Docker's `time` is only ever a string).
+pub fn parse_fields_into<'a>(line: &'a str, rec: &mut JsonLine<'a>) -> Result<(), ParseError> {
+    read(line, rec).map(|_| ())
+}
+
+/// Clears `rec` and reads `line`'s keys into its `fields`, noting where the liftable ones are.
+fn read<'a>(line: &'a str, rec: &mut JsonLine<'a>) -> Result<Found, ParseError> {
     rec.timestamp_ns = None;
     rec.time_unparsed = false;
     rec.level = None;
@@ -87,15 +101,14 @@ pub fn parse_into<'a>(line: &'a str, rec: &mut JsonLine<'a>) -> Result<(), Parse
     }
     .deserialize(&mut de)?;
     de.end()?;
-    lift(rec, &found);
-    Ok(())
+    Ok(found)
 }
 
 /// Where the first occurrence of each lifted key sits in `fields`.
 #[derive(Default)]
 struct Found {
-    time: [Option<usize>; 3],
-    level: [Option<usize>; 2],
+    time: [Option<usize>; TIME_KEYS.len()],
+    level: [Option<usize>; LEVEL_KEYS.len()],
     message: [Option<usize>; 2],
 }
 

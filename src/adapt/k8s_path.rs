@@ -3,7 +3,8 @@
 //! whose log it is, and the agent needs no API server access to label records.
 //!
 //! - `/var/log/pods/<namespace>_<pod>_<pod-uid>/<container>/<restart>.log` (the kubelet's own
-//!   layout, what `cri` files live in);
+//!   layout, what `cri` files live in), and the names the kubelet rotates it to
+//!   (`0.log.20250219-233547`, later gzipped);
 //! - `/var/log/containers/<pod>_<namespace>_<container>-<container-id>.log` (the symlinks the
 //!   kubelet keeps to them).
 //!
@@ -45,7 +46,7 @@ pub fn parse(path: &str) -> Option<PodLog<'_>> {
     let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
     let n = parts.len();
     // .../pods/<ns>_<pod>_<uid>/<container>/<N>.log
-    if n >= 4 && parts[n - 4] == "pods" && parts[n - 1].ends_with(".log") {
+    if n >= 4 && parts[n - 4] == "pods" && is_kubelet_log_name(parts[n - 1]) {
         let mut it = parts[n - 3].split('_');
         let (namespace, pod, uid) = (it.next()?, it.next()?, it.next()?);
         if it.next().is_some() || [namespace, pod, uid, parts[n - 2]].iter().any(|s| s.is_empty()) {
@@ -82,6 +83,22 @@ pub fn parse(path: &str) -> Option<PodLog<'_>> {
     None
 }
 
+/// `<N>.log`, or a file the kubelet rotated it to: `<N>.log.<YYYYMMDD-hhmmss>`, gzipped as
+/// `….gz` from the second rotation on. Anything else in a container's directory is not its log.
+fn is_kubelet_log_name(name: &str) -> bool {
+    let Some((_, rotated)) = name.split_once(".log") else {
+        return false;
+    };
+    if rotated.is_empty() {
+        return true;
+    }
+    let Some(stamp) = rotated.strip_prefix('.') else {
+        return false;
+    };
+    let stamp = stamp.strip_suffix(".gz").unwrap_or(stamp);
+    !stamp.is_empty() && stamp.bytes().all(|c| c.is_ascii_digit() || c == b'-')
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -104,8 +121,16 @@ mod tests {
                 ("k8s.pod.uid", "0f1e2d3c-aaaa-bbbb-cccc-1234567890ab"),
             ]
         );
-        // A rotated file of the same container.
-        assert!(parse("/var/log/pods/a_b_c/app/0.log.20261125-120000").is_none());
+        // Files the kubelet rotated are the same container's.
+        let rotated = parse("/var/log/pods/kube-system_coredns-668d6bf9bc-m8jv9_9f5b2bdd-3c4e-4c24-9c59-2b8e0f6f7c5a/coredns/0.log.20250219-233547").unwrap();
+        assert_eq!(
+            (rotated.namespace, rotated.pod, rotated.container),
+            ("kube-system", "coredns-668d6bf9bc-m8jv9", "coredns")
+        );
+        assert!(parse("/var/log/pods/a_b_c/app/0.log.20261125-120000.gz").is_some());
+        for name in ["0.log.tmp", "0.logx", "0.log.", "0.log.2026.bak", "0.txt"] {
+            assert_eq!(parse(&format!("/var/log/pods/a_b_c/app/{name}")), None, "{name}");
+        }
         assert_eq!(parse("/host/var/log/pods/a_b_c/app/3.log").unwrap().container, "app");
     }
 

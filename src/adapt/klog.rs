@@ -1,6 +1,7 @@
 //! The `klog` format: the glog header Kubernetes components (and other Go programs using
 //! klog/glog) write: `Lmmdd hh:mm:ss.uuuuuu threadid file:line] msg`, e.g.
-//! `I1125 12:00:00.000000    1234 file.go:42] msg`.
+//! `I1125 12:00:00.000000    1234 file.go:42] msg`; C++ glog since 0.7 writes the year too
+//! (`I20261125 12:00:00.000000 ...`), which is then used as written.
 //!
 //! Mapping: `L` (`I`, `W`, `E`, `F`; `D`/`V` are accepted as debug) → level; `mmdd hh:mm:ss.uuuuuu`
 //! → event time, UTC, with the year from the supplied `now_ns` (`timestamp::infer_year`, the
@@ -28,6 +29,36 @@ fn digits(b: &[u8], at: usize, n: usize) -> Option<u32> {
     parse_u64(s).map(|v| v as u32)
 }
 
+/// The time after the level letter: `mmdd hh:mm:ss.uuuuuu`, or glog's `yyyymmdd hh:mm:ss.uuuuuu`
+/// (C++ glog writes the year since 0.7); the instant and the index after it.
+fn header_time(b: &[u8], now_ns: i64) -> Result<(i64, usize), ParseError> {
+    let shape = ParseError::new(FORMAT, "expected `mmdd hh:mm:ss.uuuuuu` after the level", 1);
+    // With a year the rest of the header sits four bytes further on.
+    let y = if b.get(9) == Some(&b' ') { 4 } else { 0 };
+    if b.len() < 21 + y || b[5 + y] != b' ' || b[8 + y] != b':' || b[11 + y] != b':' || b[14 + y] != b'.' {
+        return Err(shape);
+    }
+    let fields = (
+        digits(b, 1 + y, 2),
+        digits(b, 3 + y, 2),
+        digits(b, 6 + y, 2),
+        digits(b, 9 + y, 2),
+        digits(b, 12 + y, 2),
+        digits(b, 15 + y, 6),
+    );
+    let (Some(mo), Some(d), Some(h), Some(mi), Some(s), Some(us)) = fields else {
+        return Err(shape);
+    };
+    let time = match y {
+        0 => timestamp::infer_year(mo, d, h, mi, s, us * 1000, now_ns),
+        _ => {
+            let year = digits(b, 1, 4).ok_or(shape)?;
+            timestamp::civil_to_ns(i64::from(year), mo, d, h, mi, s, us * 1000, 0)
+        }
+    };
+    Ok((time.ok_or(ParseError::new(FORMAT, "invalid date or time", 1))?, 21 + y))
+}
+
 /// Parses one line (without its ending) into `out`, clearing it first.
 pub fn parse_into<'a>(line: &'a str, now_ns: i64, out: &mut Parsed<'a>) -> Result<(), ParseError> {
     out.clear();
@@ -41,22 +72,8 @@ pub fn parse_into<'a>(line: &'a str, now_ns: i64, out: &mut Parsed<'a>) -> Resul
         Some(b'D' | b'V') => Level::Debug,
         _ => return Err(err("expected a level letter I, W, E or F", 0)),
     };
-    if b.len() < 21 || b[5] != b' ' || b[8] != b':' || b[11] != b':' || b[14] != b'.' {
-        return Err(err("expected `mmdd hh:mm:ss.uuuuuu` after the level", 1));
-    }
-    let fields = (
-        digits(b, 1, 2),
-        digits(b, 3, 2),
-        digits(b, 6, 2),
-        digits(b, 9, 2),
-        digits(b, 12, 2),
-        digits(b, 15, 6),
-    );
-    let (Some(mo), Some(d), Some(h), Some(mi), Some(s), Some(us)) = fields else {
-        return Err(err("expected `mmdd hh:mm:ss.uuuuuu` after the level", 1));
-    };
-    let time = timestamp::infer_year(mo, d, h, mi, s, us * 1000, now_ns).ok_or(err("invalid date or time", 1))?;
-    let mut i = 21;
+    let (time, time_end) = header_time(b, now_ns)?;
+    let mut i = time_end;
     while b.get(i) == Some(&b' ') {
         i += 1;
     }
@@ -65,7 +82,7 @@ pub fn parse_into<'a>(line: &'a str, now_ns: i64, out: &mut Parsed<'a>) -> Resul
         i += 1;
     }
     let pid = parse_u64(&b[pid_start..i]).ok_or(err("expected the thread id", pid_start))?;
-    if b.get(i) != Some(&b' ') || i == 21 {
+    if b.get(i) != Some(&b' ') || i == time_end {
         return Err(err("expected the thread id", pid_start));
     }
     i += 1;
@@ -130,6 +147,21 @@ mod tests {
     }
 
     #[test]
+    fn glog_with_the_year() {
+        let p = parse("W20190102 03:04:05.000006  4242 server.cc:77] slow", NOW).unwrap();
+        assert_eq!(p.timestamp_ns, Some(utc("2019-01-02T03:04:05.000006Z")));
+        assert_eq!((p.level, &*p.message), (Some(Level::Warn), "slow"));
+        assert_eq!(p.field("process.pid"), Some(&FieldValue::Int(4242)));
+        for line in [
+            "I20191302 03:04:05.000006 1 a.cc:1] m",
+            "I2019010 03:04:05.000006 1 a.cc:1] m",
+            "I20190102 03:04:05 1 a.cc:1] m",
+        ] {
+            assert!(parse(line, NOW).is_err(), "{line}");
+        }
+    }
+
+    #[test]
     fn rejects() {
         for line in [
             "",
@@ -154,6 +186,11 @@ mod tests {
 
         #[test]
         fn never_panics_near_the_format(s in "[IWEFX][0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{6} {0,4}[0-9]{0,5} ?[a-z.:0-9 ]{0,10}\\]? ?.{0,5}", now in any::<i64>()) {
+            let _ = parse(&s, now);
+        }
+
+        #[test]
+        fn never_panics_near_the_year_form(s in "[IW][0-9]{8} [0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{0,6} {0,4}[0-9]{0,5} ?[a-z.:0-9 ]{0,10}\\]? ?.{0,5}", now in any::<i64>()) {
             let _ = parse(&s, now);
         }
     }

@@ -3,7 +3,8 @@
 //! Mapping onto the record:
 //! - the first `ts` / `time` / `timestamp` whose value `timestamp::parse_any` reads (RFC 3339,
 //!   log4j, Apache, epoch) becomes the event time;
-//! - the first `level` / `lvl` / `severity` whose value `normalize_level` knows becomes the level;
+//! - the first `level` / `lvl` / `severity` / `at` (Heroku's) whose value `normalize_level`
+//!   knows becomes the level;
 //! - the first `msg` / `message` becomes the message (empty when there is none);
 //! - every other pair goes to `fields` under its own key, as a string (logfmt has no types);
 //!   a bare key (`debug` alone) is `true`, `key=` is the empty string. A time or level whose
@@ -11,8 +12,10 @@
 //!
 //! Quoted values undo the escapes `\"`, `\\`, `\n`, `\r`, `\t` (any other `\x` is kept as
 //! written); they borrow from the line when there is nothing to undo. A line is rejected when
-//! it holds no `key=value` pair at all (free text is not logfmt), when a quote is not closed,
-//! or when a key starts with `"` or `=`.
+//! it holds no `key=value` pair at all (free text is not logfmt) or when a key starts with `"`
+//! or `=`. A quote that is not closed (a line cut by a length limit, a message with a stray
+//! quote) takes the rest of the line as its value, noted with `Parsed::warn`; strict mode
+//! (`parse_into_with`) rejects the line instead.
 
 use std::borrow::Cow;
 
@@ -28,8 +31,16 @@ pub fn parse(line: &str) -> Result<Parsed<'_>, ParseError> {
     Ok(out)
 }
 
-/// Parses one line (without its ending) into `out`, clearing it first.
+/// Parses one line (without its ending) into `out`, clearing it first, leniently.
 pub fn parse_into<'a>(line: &'a str, out: &mut Parsed<'a>) -> Result<(), ParseError> {
+    parse_into_with(line, false, out)
+}
+
+const UNTERMINATED: &str = "unterminated quoted value";
+
+/// Parses one line into `out`, clearing it first; `strict` rejects a line whose quote is not
+/// closed rather than salvaging it (module docs).
+pub fn parse_into_with<'a>(line: &'a str, strict: bool, out: &mut Parsed<'a>) -> Result<(), ParseError> {
     out.clear();
     let b = line.as_bytes();
     let mut i = 0;
@@ -57,7 +68,13 @@ pub fn parse_into<'a>(line: &'a str, out: &mut Parsed<'a>) -> Result<(), ParseEr
             i += 1;
             pairs += 1;
             if i < b.len() && b[i] == b'"' {
-                let (v, next) = quoted(line, i)?;
+                let (v, next, closed) = quoted(line, i);
+                if !closed {
+                    if strict {
+                        return Err(ParseError::new(FORMAT, UNTERMINATED, i));
+                    }
+                    out.warn(UNTERMINATED);
+                }
                 i = next;
                 FieldValue::Str(v)
             } else {
@@ -80,7 +97,8 @@ pub fn parse_into<'a>(line: &'a str, out: &mut Parsed<'a>) -> Result<(), ParseEr
                     }
                     out.time_unparsed = true;
                 }
-                "level" | "lvl" | "severity" if !have_level => {
+                // `at` is Heroku's (router, dynos, many Ruby loggers): `at=info`, `at=error`.
+                "level" | "lvl" | "severity" | "at" if !have_level => {
                     if let Some(l) = normalize_level(s) {
                         out.level = Some(l);
                         have_level = true;
@@ -105,15 +123,16 @@ pub fn parse_into<'a>(line: &'a str, out: &mut Parsed<'a>) -> Result<(), ParseEr
     Ok(())
 }
 
-/// The quoted value starting at the `"` at `open`: its text and the index past the closing quote.
-fn quoted(line: &str, open: usize) -> Result<(Cow<'_, str>, usize), ParseError> {
+/// The quoted value starting at the `"` at `open`: its text, the index past the closing quote,
+/// and whether there was one (without, the value is the rest of the line).
+fn quoted(line: &str, open: usize) -> (Cow<'_, str>, usize, bool) {
     let b = line.as_bytes();
     let start = open + 1;
     let mut i = start;
     // Fast path: find the closing quote; only if a backslash comes first is there work.
     match memchr::memchr2(b'"', b'\\', &b[start..]) {
-        None => return Err(ParseError::new(FORMAT, "unterminated quoted value", open)),
-        Some(k) if b[start + k] == b'"' => return Ok((Cow::Borrowed(&line[start..start + k]), start + k + 1)),
+        None => return (Cow::Borrowed(&line[start..]), b.len(), false),
+        Some(k) if b[start + k] == b'"' => return (Cow::Borrowed(&line[start..start + k]), start + k + 1, true),
         Some(_) => {}
     }
     let mut s = String::with_capacity(32);
@@ -122,7 +141,7 @@ fn quoted(line: &str, open: usize) -> Result<(Cow<'_, str>, usize), ParseError> 
         match b[i] {
             b'"' => {
                 s.push_str(&line[run..i]);
-                return Ok((Cow::Owned(s), i + 1));
+                return (Cow::Owned(s), i + 1, true);
             }
             b'\\' if i + 1 < b.len() => {
                 s.push_str(&line[run..i]);
@@ -147,7 +166,8 @@ fn quoted(line: &str, open: usize) -> Result<(Cow<'_, str>, usize), ParseError> 
             _ => i += 1,
         }
     }
-    Err(ParseError::new(FORMAT, "unterminated quoted value", open))
+    s.push_str(&line[run.min(b.len())..]);
+    (Cow::Owned(s), b.len(), false)
 }
 
 #[cfg(test)]
@@ -217,8 +237,6 @@ mod tests {
         for (line, reason) in [
             ("just some text", "no key=value pair"),
             ("", "no key=value pair"),
-            (r#"a="unterminated"#, "unterminated quoted value"),
-            (r#"a="ends in backslash\"#, "unterminated quoted value"),
             ("=x", "a key cannot start with `\"` or `=`"),
             (r#"k"ey=1"#, "quote inside a key"),
         ] {
@@ -226,10 +244,44 @@ mod tests {
         }
     }
 
+    #[test]
+    fn unterminated_quote_takes_the_rest_of_the_line() {
+        for (line, value) in [
+            (r#"level=info msg="cut by the limit"#, "cut by the limit"),
+            (
+                r#"level=info msg="a \"quoted\" word and \t a tab"#,
+                "a \"quoted\" word and \t a tab",
+            ),
+            (r#"level=info msg="ends in backslash\"#, "ends in backslash\\"),
+            (r#"level=info msg=""#, ""),
+        ] {
+            let p = parse(line).unwrap();
+            assert_eq!(p.level, Some(Level::Info), "{line}");
+            assert_eq!(p.message, value, "{line}");
+            assert_eq!(p.warning, Some("unterminated quoted value"), "{line}");
+            let mut out = Parsed::default();
+            let e = parse_into_with(line, true, &mut out).unwrap_err();
+            assert_eq!(e.reason, "unterminated quoted value", "{line}");
+        }
+        let p = parse(r#"a="x" b=2"#).unwrap();
+        assert_eq!(p.warning, None);
+    }
+
     proptest! {
         #[test]
         fn never_panics(s in "\\PC*") {
             let _ = parse(&s);
+            let mut out = Parsed::default();
+            let _ = parse_into_with(&s, true, &mut out);
+        }
+
+        /// Leniency only adds: a line strict mode reads is read the same way without it.
+        #[test]
+        fn lenient_agrees_where_strict_reads(s in "[a-z =\"\\\\ü]{0,40}") {
+            let mut strict = Parsed::default();
+            if parse_into_with(&s, true, &mut strict).is_ok() {
+                prop_assert_eq!(Ok(strict), parse(&s));
+            }
         }
 
         #[test]

@@ -80,6 +80,11 @@ pub struct Parsed<'a> {
     /// The line had a time (a `timestamp` capture, a `ts=` pair) that could not be read; it
     /// is kept as a field, the record gets the observed time, and the metrics count it.
     pub time_unparsed: bool,
+    /// A lenient parse salvaged the line but could not read one part of it (malformed
+    /// structured data, a weekday that contradicts the date, ...): the first such reason.
+    /// `warn` also writes it into `fields` as `parse_warning`, so it reaches the record with
+    /// no help from the encoder; this copy lets a caller count such lines without a search.
+    pub warning: Option<&'static str>,
 }
 
 impl<'a> Parsed<'a> {
@@ -93,6 +98,16 @@ impl<'a> Parsed<'a> {
         self.partial = false;
         self.truncated = false;
         self.time_unparsed = false;
+        self.warning = None;
+    }
+
+    /// Notes that part of the line could not be read (see `warning`); only the first reason
+    /// is kept, so a line gets at most one `parse_warning` field.
+    pub fn warn(&mut self, reason: &'static str) {
+        if self.warning.is_none() {
+            self.warning = Some(reason);
+            self.push("parse_warning", FieldValue::str(reason));
+        }
     }
 
     /// The value of the first field named `key`.
@@ -117,6 +132,7 @@ impl<'a> Parsed<'a> {
             partial: self.partial,
             truncated: self.truncated,
             time_unparsed: self.time_unparsed,
+            warning: self.warning,
         }
     }
 }

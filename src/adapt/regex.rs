@@ -6,7 +6,8 @@
 //!   one without an offset means UTC) first, then the built-in shapes of
 //!   `timestamp::parse_any` (RFC 3339, log4j `2015-07-29 17:41:44,747`, Apache
 //!   `17/May/2015:10:05:03 +0000`, epoch s/ms/µs/ns). Unreadable → no event time, and the text
-//!   is kept as the field `timestamp`;
+//!   is kept as the field `timestamp`. A weekday that contradicts the date is ignored and
+//!   noted as the line's `parse_warning`;
 //! - the `level` capture → level via `normalize_level`; an unknown name stays the field `level`;
 //! - the `message` capture → message; without one the whole line is the message;
 //! - every other named capture → a string field named after the capture. Capture names may
@@ -153,11 +154,15 @@ impl RegexParser {
         let span = |i: usize| spans.get(i).copied().flatten();
         let group = |i: Option<usize>| i.and_then(span).map(|(s, e)| &line[s..e]);
         if let Some(t) = group(self.timestamp) {
-            out.timestamp_ns = self
-                .layout
-                .as_ref()
-                .and_then(|l| l.parse(t, now_ns))
-                .or_else(|| timestamp::parse_any(t));
+            match self.layout.as_ref().and_then(|l| l.parse_noting(t, now_ns)) {
+                Some((ns, warning)) => {
+                    out.timestamp_ns = Some(ns);
+                    if let Some(w) = warning {
+                        out.warn(w);
+                    }
+                }
+                None => out.timestamp_ns = timestamp::parse_any(t),
+            }
             if out.timestamp_ns.is_none() {
                 out.time_unparsed = true;
                 out.push("timestamp", FieldValue::str(t));

@@ -69,6 +69,7 @@ impl From<&SourceSettings> for SourcePlan {
                 multiline: s.multiline.clone(),
                 join_max_bytes: s.max_line_bytes,
                 join_timeout: s.partial_line_timeout,
+                strict: s.strict,
             },
             static_fields: s.fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             kubernetes_path_metadata: s.kubernetes_path_metadata,
@@ -108,6 +109,7 @@ enum Route {
 #[derive(Default)]
 struct Counts {
     parse_errors: u64,
+    parse_warnings: u64,
     bad_timestamps: u64,
 }
 
@@ -227,6 +229,7 @@ impl Worker {
     fn count(&self, source: usize, c: &Counts) {
         if let Some(s) = self.metrics.sources.get(source) {
             add(&s.parse_errors, c.parse_errors);
+            add(&s.parse_warnings, c.parse_warnings);
             add(&s.bad_timestamps, c.bad_timestamps);
         }
     }
@@ -257,7 +260,7 @@ impl Worker {
             let state = FileState {
                 context: self.context(&chunk.file, &plan),
                 assembler: (!direct).then(|| Assembler::new(&plan.adapter, &format)),
-                parser: LineParser::of(&format),
+                parser: LineParser::of(&format, plan.adapter.strict),
                 format,
                 consumed: Mark::default(),
                 last_input: Instant::now(),
@@ -463,6 +466,9 @@ fn assembled_lines(chunk: &Chunk, state: &mut FileState, b: &mut Builder<'_>, co
 fn count_event(counts: &mut Counts, ev: &assemble::Event<'_, '_>) {
     if ev.error.is_some() {
         counts.parse_errors += 1;
+    }
+    if ev.rec.warning.is_some() {
+        counts.parse_warnings += 1;
     }
     if ev.rec.time_unparsed && ev.rec.timestamp_ns.is_none() {
         counts.bad_timestamps += 1;

@@ -9,10 +9,14 @@
 //! Formats that leave out the year (RFC 3164, klog, Android's `MM-DD`) take it from a supplied
 //! "now" with the New Year rule of `infer_year`.
 
-use chrono::format::{Parsed as ChronoParsed, StrftimeItems};
+use chrono::format::StrftimeItems;
 use serde_json::Number;
 
 use crate::timefmt;
+
+mod chrono_layout;
+
+pub use chrono_layout::WRONG_WEEKDAY;
 
 const NANOS_PER_SEC: i64 = 1_000_000_000;
 const SECS_PER_DAY: i64 = 86_400;
@@ -104,7 +108,7 @@ pub fn infer_year(month: u32, day: u32, hour: u32, min: u32, sec: u32, nanos: u3
 }
 
 #[inline]
-fn d2(b: &[u8], i: usize) -> Option<u32> {
+pub(crate) fn d2(b: &[u8], i: usize) -> Option<u32> {
     let hi = b.get(i)?.wrapping_sub(b'0');
     let lo = b.get(i + 1)?.wrapping_sub(b'0');
     if hi > 9 || lo > 9 {
@@ -114,14 +118,14 @@ fn d2(b: &[u8], i: usize) -> Option<u32> {
 }
 
 #[inline]
-fn d4(b: &[u8], i: usize) -> Option<u32> {
+pub(crate) fn d4(b: &[u8], i: usize) -> Option<u32> {
     Some(d2(b, i)? * 100 + d2(b, i + 2)?)
 }
 
 /// Fraction digits starting at `i` (after the separator): (nanoseconds, digits consumed).
 /// Digits past the ninth are read and ignored.
 #[inline]
-fn fraction(b: &[u8], mut i: usize) -> (u32, usize) {
+pub(crate) fn fraction(b: &[u8], mut i: usize) -> (u32, usize) {
     let start = i;
     let mut nanos = 0u32;
     let mut scale = 100_000_000u32;
@@ -561,48 +565,18 @@ impl Layout {
 
     /// The instant `s` stands for in this layout; `now_ns` supplies a missing year.
     pub fn parse(&self, s: &str, now_ns: i64) -> Option<i64> {
+        self.parse_noting(s, now_ns).map(|(t, _)| t)
+    }
+
+    /// `parse`, and the reason when part of `s` was not believed: a weekday that contradicts
+    /// the date (`Fri Jul 17 2017`, a Monday) is ignored, as peers do, and reported here so
+    /// the caller can mark and count the line.
+    pub fn parse_noting(&self, s: &str, now_ns: i64) -> Option<(i64, Option<&'static str>)> {
         debug_assert!(self.has_date);
         if let Some(t) = self.fixed.as_ref().and_then(|f| f.parse(s, self.millis_suffix, now_ns)) {
-            return Some(t);
+            return Some((t, None));
         }
-        self.parse_chrono(s, now_ns)
-    }
-
-    fn parse_chrono(&self, s: &str, now_ns: i64) -> Option<i64> {
-        let mut p = ChronoParsed::new();
-        let mut extra_ns = 0;
-        if self.millis_suffix {
-            let rest = chrono::format::parse_and_remainder(&mut p, s, StrftimeItems::new(&self.format)).ok()?;
-            if rest.is_empty() || rest.len() > 3 || !rest.bytes().all(|c| c.is_ascii_digit()) {
-                return None;
-            }
-            extra_ns = rest.parse::<i64>().ok()? * 1_000_000;
-        } else {
-            chrono::format::parse(&mut p, s, StrftimeItems::new(&self.format)).ok()?;
-        }
-        self.finish(p, now_ns).map(|t| t + extra_ns)
-    }
-
-    fn finish(&self, mut p: ChronoParsed, now_ns: i64) -> Option<i64> {
-        if !self.has_offset {
-            p.set_offset(0).ok()?;
-        }
-        if self.has_year || p.timestamp.is_some() {
-            return p.to_datetime().ok()?.timestamp_nanos_opt();
-        }
-        // No year: read the rest as if in a leap year (so Feb 29 parses), then place it.
-        p.set_year(2000).ok()?;
-        let t = p.to_datetime().ok()?;
-        use chrono::{Datelike, Timelike};
-        infer_year(
-            t.month(),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.nanosecond(),
-            now_ns,
-        )
+        self.parse_chrono_noting(s, now_ns)
     }
 }
 
@@ -831,6 +805,43 @@ mod tests {
         let l = Layout::new("%m-%d %H:%M:%S%.3f").unwrap();
         assert_eq!(l.parse("3-17 16:13:38.811", NOW), Some(utc("2026-03-17T16:13:38.811Z")));
         assert!(Layout::new("%H:%M").is_err());
+    }
+
+    #[test]
+    fn offset_without_year() {
+        // 23:30 at UTC-05:00 on Nov 24 is 04:30 UTC on Nov 25.
+        let l = Layout::new("%b %d %H:%M:%S %z").unwrap();
+        assert_eq!(l.parse("Nov 24 23:30:00 -0500", NOW), Some(utc("2026-11-25T04:30:00Z")));
+        assert_eq!(l.parse("Jun 13 16:33:35 +0200", NOW), Some(utc("2026-06-13T14:33:35Z")));
+        // The New Year rule runs on the writer's clock: 00:30 on Jan 1 at +01:00 is still
+        // Dec 31 in UTC, and read on Dec 31 it is this year's, not last year's.
+        let dec31 = utc("2026-12-31T23:45:00Z");
+        assert_eq!(
+            l.parse("Jan 01 00:30:00 +0100", dec31),
+            Some(utc("2026-12-31T23:30:00Z"))
+        );
+    }
+
+    #[test]
+    fn wrong_weekday_uses_the_date() {
+        let l = Layout::new("%a %b %d %H:%M:%S %Y").unwrap();
+        // 2017-07-17 was a Monday.
+        assert_eq!(
+            l.parse_noting("Fri Jul 17 10:00:00 2017", NOW),
+            Some((utc("2017-07-17T10:00:00Z"), Some(WRONG_WEEKDAY)))
+        );
+        assert_eq!(
+            l.parse_noting("Mon Jul 17 10:00:00 2017", NOW),
+            Some((utc("2017-07-17T10:00:00Z"), None))
+        );
+        assert_eq!(l.parse_noting("Xyz Jul 17 10:00:00 2017", NOW), None);
+        assert_eq!(l.parse_noting("Fri Jul 32 10:00:00 2017", NOW), None);
+        // Without a year the weekday cannot be checked; the date is placed as usual.
+        let l = Layout::new("%a %b %d %H:%M:%S").unwrap();
+        assert_eq!(
+            l.parse_noting("Fri Jul 17 10:00:00", NOW),
+            Some((utc("2026-07-17T10:00:00Z"), None))
+        );
         assert!(Layout::new("%Y-%m-%d %H %Q").is_err());
     }
 }

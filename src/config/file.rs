@@ -66,6 +66,9 @@ pub(super) struct SourceFileConfig {
     pub(super) fields: BTreeMap<String, String>,
     /// `"path"` (default): namespace/pod/container from a `/var/log/pods/…` path; `"none"`.
     pub(super) kubernetes_metadata: Option<String>,
+    /// Reject lines that break the format's RFC instead of salvaging them (`STRICT_FORMATS`).
+    #[serde(default)]
+    pub(super) strict: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -27,7 +27,7 @@ pub use self::resource::{system_hostname, DOWNWARD_API_ENV};
 pub use self::sink::{BatchSettings, Encoding, SinkKind, SinkSettings};
 pub use self::source::{
     Format, MultilineSettings, ReadFrom, SourceSettings, DEFAULT_MULTILINE_MAX_BYTES, DEFAULT_MULTILINE_MAX_LINES,
-    DEFAULT_MULTILINE_TIMEOUT_MS, FORMAT_NAMES,
+    DEFAULT_MULTILINE_TIMEOUT_MS, FORMAT_NAMES, STRICT_FORMATS,
 };
 
 /// Checkpoints live here when the config does not say otherwise.
@@ -388,6 +388,11 @@ mod tests {
             vec![("env".into(), "prod".into()), ("team".into(), "payments".into())]
         );
         assert!(!src.kubernetes_path_metadata);
+        assert!(!src.strict, "lenient unless asked");
+        for name in STRICT_FORMATS {
+            let s = parse(&with_source(&format!("format = \"{name}\"\nstrict = true"))).unwrap();
+            assert!(s.sources[0].strict, "{name}");
+        }
         for name in FORMAT_NAMES.split(", ").filter(|n| *n != "regex") {
             let s = parse(&with_source(&format!("format = \"{name}\""))).unwrap();
             assert_eq!(s.sources[0].format.name(), name);
@@ -423,6 +428,9 @@ mod tests {
             ),
             ("kubernetes_metadata = \"api\"", "sources[0].kubernetes_metadata"),
             ("format = \"xml\"", "sources[0].format"),
+            ("strict = true", "sources[0].strict"),
+            ("format = \"json\"\nstrict = true", "sources[0].strict"),
+            ("format = \"syslog\"\nstrict = \"yes\"", "strict"),
         ];
         for (lines, key) in cases {
             let err = parse(&with_source(lines)).unwrap_err().to_string();

@@ -31,6 +31,9 @@ pub struct SourceSettings {
     /// Derive `k8s.*` resource attributes from `/var/log/pods/<ns>_<pod>_<uid>/<container>/`
     /// paths.
     pub kubernetes_path_metadata: bool,
+    /// Reject lines that break the format's RFC rather than salvage them with a
+    /// `parse_warning` (only the `STRICT_FORMATS`).
+    pub strict: bool,
 }
 
 /// How a source's lines are turned into records (see `adapt`).
@@ -49,6 +52,9 @@ pub enum Format {
     /// Picked per file from its first lines (`adapt::detect`).
     Auto,
 }
+
+/// The formats that have a strict mode (`strict = true`).
+pub const STRICT_FORMATS: [&str; 4] = ["syslog", "logfmt", "combined", "common"];
 
 /// The format names `format =` takes, for messages.
 pub const FORMAT_NAMES: &str = "raw, json, logfmt, cri, docker, syslog, combined, common, klog, regex, auto";
@@ -140,6 +146,12 @@ fn validate(
         .unwrap_or_else(|| vec!["**/*.gz".into(), "**/*.zst".into(), "**/*.bz2".into(), "**/*.xz".into()]);
     let exclude_set = build_globs(&exclude, &at("exclude"), problem);
     let format = format(&s, &at, problem);
+    if s.strict && !STRICT_FORMATS.contains(&s.format.as_deref().unwrap_or("raw")) {
+        problem(
+            at("strict"),
+            format!("only these formats have a strict mode: {}", STRICT_FORMATS.join(", ")),
+        );
+    }
     let multiline = s.multiline.as_ref().and_then(|m| multiline(m, &at, problem));
     let mut fields = global_fields.clone();
     fields.extend(s.fields.clone());
@@ -187,6 +199,7 @@ fn validate(
         multiline,
         fields: fields.into_iter().collect(),
         kubernetes_path_metadata,
+        strict: s.strict,
     }
 }
 

@@ -156,6 +156,7 @@ mod tests {
             multiline: None,
             fields: Vec::new(),
             kubernetes_path_metadata: true,
+            strict: false,
         };
         let r = roots(&[src(vec!["/var/log/*.log", "/var/log/app/*/x.log"])]);
         assert_eq!(

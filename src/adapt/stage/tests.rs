@@ -423,3 +423,34 @@ proptest! {
         prop_assert_eq!(joined.len(), texts.len());
     }
 }
+
+#[test]
+fn strict_sources_reject_what_lenient_ones_salvage_and_salvages_are_counted() {
+    // RFC 3164 without a hostname: lenient reads the tag; strict wants a hostname there.
+    let line = b"<133>Jun 13 16:33:35 haproxy[73411]: Proxy sticky-servers started.\n";
+    let mut lenient = Harness::new(Format::Syslog.into());
+    let (out, _) = lenient.feed(&[file_chunk("/l/h.log", 15, line, 0)]);
+    let rec = &values(&out)[0];
+    assert_eq!(rec["message"], "Proxy sticky-servers started.");
+    assert_eq!(lenient.parse_errors(), 0);
+    let mut p = SourcePlan::from(Format::Syslog);
+    p.adapter.strict = true;
+    let mut strict = Harness::new(p);
+    let (out, _) = strict.feed(&[file_chunk("/l/h.log", 16, line, 0)]);
+    let rec = &values(&out)[0];
+    assert!(rec["fields"]["parse_error"].is_string(), "{rec}");
+    assert_eq!(strict.parse_errors(), 1);
+    // A broken structured-data part: the header is kept, the line counted as a warning.
+    let broken = b"<165>1 2026-11-25T12:00:00.000Z host app 42 ID47 [x@1 eventSource= \"App\"] msg\n";
+    let mut h = Harness::new(Format::Syslog.into());
+    let (out, _) = h.feed(&[file_chunk("/l/b.log", 17, broken, 0)]);
+    let rec = &values(&out)[0];
+    assert!(rec["fields"]["parse_warning"].is_string(), "{rec}");
+    assert_eq!(
+        (
+            h.parse_errors(),
+            h.metrics.sources[1].parse_warnings.load(Ordering::Relaxed)
+        ),
+        (0, 1)
+    );
+}
