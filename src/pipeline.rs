@@ -28,7 +28,7 @@ use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::ship::encode::Encoder;
 use crate::ship::{self, SinkContext};
-use crate::stop::{self, Trigger};
+use crate::stop::{self, HardStop, Trigger};
 use crate::tail::{self, TailContext};
 
 /// Record batches queued per sink, and chunks per adapt worker: each holds a chunk, so the
@@ -46,6 +46,106 @@ pub enum Error {
     Checkpoint(#[from] checkpoint::Error),
     #[error("start thread {name}: {source}")]
     Spawn { name: String, source: std::io::Error },
+}
+
+/// The threads started so far, and the channel their ends disconnect.
+struct Threads {
+    handles: Vec<JoinHandle<()>>,
+    finished: Sender<()>,
+}
+
+impl Threads {
+    fn spawn(&mut self, name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), Error> {
+        let finished = self.finished.clone();
+        let handle = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || {
+                f();
+                drop(finished);
+            })
+            .map_err(|source| Error::Spawn {
+                name: name.to_owned(),
+                source,
+            })?;
+        self.handles.push(handle);
+        Ok(())
+    }
+}
+
+/// For each source, the sinks that read it.
+fn sinks_of_sources(settings: &Settings) -> Vec<Vec<usize>> {
+    (0..settings.sources.len())
+        .map(|s| {
+            settings
+                .sinks
+                .iter()
+                .enumerate()
+                .filter(|(_, k)| k.inputs.contains(&s))
+                .map(|(i, _)| i)
+                .collect()
+        })
+        .collect()
+}
+
+/// Starts a thread per sink; returns where each one's records go, and which sources it reads.
+fn start_sinks(
+    settings: &Settings,
+    checkpoints: &Sender<checkpoint::Msg>,
+    metrics: &Arc<Metrics>,
+    hard_stop: &HardStop,
+    threads: &mut Threads,
+) -> Result<Vec<Lane>, Error> {
+    let mut lanes = Vec::new();
+    for (index, sink) in settings.sinks.iter().enumerate() {
+        let (tx, rx) = crossbeam_channel::bounded(SINK_QUEUE);
+        lanes.push(Lane {
+            tx,
+            reads_source: (0..settings.sources.len()).map(|s| sink.inputs.contains(&s)).collect(),
+        });
+        let ctx = SinkContext {
+            index,
+            settings: sink.clone(),
+            encoder: Encoder::new(sink.encoding),
+            records: rx,
+            checkpoints: checkpoints.clone(),
+            metrics: Arc::clone(metrics),
+            hard_stop: hard_stop.clone(),
+        };
+        threads.spawn(&format!("sink-{}", sink.name), move || ship::run(ctx))?;
+    }
+    Ok(lanes)
+}
+
+/// Starts the adapt workers, one per core (at least one), each with its own copy of the sinks'
+/// lanes; returns the lanes the tailer sends chunks on. Only the workers hold the sinks'
+/// senders afterwards, so the sinks end when the workers do.
+fn start_adapt(
+    settings: &Settings,
+    sinks: Vec<Lane>,
+    metrics: &Arc<Metrics>,
+    hard_stop: &HardStop,
+    threads: &mut Threads,
+) -> Result<Vec<Sender<Arc<crate::chunk::Chunk>>>, Error> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, MAX_ADAPT_WORKERS);
+    let plans: Arc<[SourcePlan]> = settings.sources.iter().map(SourcePlan::from).collect();
+    let mut lanes = Vec::new();
+    for w in 0..workers {
+        let (tx, rx) = crossbeam_channel::bounded(ADAPT_QUEUE);
+        lanes.push(tx);
+        let worker = Worker::new(Arc::clone(&plans), &settings.resource, Arc::clone(metrics));
+        let outputs = sinks
+            .iter()
+            .map(|l| Lane {
+                tx: l.tx.clone(),
+                reads_source: l.reads_source.clone(),
+            })
+            .collect();
+        let hard = hard_stop.clone();
+        threads.spawn(&format!("adapt-{w}"), move || stage::run(worker, rx, outputs, hard))?;
+    }
+    Ok(lanes)
 }
 
 /// A running pipeline.
@@ -72,91 +172,23 @@ impl Pipeline {
         let (cp_tx, cp_rx) = crossbeam_channel::bounded(CHECKPOINT_QUEUE);
         // Nothing is sent on it: each thread's sender is dropped when the thread returns.
         let (finished_tx, finished) = crossbeam_channel::bounded::<()>(0);
-        let mut threads = Vec::new();
-        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
-            let finished = finished_tx.clone();
-            std::thread::Builder::new()
-                .name(name.to_owned())
-                .spawn(move || {
-                    f();
-                    drop(finished);
-                })
-                .map_err(|source| Error::Spawn {
-                    name: name.to_owned(),
-                    source,
-                })
+        let mut threads = Threads {
+            handles: Vec::new(),
+            finished: finished_tx,
         };
-
-        let sinks_of_source: Vec<Vec<usize>> = (0..settings.sources.len())
-            .map(|s| {
-                settings
-                    .sinks
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, k)| k.inputs.contains(&s))
-                    .map(|(i, _)| i)
-                    .collect()
-            })
-            .collect();
         let checkpointer = Checkpointer::new(
             settings.data_dir.clone(),
             saved.clone().unwrap_or_default(),
-            sinks_of_source.clone(),
+            sinks_of_sources(&settings),
             settings.sinks.len(),
             settings.checkpoint_grace,
             Arc::clone(&metrics),
         );
-        threads.push(spawn(
-            "checkpoint",
-            Box::new(move || checkpoint::run(checkpointer, cp_rx, CHECKPOINT_INTERVAL)),
-        )?);
-
-        // The adapt workers: one per core (at least one), none more than the files could use.
-        let workers = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .clamp(1, MAX_ADAPT_WORKERS);
-        let plans: Arc<[SourcePlan]> = settings.sources.iter().map(SourcePlan::from).collect();
-        let mut sink_txs = Vec::new();
-        for (index, sink) in settings.sinks.iter().enumerate() {
-            let (tx, rx) = crossbeam_channel::bounded(SINK_QUEUE);
-            sink_txs.push((
-                tx,
-                (0..settings.sources.len())
-                    .map(|s| sink.inputs.contains(&s))
-                    .collect::<Vec<_>>(),
-            ));
-            let ctx = SinkContext {
-                index,
-                settings: sink.clone(),
-                encoder: Encoder::new(sink.encoding),
-                records: rx,
-                checkpoints: cp_tx.clone(),
-                metrics: Arc::clone(&metrics),
-                hard_stop: hard_stop.clone(),
-            };
-            threads.push(spawn(&format!("sink-{}", sink.name), Box::new(move || ship::run(ctx)))?);
-        }
-        let mut lanes = Vec::new();
-        for w in 0..workers {
-            let (tx, rx) = crossbeam_channel::bounded(ADAPT_QUEUE);
-            lanes.push(tx);
-            let worker = Worker::new(Arc::clone(&plans), &settings.resource, Arc::clone(&metrics));
-            let outputs = sink_txs
-                .iter()
-                .map(|(tx, reads_source)| Lane {
-                    tx: tx.clone(),
-                    reads_source: reads_source.clone(),
-                })
-                .collect();
-            let hard = hard_stop.clone();
-            threads.push(spawn(
-                &format!("adapt-{w}"),
-                Box::new(move || stage::run(worker, rx, outputs, hard)),
-            )?);
-        }
-        // Only the workers hold the sinks' senders now: the sinks end when the workers do.
-        drop(sink_txs);
-
+        threads.spawn("checkpoint", move || {
+            checkpoint::run(checkpointer, cp_rx, CHECKPOINT_INTERVAL)
+        })?;
+        let sinks = start_sinks(&settings, &cp_tx, &metrics, &hard_stop, &mut threads)?;
+        let lanes = start_adapt(&settings, sinks, &metrics, &hard_stop, &mut threads)?;
         let shutdown_timeout = settings.shutdown_timeout;
         let ctx = TailContext {
             settings,
@@ -168,14 +200,12 @@ impl Pipeline {
             shutdown: stop_rx,
             hard_stop: hard_stop.clone(),
         };
-        threads.push(spawn("tail", Box::new(move || tail::run(ctx)))?);
-        drop(finished_tx);
-
+        threads.spawn("tail", move || tail::run(ctx))?;
         Ok(Pipeline {
             metrics,
             stop_tx: Some(stop_tx),
             hard_stop: trigger,
-            threads,
+            threads: threads.handles,
             finished,
             shutdown_timeout,
         })
@@ -199,5 +229,76 @@ impl Pipeline {
             let _ = t.join();
         }
         in_time
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn wait_for(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
+        let until = Instant::now() + deadline;
+        while !cond() {
+            assert!(Instant::now() < until, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn settings(dir: &Path) -> Settings {
+        let text = format!(
+            "data_dir = \"{d}/data\"\n[metrics]\nenabled = false\n[[sources]]\nname = \"app\"\ninclude = [\"{d}/logs/*.log\"]\nformat = \"logfmt\"\n[[sinks]]\nname = \"out\"\ntype = \"file\"\npath = \"{d}/out.ndjson\"\nbatch = {{ linger_ms = 10 }}\n",
+            d = dir.display()
+        );
+        Settings::from_toml(&dir.join("t.toml"), &text, &|_| None).unwrap()
+    }
+
+    #[test]
+    fn lines_go_through_every_stage_and_the_checkpoint_follows() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+        let log = dir.path().join("logs/a.log");
+        std::fs::write(&log, "level=info msg=one\nlevel=warn msg=two\n").unwrap();
+        let p = Pipeline::start(settings(dir.path())).unwrap();
+        let out = dir.path().join("out.ndjson");
+        let read = || std::fs::read_to_string(&out).unwrap_or_default();
+        wait_for("two records", Duration::from_secs(20), || read().lines().count() >= 2);
+        let recs: Vec<serde_json::Value> = read().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(
+            (recs[0]["message"].as_str(), recs[1]["level"].as_str()),
+            (Some("one"), Some("warn"))
+        );
+        assert!(p.stop(), "stopped in time");
+        let saved = checkpoint::load(&dir.path().join("data")).unwrap().unwrap();
+        assert_eq!(saved.len(), 1);
+        assert_eq!(saved[0].at.offset, std::fs::metadata(&log).unwrap().len());
+    }
+
+    #[test]
+    fn a_stop_that_cannot_finish_fires_the_hard_stop_and_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+        std::fs::write(dir.path().join("logs/a.log"), "level=info msg=one\n").unwrap();
+        let mut s = settings(dir.path());
+        // A sink that can never write (its path is a directory) and no time to wait.
+        std::fs::create_dir_all(dir.path().join("blocked")).unwrap();
+        s.sinks[0].kind = crate::config::SinkKind::File {
+            path: dir.path().join("blocked"),
+        };
+        s.shutdown_timeout = Duration::from_millis(300);
+        let p = Pipeline::start(s).unwrap();
+        wait_for("the line read", Duration::from_secs(20), || {
+            p.metrics.lines_read.load(Ordering::Relaxed) >= 1
+        });
+        let t = Instant::now();
+        assert!(!p.stop(), "not in time");
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+        let saved = checkpoint::load(&dir.path().join("data")).unwrap().unwrap_or_default();
+        assert!(
+            saved.iter().all(|e| e.at.offset == 0),
+            "nothing was delivered: {saved:?}"
+        );
     }
 }
