@@ -200,6 +200,14 @@ impl Metrics {
     /// The Prometheus text exposition (version 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
+        self.render_process(&mut out);
+        self.render_sources(&mut out);
+        self.render_sinks(&mut out);
+        out
+    }
+
+    /// The process-wide counters and gauges.
+    fn render_process(&self, out: &mut String) {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut one = |name: &str, kind: &str, help: &str, v: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
@@ -289,20 +297,13 @@ impl Metrics {
             "Checkpoint writes that failed.",
             get(&self.checkpoint_errors),
         );
+    }
 
-        let labelled = |out: &mut String,
-                        name: &str,
-                        kind: &str,
-                        help: &str,
-                        label: &str,
-                        rows: &mut dyn Iterator<Item = (String, u64)>| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (value, v) in rows {
-                let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {v}", escape_label(&value));
-            }
-        };
+    /// Per source: what its lines held.
+    fn render_sources(&self, out: &mut String) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         labelled(
-            &mut out,
+            out,
             "tailship_parse_errors_total",
             "counter",
             "Lines the source's format rejected, shipped raw with a parse_error mark.",
@@ -310,7 +311,7 @@ impl Metrics {
             &mut self.sources.iter().map(|s| (s.name.clone(), get(&s.parse_errors))),
         );
         labelled(
-            &mut out,
+            out,
             "tailship_parse_warnings_total",
             "counter",
             "Lines read in part: the sound parts parsed, the rest kept, with a parse_warning mark.",
@@ -318,7 +319,7 @@ impl Metrics {
             &mut self.sources.iter().map(|s| (s.name.clone(), get(&s.parse_warnings))),
         );
         labelled(
-            &mut out,
+            out,
             "tailship_timestamp_parse_errors_total",
             "counter",
             "Records whose time was present but unreadable; they carry the time they were read.",
@@ -342,6 +343,11 @@ impl Metrics {
                 }
             }
         }
+    }
+
+    /// Per sink, and the lag of every file.
+    fn render_sinks(&self, out: &mut String) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         type SinkField = fn(&SinkMetrics) -> &AtomicU64;
         let sink_rows: [(&str, &str, &str, SinkField); 6] = [
             (
@@ -383,7 +389,7 @@ impl Metrics {
         ];
         for (name, kind, help, field) in sink_rows {
             labelled(
-                &mut out,
+                out,
                 name,
                 kind,
                 help,
@@ -391,20 +397,19 @@ impl Metrics {
                 &mut self.sinks.iter().map(|s| (s.name.clone(), get(field(s)))),
             );
         }
-        self.render_http(&mut out);
+        self.render_http(out);
         let lag = self.file_lag.lock().unwrap_or_else(|p| p.into_inner());
         let mut rows: Vec<(String, u64)> = lag.iter().map(|(k, v)| (k.clone(), *v)).collect();
         drop(lag);
         rows.sort();
         labelled(
-            &mut out,
+            out,
             "tailship_file_lag_bytes",
             "gauge",
             "Bytes of a tailed file not yet read.",
             "file",
             &mut rows.into_iter(),
         );
-        out
     }
 }
 
@@ -501,6 +506,21 @@ impl Metrics {
             s.request_seconds
                 .render(out, "tailship_http_request_duration_seconds", &label);
         }
+    }
+}
+
+/// A labelled metric family: its help, type and one row per label value.
+fn labelled(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    label: &str,
+    rows: &mut dyn Iterator<Item = (String, u64)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (value, v) in rows {
+        let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {v}", escape_label(&value));
     }
 }
 
