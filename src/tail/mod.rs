@@ -11,6 +11,7 @@
 pub mod discover;
 pub mod file;
 pub mod identity;
+mod ledger;
 pub mod lines;
 
 use std::collections::{HashMap, HashSet};
@@ -29,6 +30,7 @@ use notify::Watcher;
 use self::discover::Root;
 use self::file::{FileKey, ReadResult, Tracked};
 use self::identity::Fingerprint;
+use self::ledger::Ledger;
 use self::lines::{LineSplitter, Split};
 use crate::budget::Budget;
 use crate::checkpoint::{Entry, Msg};
@@ -76,7 +78,7 @@ pub struct Tailer {
     failed: HashSet<PathBuf>,
     watched: HashSet<PathBuf>,
     lanes: Vec<Sender<Arc<Chunk>>>,
-    checkpoints: Sender<Msg>,
+    ledger: Ledger,
     budget: Arc<Budget>,
     metrics: Arc<Metrics>,
     hard_stop: HardStop,
@@ -114,7 +116,7 @@ pub fn run(ctx: TailContext) {
         failed: HashSet::new(),
         watched: HashSet::new(),
         lanes,
-        checkpoints,
+        ledger: Ledger::new(checkpoints),
         budget,
         metrics,
         hard_stop,
@@ -517,13 +519,7 @@ impl Tailer {
                 f.meta = None;
                 f.dirty = true;
                 self.by_path.insert(path.to_owned(), key);
-                let _ = self.checkpoints.send(Msg::Update {
-                    uid: f.uid,
-                    path: path.display().to_string(),
-                    fp_len: f.fp.len,
-                    fp_hash: f.fp.hash,
-                    id_seed: f.id_seed,
-                });
+                self.ledger.update(f);
             }
             return;
         }
@@ -618,24 +614,9 @@ impl Tailer {
             start.saturating_sub(mark::VALIDATOR_MAX as u64),
             (start as usize).min(mark::VALIDATOR_MAX),
         )?;
-        let _ = self.checkpoints.send(Msg::Register {
-            entry: Entry {
-                uid,
-                source: self.sources[source].name.clone(),
-                path: path.display().to_string(),
-                dev: key.0,
-                ino: key.1,
-                fp_len: fp.len,
-                fp_hash: fp.hash,
-                generation,
-                id_seed,
-                at: Mark::at(start, &last_bytes),
-                updated: 0,
-            },
-            source_idx: source,
-        });
+        let at = Mark::at(start, &last_bytes);
         let now = Instant::now();
-        Ok(Tracked {
+        let t = Tracked {
             key,
             uid,
             source,
@@ -656,7 +637,9 @@ impl Tailer {
             dirty: true,
             at_eof: false,
             size,
-        })
+        };
+        self.ledger.register(&t, &self.sources[source].name, at);
+        Ok(t)
     }
 
     /// Reads every file that may have new bytes, a few reads each per turn. Returns true when
@@ -725,13 +708,7 @@ impl Tailer {
         if (f.fp.len as usize) < identity::FINGERPRINT_MAX && f.read_offset > f.fp.len as u64 {
             if let Ok(fp) = identity::fingerprint(&f.file, f.read_offset) {
                 f.fp = fp;
-                let _ = self.checkpoints.send(Msg::Update {
-                    uid: f.uid,
-                    path: f.path.display().to_string(),
-                    fp_len: fp.len,
-                    fp_hash: fp.hash,
-                    id_seed: f.id_seed,
-                });
+                self.ledger.update(f);
             }
         }
     }
@@ -758,23 +735,7 @@ impl Tailer {
         f.restart_generation(uid);
         let size = f.file.metadata().map(|m| m.len()).unwrap_or(0);
         f.fp = identity::fingerprint(&f.file, size).unwrap_or_default();
-        let entry = Entry {
-            uid,
-            source: self.sources[f.source].name.clone(),
-            path: f.path.display().to_string(),
-            dev: key.0,
-            ino: key.1,
-            fp_len: f.fp.len,
-            fp_hash: f.fp.hash,
-            generation: f.generation,
-            id_seed: None,
-            at: Mark::default(),
-            updated: 0,
-        };
-        let _ = self.checkpoints.send(Msg::Register {
-            entry,
-            source_idx: f.source,
-        });
+        self.ledger.register(f, &self.sources[f.source].name, Mark::default());
     }
 
     /// copytruncate copies the file (to `app.log.1`, say) and then truncates it. Lines the
@@ -870,7 +831,7 @@ impl Tailer {
             if let Some(f) = self.files.remove(&k) {
                 self.metrics.open_files.fetch_sub(1, Ordering::Relaxed);
                 tracing::debug!(path = %f.path.display(), "closed drained rotated file");
-                let _ = self.checkpoints.send(Msg::Closed { uid: f.uid });
+                self.ledger.closed(f.uid);
             }
         }
     }
@@ -890,13 +851,7 @@ impl Tailer {
                         let head = identity::read_at(&f.file, 0, identity::FINGERPRINT_MAX).unwrap_or_default();
                         let s = identity::id_seed(key.0, key.1, f.generation, &head);
                         f.id_seed = Some(s);
-                        let _ = self.checkpoints.send(Msg::Update {
-                            uid: f.uid,
-                            path: f.path.display().to_string(),
-                            fp_len: f.fp.len,
-                            fp_hash: f.fp.hash,
-                            id_seed: Some(s),
-                        });
+                        self.ledger.update(f);
                         s
                     }
                 };
