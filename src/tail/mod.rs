@@ -25,6 +25,9 @@ mod resume;
 mod rotation;
 mod watch;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
