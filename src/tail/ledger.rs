@@ -2,9 +2,9 @@
 //! (`register`), a file's identity or path changed (`update`), a file is closed for good
 //! (`closed`). Acknowledgements come from the sinks, not from here.
 //!
-//! Sends are never waited on and their errors are ignored: the checkpoint thread ends only
-//! once every sender is gone, so a send fails only if it died, and then the lines should
-//! still ship — only their checkpoint is lost, as it already is.
+//! A send's error is ignored: the checkpoint thread ends only once every sender is gone, so
+//! a send fails only if that thread died, and then the lines should still ship; only their
+//! checkpoint is lost, as it already is.
 
 use crossbeam_channel::Sender;
 
