@@ -44,6 +44,12 @@ pub fn read_at(file: &File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// The up to `VALIDATOR_MAX` bytes just before `offset`: what a mark there validates.
+pub fn bytes_before(file: &File, offset: u64) -> io::Result<Vec<u8>> {
+    let len = offset.min(crate::mark::VALIDATOR_MAX as u64);
+    read_at(file, offset - len, len as usize)
+}
+
 /// Fingerprint of the first `min(size, FINGERPRINT_MAX)` bytes of `file`.
 pub fn fingerprint(file: &File, size: u64) -> io::Result<Fingerprint> {
     let want = (size as usize).min(FINGERPRINT_MAX);

@@ -1,0 +1,185 @@
+//! Where a newly opened file starts: at its checkpoint entry if the file is still the one
+//! saved and unchanged before the saved offset, at its end for `read_from = "end"` on the
+//! agent's first start, else at its beginning. Also the files rotated by rename while the
+//! agent was down, and the uids that key a file generation's checkpoint entry.
+
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+use super::file::{FileKey, Tracked};
+use super::identity::{self, Fingerprint};
+use super::lines::LineSplitter;
+use super::Tailer;
+use crate::checkpoint::Entry;
+use crate::config::ReadFrom;
+use crate::mark::Mark;
+use crate::metrics::add;
+use crate::timefmt;
+
+/// Where a file generation starts, and what it continues from a checkpoint entry.
+#[derive(Debug, Default)]
+struct Start {
+    offset: u64,
+    generation: u32,
+    id_seed: Option<u64>,
+    /// The saved entry's key, when the file resumes it.
+    uid: Option<u64>,
+}
+
+impl Tailer {
+    /// Decides where to start in a newly opened file (resume, beginning or end), and
+    /// registers it with the checkpoint thread.
+    pub(super) fn start_file(
+        &mut self,
+        file: File,
+        key: FileKey,
+        size: u64,
+        path: &Path,
+        source: usize,
+        initial: bool,
+    ) -> io::Result<Tracked> {
+        let start = match self.saved.remove(&key) {
+            Some(e) => self.resume_point(&file, &e, path)?,
+            None if initial && self.first_start && self.sources[source].read_from == ReadFrom::End => Start {
+                offset: size,
+                ..Start::default()
+            },
+            None => Start::default(),
+        };
+        let fp = identity::fingerprint(&file, size)?;
+        let uid = start.uid.unwrap_or_else(|| new_uid(key, start.generation));
+        let last_bytes = identity::bytes_before(&file, start.offset)?;
+        let at = Mark::at(start.offset, &last_bytes);
+        let now = Instant::now();
+        let t = Tracked {
+            key,
+            uid,
+            source,
+            file,
+            path: path.to_owned(),
+            attached: true,
+            generation: start.generation,
+            id_seed: start.id_seed,
+            fp,
+            meta: None,
+            read_offset: start.offset,
+            buf_offset: start.offset,
+            buf: BytesMut::new(),
+            splitter: LineSplitter::new(self.sources[source].max_line_bytes),
+            last_bytes,
+            partial_since: now,
+            last_growth: now,
+            dirty: true,
+            at_eof: false,
+            size,
+        };
+        self.ledger.register(&t, &self.sources[source].name, at);
+        Ok(t)
+    }
+
+    /// Where `file`, which has the saved entry `e`, starts.
+    fn resume_point(&self, file: &File, e: &Entry, path: &Path) -> io::Result<Start> {
+        let fp = Fingerprint {
+            len: e.fp_len,
+            hash: e.fp_hash,
+        };
+        if !identity::fingerprint_matches(file, fp)? {
+            // The inode was reused by a new file: read it from the start.
+            return Ok(Start::default());
+        }
+        if identity::validator_matches(file, &e.at)? || e.at.offset == 0 {
+            return Ok(Start {
+                offset: e.at.offset,
+                generation: e.generation,
+                id_seed: e.id_seed,
+                uid: Some(e.uid),
+            });
+        }
+        // Same file, but the bytes before the saved offset changed while we were down: it
+        // was truncated or rewritten. Start over, as a new generation.
+        add(&self.metrics.truncations, 1);
+        tracing::warn!(path = %path.display(), offset = e.at.offset, "file changed before its checkpoint while stopped; reading it from the start");
+        Ok(Start {
+            generation: e.generation + 1,
+            ..Start::default()
+        })
+    }
+
+    /// Files rotated by rename while the agent was down: their checkpoint entry found no file
+    /// at the first scan, because the name they had now belongs to the new file. If the old
+    /// file is still in its directory under another name (`app.log` → `app.log.1`), possibly
+    /// one the globs do not match, it is resumed at its checkpoint and drained like a file
+    /// rotated while we ran, so the lines written between the stop and the rotation are
+    /// not lost.
+    pub(super) fn resume_renamed_while_down(&mut self) {
+        let mut leftovers: Vec<Entry> = self.saved.values().filter(|e| e.at.offset > 0).cloned().collect();
+        leftovers.sort_by_key(|e| e.at.offset);
+        for e in leftovers {
+            let Some(source) = self.sources.iter().position(|s| s.name == e.source) else {
+                continue;
+            };
+            let Some(dir) = Path::new(&e.path).parent() else {
+                continue;
+            };
+            let Ok(listing) = fs::read_dir(dir) else { continue };
+            let found = listing.flatten().find(|d| {
+                d.metadata()
+                    .is_ok_and(|m| m.is_file() && m.dev() == e.dev && m.ino() == e.ino && m.len() > e.at.offset)
+            });
+            let Some(found) = found else { continue };
+            let path = found.path();
+            if self.files.len() >= self.max_open_files {
+                tracing::warn!(path = %path.display(), "open-file budget reached; a file rotated while stopped is not drained");
+                add(&self.metrics.files_closed_before_eof, 1);
+                continue;
+            }
+            self.resume_renamed(&e, &path, source);
+        }
+    }
+
+    /// Drains the file saved as `e`, now at `path`, from its checkpoint, if it is still ours.
+    fn resume_renamed(&mut self, e: &Entry, path: &Path, source: usize) {
+        let key = (e.dev, e.ino);
+        let Ok(file) = File::open(path) else { return };
+        let Ok(size) = file.metadata().map(|m| m.len()) else {
+            return;
+        };
+        // Only our file, unchanged before its offset: an inode reused by another file, or
+        // one rewritten while we were down, is not ours to resume.
+        let fp = Fingerprint {
+            len: e.fp_len,
+            hash: e.fp_hash,
+        };
+        let ours = identity::fingerprint_matches(&file, fp).unwrap_or(false)
+            && identity::validator_matches(&file, &e.at).unwrap_or(false);
+        if !ours {
+            return;
+        }
+        match self.start_file(file, key, size, path, source, false) {
+            Ok(mut t) => {
+                tracing::info!(path = %path.display(), was = %e.path, offset = t.read_offset, "file rotated while stopped; draining it from its checkpoint");
+                t.attached = false;
+                t.dirty = true;
+                add(&self.metrics.rotations, 1);
+                add(&self.metrics.open_files, 1);
+                self.files.insert(key, t);
+            }
+            Err(err) => self.open_failed(path, &err),
+        }
+    }
+}
+
+/// A fresh checkpoint key for a file generation.
+pub(super) fn new_uid(key: FileKey, generation: u32) -> u64 {
+    let mut b = [0u8; 28];
+    b[..8].copy_from_slice(&key.0.to_le_bytes());
+    b[8..16].copy_from_slice(&key.1.to_le_bytes());
+    b[16..20].copy_from_slice(&generation.to_le_bytes());
+    b[20..].copy_from_slice(&timefmt::now_ns().to_le_bytes());
+    xxhash_rust::xxh3::xxh3_64(&b)
+}

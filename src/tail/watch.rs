@@ -1,0 +1,312 @@
+//! Finding files: inotify events on the watched directories (hints that make a new or
+//! changed path visible at once), the periodic reconcile (the truth), and starting to tail a
+//! path that a source matches — or logging once why it cannot be opened.
+//!
+//! Which paths a source matches, and which directories to watch, is `discover`'s; here is
+//! what the tailer does when it sees one.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crossbeam_channel::Receiver;
+use notify::Watcher;
+
+use super::discover::{self, Root};
+use super::file::FileKey;
+use super::Tailer;
+use crate::metrics::add;
+
+/// The inotify watcher, the events it queued, and the directories it watches.
+pub(super) struct Watch {
+    /// `None` when inotify is unavailable, and once the shutdown stopped discovery.
+    watcher: Option<notify::RecommendedWatcher>,
+    pub(super) events: Receiver<notify::Event>,
+    /// Events were lost: only a full reconcile can tell what happened.
+    overflow: Arc<AtomicBool>,
+    watched: HashSet<PathBuf>,
+}
+
+impl Watch {
+    pub(super) fn start() -> Watch {
+        // The watcher's callback runs on notify's thread; it must never block, so a full
+        // queue only sets `overflow`, which triggers a full reconcile like IN_Q_OVERFLOW.
+        let (ev_tx, events) = crossbeam_channel::bounded::<notify::Event>(8192);
+        let overflow = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&overflow);
+        let watcher = match notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
+            Ok(ev) if !ev.need_rescan() => {
+                if ev_tx.try_send(ev).is_err() {
+                    flag.store(true, Ordering::Relaxed);
+                }
+            }
+            _ => flag.store(true, Ordering::Relaxed),
+        }) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "inotify unavailable; relying on the periodic rescan");
+                None
+            }
+        };
+        Watch {
+            watcher,
+            events,
+            overflow,
+            watched: HashSet::new(),
+        }
+    }
+
+    /// Whether events were lost since the last call.
+    pub(super) fn take_overflow(&self) -> bool {
+        self.overflow.swap(false, Ordering::Relaxed)
+    }
+
+    /// Ends discovery by events (the shutdown drain reads only what is known).
+    pub(super) fn stop(&mut self) {
+        self.watcher = None;
+    }
+
+    /// Watches every root not watched yet.
+    pub(super) fn watch_roots(&mut self, roots: &[Root]) {
+        let Some(w) = &mut self.watcher else { return };
+        for root in roots {
+            if self.watched.contains(&root.dir) {
+                continue;
+            }
+            let mode = if root.max_depth == Some(1) {
+                notify::RecursiveMode::NonRecursive
+            } else {
+                notify::RecursiveMode::Recursive
+            };
+            match w.watch(&root.dir, mode) {
+                Ok(()) => {
+                    self.watched.insert(root.dir.clone());
+                }
+                // A directory the app has not created yet; the rescan retries.
+                Err(e) => tracing::debug!(dir = %root.dir.display(), error = %e, "cannot watch directory yet"),
+            }
+        }
+    }
+}
+
+impl Tailer {
+    pub(super) fn on_event(&mut self, ev: notify::Event) {
+        use notify::EventKind;
+        if matches!(ev.kind, EventKind::Access(_)) {
+            return;
+        }
+        if let (EventKind::Modify(notify::event::ModifyKind::Name(notify::event::RenameMode::Both)), [from, to]) =
+            (&ev.kind, ev.paths.as_slice())
+        {
+            self.on_rename(from, to);
+        }
+        let data_only = matches!(ev.kind, EventKind::Modify(notify::event::ModifyKind::Data(_)));
+        for path in ev.paths {
+            if let Some(&key) = self.by_path.get(&path) {
+                if data_only {
+                    // The common event by far (one per write); the path still leads to the
+                    // same file, or a rename/create event says otherwise.
+                    if let Some(f) = self.files.get_mut(&key) {
+                        f.dirty = true;
+                    }
+                    continue;
+                }
+                self.check_path(&path, key);
+            } else if let Some(source) = discover::source_for(&self.sources, &path) {
+                self.discover(&path, source, false);
+            } else if matches!(ev.kind, EventKind::Create(_)) && path.is_dir() {
+                // A new directory under a `**` root: files may already be in it.
+                for (p, s) in discover::walk(
+                    &[Root {
+                        dir: path.clone(),
+                        max_depth: None,
+                    }],
+                    &self.sources,
+                    &mut |_, _| {},
+                ) {
+                    if !self.by_path.contains_key(&p) {
+                        self.discover(&p, s, false);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Something happened at the path of a tracked file: is it still the same file?
+    pub(super) fn check_path(&mut self, path: &Path, key: FileKey) {
+        match fs::metadata(path) {
+            Ok(m) if (m.dev(), m.ino()) == key => {
+                if let Some(f) = self.files.get_mut(&key) {
+                    f.dirty = true;
+                }
+            }
+            Ok(_) => {
+                self.detach(key);
+                if let Some(source) = discover::source_for(&self.sources, path) {
+                    self.discover(path, source, false);
+                }
+            }
+            Err(_) => self.detach(key),
+        }
+    }
+
+    /// The reconcile: walk every root, pick up new files and renames, notice files whose path
+    /// is gone, and mark files whose size changed. Stats only; no file is re-read.
+    pub(super) fn rescan(&mut self, initial: bool) {
+        let metrics = Arc::clone(&self.metrics);
+        let found = discover::walk(&self.roots, &self.sources, &mut |path, e| {
+            tracing::warn!(path = %path.display(), error = %e, "cannot list directory");
+            add(&metrics.open_errors, 1);
+        });
+        let mut seen: HashSet<FileKey> = HashSet::with_capacity(found.len());
+        for (path, source) in &found {
+            match fs::metadata(path) {
+                Ok(m) => {
+                    let key = (m.dev(), m.ino());
+                    match self.files.get_mut(&key) {
+                        Some(f) if f.attached && f.path == *path => {
+                            seen.insert(key);
+                            if m.len() != f.read_offset || m.len() != f.size {
+                                f.dirty = true;
+                            }
+                        }
+                        _ => {
+                            if self.by_path.get(path).is_some_and(|k| *k != key) {
+                                let old = self.by_path[path];
+                                self.detach(old);
+                            }
+                            self.discover(path, *source, initial);
+                            seen.insert(key);
+                        }
+                    }
+                }
+                Err(_) => {
+                    if let Some(&key) = self.by_path.get(path) {
+                        self.detach(key);
+                    }
+                }
+            }
+        }
+        let lost: Vec<FileKey> = self
+            .files
+            .iter()
+            .filter(|(k, f)| f.attached && !seen.contains(k))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in lost {
+            // Not matched any more: renamed out of the globs, deleted, or replaced.
+            let path = self.files[&key].path.clone();
+            self.check_path(&path, key);
+            if self.files.get(&key).is_some_and(|f| f.attached) && discover::source_for(&self.sources, &path).is_none()
+            {
+                self.detach(key);
+            }
+        }
+        for f in self.files.values_mut() {
+            if !f.attached {
+                f.dirty = true;
+            }
+        }
+        self.failed.retain(|p| p.exists());
+        let lag = self
+            .files
+            .values()
+            .map(|f| (f.path.display().to_string(), f.size.saturating_sub(f.read_offset)))
+            .collect();
+        *self.metrics.file_lag.lock().unwrap_or_else(|p| p.into_inner()) = lag;
+    }
+
+    /// Starts tailing `path` if it is a file not yet tracked (or re-attaches a tracked file
+    /// under a new name: a rename).
+    pub(super) fn discover(&mut self, path: &Path, source: usize, initial: bool) {
+        let meta = match fs::metadata(path) {
+            Ok(m) => m,
+            // Deleted before we got to it: nothing to read, nothing lost that we could see.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+            Err(e) => return self.open_failed(path, &e),
+        };
+        if meta.is_dir() {
+            return;
+        }
+        let key = (meta.dev(), meta.ino());
+        if self.files.contains_key(&key) {
+            return self.seen_again(key, path);
+        }
+        if !meta.file_type().is_file() && !meta.file_type().is_char_device() {
+            // FIFOs and sockets would block or never end; they are not log files.
+            if self.failed.insert(path.to_owned()) {
+                tracing::warn!(path = %path.display(), "matched path is not a regular file; skipped");
+            }
+            return;
+        }
+        if self.files.len() >= self.max_open_files {
+            if self.failed.insert(path.to_owned()) {
+                add(&self.metrics.open_errors, 1);
+                tracing::warn!(path = %path.display(), max_open_files = self.max_open_files, "open-file budget reached; will retry at the next rescan");
+            }
+            return;
+        }
+        self.open(path, source, initial);
+    }
+
+    /// A tracked file found at `path`: a second name for it, or its new name after a rename.
+    fn seen_again(&mut self, key: FileKey, path: &Path) {
+        let Some(f) = self.files.get_mut(&key) else { return };
+        let alias = f.attached && f.path != path && fs::metadata(&f.path).is_ok_and(|m| (m.dev(), m.ino()) == key);
+        if alias {
+            // A second path (symlink, hard link) to a file already tailed: read it once.
+            return;
+        }
+        if !f.attached || f.path != path {
+            // Same inode at a new path: a rename. Keep the offset; new chunks carry the
+            // new path.
+            if f.attached {
+                self.by_path.remove(&f.path);
+            }
+            f.path = path.to_owned();
+            f.attached = true;
+            f.meta = None;
+            f.dirty = true;
+            self.by_path.insert(path.to_owned(), key);
+            self.ledger.update(f);
+        }
+    }
+
+    /// Opens a newly found file and starts tailing it.
+    fn open(&mut self, path: &Path, source: usize, initial: bool) {
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+            Err(e) => return self.open_failed(path, &e),
+        };
+        let (key, size) = match file.metadata() {
+            Ok(m) => ((m.dev(), m.ino()), m.len()),
+            Err(e) => return self.open_failed(path, &e),
+        };
+        if self.files.contains_key(&key) {
+            return;
+        }
+        self.failed.remove(path);
+        match self.start_file(file, key, size, path, source, initial) {
+            Ok(t) => {
+                add(&self.metrics.files_discovered, 1);
+                add(&self.metrics.open_files, 1);
+                tracing::debug!(path = %path.display(), offset = t.read_offset, "tailing file");
+                self.by_path.insert(path.to_owned(), key);
+                self.files.insert(key, t);
+            }
+            Err(e) => self.open_failed(path, &e),
+        }
+    }
+
+    pub(super) fn open_failed(&mut self, path: &Path, e: &io::Error) {
+        if self.failed.insert(path.to_owned()) {
+            add(&self.metrics.open_errors, 1);
+            tracing::warn!(path = %path.display(), error = %e, "cannot open file; will retry at the next rescan");
+        }
+    }
+}
