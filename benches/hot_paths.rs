@@ -255,7 +255,12 @@ fn bench_encode(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(input_bytes as u64));
         let joins = plan.adapter.multiline.is_some();
         let metrics = Arc::new(Metrics::new(&["bench".to_string()], &[], Budget::new(1 << 20)));
-        let mut worker = Worker::new(Arc::from(vec![plan]), &resource, Arc::clone(&metrics));
+        let mut worker = Worker::new(
+            Arc::from(vec![plan]),
+            &resource,
+            Budget::new(usize::MAX / 2),
+            Arc::clone(&metrics),
+        );
         let mut encoder = Encoder::new(encoding);
         let mut out = Vec::with_capacity(MAX_BATCH_BYTES * 2);
         // The figures mean something only if every line became a record (or, joining, was

@@ -122,6 +122,7 @@ fn start_sinks(
 fn start_adapt(
     settings: &Settings,
     sinks: Vec<Lane>,
+    budget: &Arc<Budget>,
     metrics: &Arc<Metrics>,
     hard_stop: &HardStop,
     threads: &mut Threads,
@@ -134,7 +135,12 @@ fn start_adapt(
     for w in 0..workers {
         let (tx, rx) = crossbeam_channel::bounded(ADAPT_QUEUE);
         lanes.push(tx);
-        let worker = Worker::new(Arc::clone(&plans), &settings.resource, Arc::clone(metrics));
+        let worker = Worker::new(
+            Arc::clone(&plans),
+            &settings.resource,
+            Arc::clone(budget),
+            Arc::clone(metrics),
+        );
         let outputs = sinks
             .iter()
             .map(|l| Lane {
@@ -188,7 +194,7 @@ impl Pipeline {
             checkpoint::run(checkpointer, cp_rx, CHECKPOINT_INTERVAL)
         })?;
         let sinks = start_sinks(&settings, &cp_tx, &metrics, &hard_stop, &mut threads)?;
-        let lanes = start_adapt(&settings, sinks, &metrics, &hard_stop, &mut threads)?;
+        let lanes = start_adapt(&settings, sinks, &budget, &metrics, &hard_stop, &mut threads)?;
         let shutdown_timeout = settings.shutdown_timeout;
         let ctx = TailContext {
             settings,

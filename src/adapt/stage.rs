@@ -29,6 +29,7 @@ use super::json::{self, JsonLine};
 use super::k8s_path;
 use super::table::Builder;
 use super::Parsed;
+use crate::budget::{Budget, BudgetGuard};
 use crate::chunk::{Chunk, FileMeta};
 use crate::config::{Format, SourceSettings};
 use crate::mark::Mark;
@@ -116,6 +117,8 @@ struct Counts {
 /// One worker's state: the plans and the files it owns.
 pub struct Worker {
     plans: Arc<[SourcePlan]>,
+    /// What tables are charged to, beside their chunks.
+    budget: Arc<Budget>,
     resource: Arc<BTreeMap<String, String>>,
     files: HashMap<u64, FileState>,
     transforms: Transforms,
@@ -123,9 +126,15 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(plans: Arc<[SourcePlan]>, resource: &BTreeMap<String, String>, metrics: Arc<Metrics>) -> Worker {
+    pub fn new(
+        plans: Arc<[SourcePlan]>,
+        resource: &BTreeMap<String, String>,
+        budget: Arc<Budget>,
+        metrics: Arc<Metrics>,
+    ) -> Worker {
         Worker {
             plans,
+            budget,
             resource: Arc::new(resource.clone()),
             files: HashMap::new(),
             transforms: Transforms::default(),
@@ -159,12 +168,12 @@ impl Worker {
         let (body, end) = match route {
             Route::Lines => (Body::Lines { utf8 }, end_of_chunk),
             Route::Json => {
-                let mut b = Builder::new(data);
+                let mut b = Builder::with_lines(data, lines);
                 json_lines(&chunk, &mut b, &mut counts);
                 (Body::Table(b.table), end_of_chunk)
             }
             Route::Assembled => {
-                let mut b = Builder::new(data);
+                let mut b = Builder::with_lines(data, lines);
                 let end = assembled_lines(&chunk, state, &mut b, &mut counts);
                 (Body::Table(b.table), end)
             }
@@ -172,6 +181,7 @@ impl Worker {
         state.consumed = end_of_chunk;
         self.count(source, &counts);
         let mut records = Records {
+            budget: charge(&self.budget, &body),
             context,
             chunk: Some(chunk),
             body,
@@ -205,10 +215,12 @@ impl Worker {
             b.commit_from(0, state.consumed);
             counts.push((state.context.file.source, c));
             if !b.is_empty() {
+                let body = Body::Table(b.table);
                 out.push(Records {
+                    budget: charge(&self.budget, &body),
                     context: Arc::clone(&state.context),
                     chunk: None,
-                    body: Body::Table(b.table),
+                    body,
                     end: state.consumed,
                 });
             }
@@ -305,6 +317,16 @@ impl Worker {
             static_fields: Arc::clone(&plan.static_fields),
             resource,
         })
+    }
+}
+
+/// Charges a table's memory to the in-flight budget (a `Lines` body has none of its own).
+/// The tailer checks the budget before it reads, so a table may take it past the cap by its
+/// own size, once; then reading waits until sinks release memory.
+fn charge(budget: &Arc<Budget>, body: &Body) -> Option<BudgetGuard> {
+    match body {
+        Body::Table(t) => Some(budget.take(t.heap_bytes())),
+        Body::Lines { .. } => None,
     }
 }
 

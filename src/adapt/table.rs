@@ -27,6 +27,14 @@ impl<'d> Builder<'d> {
         }
     }
 
+    /// A builder for a chunk of `lines` lines: room for a record per line up front, so the
+    /// table does not grow by doubling (its memory is charged to the in-flight budget).
+    pub fn with_lines(data: &'d [u8], lines: usize) -> Builder<'d> {
+        let mut b = Builder::new(data);
+        b.table.records.reserve_exact(lines);
+        b
+    }
+
     /// `s` as a span of the chunk when it lies in it, else copied into the arena.
     pub fn text(&mut self, s: &str) -> Text {
         match self.span(s) {

@@ -27,6 +27,7 @@ use std::sync::Arc;
 
 pub use view::{FieldRef, RecordRef, ValueRef};
 
+use crate::budget::BudgetGuard;
 use crate::chunk::{Chunk, FileMeta};
 use crate::mark::Mark;
 
@@ -213,6 +214,18 @@ pub struct Records {
     pub body: Body,
     /// Where the file's checkpoint may go once every record here is delivered.
     pub end: Mark,
+    /// Holds the table's own memory (records, fields, arena) against `max_inflight_bytes`
+    /// until every sink is done with the batch, as the chunk's guard holds its bytes.
+    pub budget: Option<BudgetGuard>,
+}
+
+impl Table {
+    /// The heap memory the table holds.
+    pub fn heap_bytes(&self) -> usize {
+        self.records.capacity() * std::mem::size_of::<Record>()
+            + self.fields.capacity() * std::mem::size_of::<Field>()
+            + self.arena.capacity()
+    }
 }
 
 impl Records {
@@ -385,6 +398,7 @@ pub mod testing {
             chunk: None,
             body: Body::Table(t),
             end: Mark::default(),
+            budget: None,
         })
     }
 

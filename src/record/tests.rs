@@ -25,6 +25,7 @@ fn lines_of(data: &'static [u8], tail_truncated: bool) -> Records {
         chunk: Some(chunk),
         body: Body::Lines { utf8: true },
         end: Mark::at(100 + data.len() as u64, data),
+        budget: None,
     }
 }
 

@@ -68,7 +68,12 @@ impl Harness {
             Budget::new(1 << 20),
         ));
         Harness {
-            worker: Worker::new(Arc::from(vec![Format::Raw.into(), p]), resource, Arc::clone(&metrics)),
+            worker: Worker::new(
+                Arc::from(vec![Format::Raw.into(), p]),
+                resource,
+                Budget::new(1 << 30),
+                Arc::clone(&metrics),
+            ),
             encoder: Encoder::new(Encoding::Ndjson),
             metrics,
         }
@@ -453,4 +458,30 @@ fn strict_sources_reject_what_lenient_ones_salvage_and_salvages_are_counted() {
         ),
         (0, 1)
     );
+}
+
+#[test]
+fn a_table_is_charged_to_the_budget_until_its_records_are_dropped() {
+    let budget = Budget::new(1 << 30);
+    let metrics = Arc::new(Metrics::new(
+        &["zero".to_string(), "one".to_string()],
+        &[],
+        Arc::clone(&budget),
+    ));
+    let mut w = Worker::new(
+        Arc::from(vec![Format::Raw.into(), Format::Logfmt.into()]),
+        &BTreeMap::new(),
+        Arc::clone(&budget),
+        metrics,
+    );
+    let c = file_chunk("/l/m.log", 18, b"level=info msg=a k=1\nlevel=warn msg=b k=2\n", 0);
+    let records = w.process(c);
+    let Body::Table(t) = &records.body else {
+        panic!("a table")
+    };
+    assert!(t.heap_bytes() > 0);
+    // The test chunk holds its bytes against a budget of its own.
+    assert_eq!(budget.used(), t.heap_bytes(), "the table's own memory");
+    drop(records);
+    assert_eq!(budget.used(), 0);
 }

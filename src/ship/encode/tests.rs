@@ -50,6 +50,7 @@ fn adapt(format: Format, resource: &[(&str, &str)], c: &Arc<Chunk>) -> (Records,
     let mut w = Worker::new(
         Arc::from(vec![Format::Raw.into(), format.into()]),
         &resource,
+        Budget::new(1 << 30),
         Arc::clone(&metrics),
     );
     (w.process(Arc::clone(c)), metrics)
