@@ -1,9 +1,12 @@
 //! JSON string escaping for the encoders' hot path.
 //!
 //! Almost every byte of a log line needs no escaping, so the cost that matters is finding the
-//! rare one that does (`"`, `\`, a control byte). The scan looks at eight bytes at a time with
-//! word arithmetic and copies each clean run with one `extend_from_slice`; the per-byte work
-//! happens only at the bytes that are actually escaped.
+//! rare one that does (`"`, `\`, a control byte). The scan looks at sixteen bytes at a time
+//! with SSE2 compares (through the safe `wide` types), the tail with word arithmetic, and copies
+//! each clean run with one `extend_from_slice`; the per-byte work happens only at the bytes
+//! that are actually escaped.
+
+use wide::u8x16;
 
 /// Eight copies of a byte value spread over a word.
 const fn splat(b: u8) -> u64 {
@@ -39,16 +42,19 @@ fn word_at(s: &[u8], i: usize) -> u64 {
 /// Index of the first byte at or after `from` that needs escaping, or `s.len()`.
 #[inline]
 fn find_special(s: &[u8], mut i: usize) -> usize {
-    // Two words per round: a branch per 16 clean bytes instead of per 8.
+    // Sixteen bytes a step with SSE2 (`wide`): `"`, `\\` and bytes below 0x20 (those the
+    // unsigned minimum with 0x1F leaves unchanged), as one bit per byte.
+    let quote = u8x16::splat(b'"');
+    let backslash = u8x16::splat(b'\\');
+    let control = u8x16::splat(0x1f);
     while i + 16 <= s.len() {
-        let m0 = special_mask(word_at(s, i));
-        let m1 = special_mask(word_at(s, i + 8));
-        if m0 | m1 != 0 {
-            return if m0 != 0 {
-                i + (m0.trailing_zeros() / 8) as usize
-            } else {
-                i + 8 + (m1.trailing_zeros() / 8) as usize
-            };
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&s[i..i + 16]);
+        let v = u8x16::new(a);
+        let hit = v.simd_eq(quote) | v.simd_eq(backslash) | v.min(control).simd_eq(v);
+        let mask = hit.to_bitmask();
+        if mask != 0 {
+            return i + mask.trailing_zeros() as usize;
         }
         i += 16;
     }
