@@ -90,6 +90,10 @@ pub struct MultilineJoiner {
     text: String,
     lines: usize,
     continuation: bool,
+    /// The event being collected is a line seen before any start line (the top of a file
+    /// that begins mid-trace): such lines are shipped one record each, as peers do, rather
+    /// than joined into one event of unrelated lines.
+    orphan: bool,
 }
 
 impl MultilineJoiner {
@@ -102,6 +106,7 @@ impl MultilineJoiner {
             text: String::new(),
             lines: 0,
             continuation: false,
+            orphan: false,
         }
     }
 
@@ -110,14 +115,17 @@ impl MultilineJoiner {
         let begins = self.rule.begins(line);
         if self.lines == 0 {
             self.begin(line, !begins);
+            self.orphan = !begins;
             return None;
         }
-        if begins {
+        if begins || self.orphan {
             let done = self.take(false);
-            self.begin(line, false);
+            self.begin(line, !begins);
+            self.orphan = !begins;
             return Some(done);
         }
         if self.lines + 1 > self.max_lines || self.text.len() + 1 + line.len() > self.max_bytes {
+            // The rest of a cut event still joins, marked as continuing it.
             let done = self.take(true);
             self.begin(line, true);
             return Some(done);
@@ -277,5 +285,27 @@ mod tests {
                 prop_assert_eq!(!e.continuation, rule.begins(e.text.split('\n').next().unwrap()));
             }
         }
+    }
+
+    #[test]
+    fn lines_before_the_first_start_line_are_a_record_each() {
+        let ev = run(
+            &mut MultilineJoiner::new(Rule::preset("java").unwrap(), 100, 10_000),
+            &[
+                "\tat a.b(C.java:1)",
+                "\tat c.d(E.java:2)",
+                "2026-11-25 12:00:00,001 INFO started",
+                "\tat x",
+            ],
+        );
+        let got: Vec<(&str, bool)> = ev.iter().map(|e| (e.text.as_str(), e.continuation)).collect();
+        assert_eq!(
+            got,
+            [
+                ("\tat a.b(C.java:1)", true),
+                ("\tat c.d(E.java:2)", true),
+                ("2026-11-25 12:00:00,001 INFO started\n\tat x", false),
+            ]
+        );
     }
 }

@@ -16,6 +16,9 @@ use crate::chunk::{Chunk, FileMeta};
 use crate::metrics::add;
 use crate::timefmt;
 
+/// The UTF-8 byte-order mark.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// Reads per file before moving on to the next one, so one busy file cannot starve others.
 const READS_PER_TURN: usize = 8;
 
@@ -123,15 +126,25 @@ impl Tailer {
             return;
         }
         let meta = file_meta(f, key, &self.ledger);
-        let start = f.take_range(split.data.len());
+        let mut start = f.take_range(split.data.len());
         if split.tail_truncated && !split.head_continues {
             add(&self.metrics.lines_split, 1);
         }
         let len = split.data.len();
+        let mut data = split.data;
+        // A UTF-8 byte-order mark (Windows tools, some .NET loggers) opens some files; it is
+        // not part of the first line's text, for any format. Offsets stay the file's own.
+        if start == 0 && !split.head_continues && data.starts_with(BOM) {
+            data = data.slice(BOM.len()..);
+            start = BOM.len() as u64;
+            if data.is_empty() {
+                return;
+            }
+        }
         let chunk = Arc::new(Chunk {
             file: meta,
             start,
-            data: split.data,
+            data,
             observed_ns: timefmt::now_ns(),
             head_continues: split.head_continues,
             tail_truncated: split.tail_truncated,

@@ -339,3 +339,15 @@ fn read_from_end_skips_what_was_there_at_the_first_start() {
     t.stop();
     assert_eq!(t.texts(), ["new"]);
 }
+
+#[test]
+fn a_byte_order_mark_is_not_part_of_the_first_line() {
+    let dir = temp();
+    let log = dir.path().join("logs/app.log");
+    append(&log, "\u{feff}{\"msg\":\"first\"}\nsecond\n");
+    let mut t = Tail::start(dir, "", None);
+    let first = t.line("{\"msg\":\"first\"}");
+    assert_eq!(first.offset, 3, "offsets stay the file's own");
+    assert_eq!(t.line("second").offset, 19);
+    t.stop();
+}
