@@ -34,7 +34,7 @@ use crate::chunk::{Chunk, FileMeta};
 use crate::config::{Format, SourceSettings};
 use crate::mark::Mark;
 use crate::metrics::{add, Metrics};
-use crate::record::{Body, Context, Flags, Records};
+use crate::record::{Body, Commit, Context, Flags, Records};
 use crate::stop::HardStop;
 use crate::transform::Transforms;
 
@@ -212,7 +212,7 @@ impl Worker {
                 count_event(&mut c, &ev);
                 b.event(&ev);
             });
-            b.commit_from(0, state.consumed);
+            b.commit_from(0, Commit::At(state.consumed));
             counts.push((state.context.file.source, c));
             if !b.is_empty() {
                 let body = Body::Table(b.table);
@@ -413,7 +413,7 @@ fn json_lines(chunk: &Chunk, b: &mut Builder<'_>, counts: &mut Counts) {
             }
         }
         let n = b.len();
-        b.commit_from(n - 1, Mark::at(chunk.start + line.next as u64, &data[..line.next]));
+        b.commit_from(n - 1, Commit::After(line.next as u32));
     }
 }
 
@@ -477,8 +477,8 @@ fn assembled_lines(chunk: &Chunk, state: &mut FileState, b: &mut Builder<'_>, co
             }
         }
         if b.len() > first {
-            let after = Mark::at(chunk.start + line.next as u64, &data[..line.next]);
-            b.commit_from(first, asm.held().unwrap_or(after));
+            let commit = asm.held().map_or(Commit::After(line.next as u32), Commit::At);
+            b.commit_from(first, commit);
         }
     }
     asm.held().unwrap_or_else(|| Mark::at(chunk.end(), data))

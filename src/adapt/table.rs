@@ -10,13 +10,20 @@ use std::fmt::Write as _;
 use super::assemble::Event;
 use super::json::{JsonLine, Message};
 use super::parsed::{Field as ParsedField, FieldValue};
-use crate::mark::Mark;
-use crate::record::{Field, Flags, Record, Table, Text, Value};
+use crate::record::{Commit, Field, Flags, Record, Table, Text, Value};
+
+/// Names remembered per table; past this, names are copied again (a line with many
+/// distinct keys, say JSON with per-request key names, gains nothing from a longer search).
+const MAX_KEYS: usize = 32;
 
 /// A table being filled from the lines of one chunk (`data`; empty for flushed events).
 pub struct Builder<'d> {
     data: &'d [u8],
     pub table: Table,
+    /// Field names already copied into the arena, with where they came from: the parsers'
+    /// names (`http.request.method`, …) are the same few for every line, so each is copied
+    /// once per table rather than once per record.
+    keys: Vec<(usize, Text)>,
 }
 
 impl<'d> Builder<'d> {
@@ -24,6 +31,7 @@ impl<'d> Builder<'d> {
         Builder {
             data,
             table: Table::default(),
+            keys: Vec::new(),
         }
     }
 
@@ -41,6 +49,29 @@ impl<'d> Builder<'d> {
             Some((start, len)) => Text::Chunk { start, len },
             None => self.table.push_text(s),
         }
+    }
+
+    /// A field name: like `text`, but a name outside the chunk that this table has seen
+    /// before is shared. The cache is keyed by address and checked by content, so a name that
+    /// happens to reuse the address of another is never mistaken for it.
+    pub fn key(&mut self, s: &str) -> Text {
+        if let Some(t) = self.span(s).map(|(start, len)| Text::Chunk { start, len }) {
+            return t;
+        }
+        let at = s.as_ptr() as usize;
+        let known = self
+            .keys
+            .iter()
+            .find(|(p, t)| *p == at && self.table.text_bytes(*t) == s.as_bytes())
+            .map(|(_, t)| *t);
+        if let Some(t) = known {
+            return t;
+        }
+        let t = self.table.push_text(s);
+        if self.keys.len() < MAX_KEYS {
+            self.keys.push((at, t));
+        }
+        t
     }
 
     fn span(&self, s: &str) -> Option<(u32, u32)> {
@@ -63,7 +94,7 @@ impl<'d> Builder<'d> {
             stream: None,
             fields: (start, 0),
             flags,
-            commit: Mark::default(),
+            commit: Commit::default(),
         });
     }
 
@@ -82,7 +113,7 @@ impl<'d> Builder<'d> {
         };
         let start = self.table.fields.len() as u32;
         for f in &line.fields {
-            let key = self.text(&f.key);
+            let key = self.key(&f.key);
             let value = Value::Json(self.text(f.value.get()));
             self.table.fields.push(Field { key, value });
         }
@@ -96,7 +127,7 @@ impl<'d> Builder<'d> {
             stream: None,
             fields: (start, len),
             flags: Flags::default(),
-            commit: Mark::default(),
+            commit: Commit::default(),
         });
     }
 
@@ -126,7 +157,7 @@ impl<'d> Builder<'d> {
                 truncated: rec.truncated,
                 partial: rec.partial,
             },
-            commit: Mark::default(),
+            commit: Commit::default(),
         });
         if let Some(e) = &ev.error {
             let reason = self.reason(e);
@@ -134,10 +165,10 @@ impl<'d> Builder<'d> {
         }
     }
 
-    /// Sets the commit mark of the records from index `from` on.
-    pub fn commit_from(&mut self, from: usize, mark: Mark) {
+    /// Sets where the checkpoint may go after the records from index `from` on.
+    pub fn commit_from(&mut self, from: usize, commit: Commit) {
         for r in &mut self.table.records[from..] {
-            r.commit = mark;
+            r.commit = commit;
         }
     }
 
@@ -185,7 +216,7 @@ impl<'d> Builder<'d> {
         };
         self.table.fields.resize(start + list.len(), placeholder);
         for (i, (k, v)) in list.iter().enumerate() {
-            let key = self.text(k);
+            let key = self.key(k);
             let value = self.value(v);
             self.table.fields[start + i] = Field { key, value };
         }

@@ -169,7 +169,24 @@ pub struct Record {
     pub flags: Flags,
     /// Where the file's checkpoint may go once this record and every one before it in the
     /// batch are delivered.
-    pub commit: Mark,
+    pub commit: Commit,
+}
+
+/// Where the checkpoint may go after a record: usually just past a line of the chunk, whose
+/// mark (with its validator) is made only when a sink asks for it, not for every record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// The chunk position just past the last line the record took.
+    After(u32),
+    /// A mark elsewhere: the first line of an event still being joined, or where a file's
+    /// flushed events end.
+    At(Mark),
+}
+
+impl Default for Commit {
+    fn default() -> Commit {
+        Commit::At(Mark::default())
+    }
 }
 
 /// The records the parsers made from one chunk, and what their text points into.
@@ -181,6 +198,19 @@ pub struct Table {
 }
 
 impl Table {
+    /// The bytes of arena or static text (empty for chunk text, which the table does not hold).
+    pub fn text_bytes(&self, text: Text) -> &[u8] {
+        match text {
+            Text::Arena { start, len } => self
+                .arena
+                .as_bytes()
+                .get(start as usize..(start + len) as usize)
+                .unwrap_or(&[]),
+            Text::Static(s) => s.as_bytes(),
+            Text::Chunk { .. } | Text::Literal { .. } => &[],
+        }
+    }
+
     /// Copies `s` into the arena.
     pub fn push_text(&mut self, s: &str) -> Text {
         let start = self.arena.len() as u32;
@@ -269,7 +299,14 @@ impl Records {
                 .chunk
                 .as_ref()
                 .map(|c| Mark::at(c.start + pos as u64, &c.data[..pos])),
-            Body::Table(t) => Some(t.records[pos - 1].commit),
+            Body::Table(t) => Some(match t.records[pos - 1].commit {
+                Commit::At(m) => m,
+                Commit::After(p) => {
+                    let c = self.chunk.as_ref()?;
+                    let p = (p as usize).min(c.data.len());
+                    Mark::at(c.start + p as u64, &c.data[..p])
+                }
+            }),
         }
     }
 
@@ -327,7 +364,7 @@ pub mod testing {
 
     use serde_json::Value as Json;
 
-    use super::{Body, Context, Field, Flags, Level, Record, Records, Stream, Table, Value};
+    use super::{Body, Commit, Context, Field, Flags, Level, Record, Records, Stream, Table, Value};
     use crate::chunk::FileMeta;
     use crate::mark::Mark;
 
@@ -390,7 +427,7 @@ pub mod testing {
                 stream: r.stream,
                 fields,
                 flags: r.flags,
-                commit: Mark::default(),
+                commit: Commit::default(),
             });
         }
         Arc::new(Records {
