@@ -7,7 +7,8 @@
 //! - `E2E_BYTES`    input size, e.g. `1073741824`, `256M`, `2G` (default 1 GiB)
 //! - `E2E_FILES`    number of input files the bytes are spread over (default 1)
 //! - `E2E_ENCODING` `ndjson` (default) or `raw` (tcp sink only)
-//! - `E2E_FORMAT`   the source format: `raw` (default; the corpus lines), `json` (each corpus
+//! - `E2E_FORMAT`   the source format: `raw` (default; the corpus lines), `combined` (the access
+//!   log's lines), `syslog` (the Linux and OpenSSH syslog lines), `json` (each corpus
 //!   line wrapped as `{"time":…,"level":…,"msg":<line>,"n":…}`, a structured log) or `cri`
 //!   (each line as containerd writes it under `/var/log/pods`, the node-mode path)
 //! - `E2E_SINK`     `tcp` (default), `http` (NDJSON POSTs), `http-gzip`, or `otlp` (OTLP/HTTP
@@ -15,6 +16,12 @@
 //!   decodes the OTLP request with the official protobuf types and counts its log records)
 //!   and discards it
 //! - `E2E_DIR`      where inputs and scratch go (default `<target>/e2e`)
+//! - `E2E_SINKS`    how many tcp sinks read the source (default 1): the cost of a second sink
+//! - `E2E_RATE`     steady mode: instead of a ready file, append corpus lines at this many bytes
+//!   per second (e.g. `10M`) for `E2E_SECONDS` (default 30), a write every 10 ms, and report
+//!   the agent's share of one core; `E2E_BYTES` is then ignored
+//! - `E2E_BIN`      run this agent binary instead of the one cargo built (a before/after pair
+//!   measured with the same harness)
 //! - `E2E_CALLGRIND=1` runs the agent under `valgrind --tool=callgrind` and reports the
 //!   user-space instructions it executed per byte of input. Unlike seconds, the count repeats
 //!   exactly whatever else the machine is doing, so it is the number to judge an optimisation
@@ -67,9 +74,19 @@ fn main() {
     );
     let format = std::env::var("E2E_FORMAT").unwrap_or_else(|_| "raw".into());
     assert!(
-        matches!(format.as_str(), "raw" | "json" | "cri"),
-        "E2E_FORMAT must be raw, json or cri"
+        matches!(format.as_str(), "raw" | "json" | "cri" | "combined" | "syslog"),
+        "E2E_FORMAT must be raw, json, cri, combined or syslog"
     );
+    let sinks: u64 = std::env::var("E2E_SINKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let rate = std::env::var("E2E_RATE").ok().map(|v| parse_size(&v));
+    let seconds: u64 = std::env::var("E2E_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
     let sink = std::env::var("E2E_SINK").unwrap_or_else(|_| "tcp".into());
     assert!(
         matches!(sink.as_str(), "tcp" | "http" | "http-gzip" | "otlp"),
@@ -79,11 +96,28 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(default_dir);
 
-    let input = base.join(format!("input-{format}-{bytes}-{files}"));
-    let lines = prepare_input(&input, bytes, files, &format);
-    let total_bytes: u64 = (0..files)
-        .map(|i| fs::metadata(input.join(format!("app-{i}.log"))).unwrap().len())
-        .sum();
+    // Steady mode (`E2E_RATE`): the input is written while the agent runs, into a fresh file.
+    let input = match rate {
+        None => base.join(format!("input-{format}-{bytes}-{files}")),
+        Some(_) => base.join(format!("steady-{}", std::process::id())),
+    };
+    let (lines, total_bytes, steady) = match rate {
+        None => {
+            let lines = prepare_input(&input, bytes, files, &format);
+            let total: u64 = (0..files)
+                .map(|i| fs::metadata(input.join(format!("app-{i}.log"))).unwrap().len())
+                .sum();
+            (lines, total, None)
+        }
+        Some(rate) => {
+            let _ = fs::remove_dir_all(&input);
+            fs::create_dir_all(&input).unwrap();
+            let (lines, total) = steady_plan(rate, seconds, &format);
+            File::create(input.join("app-0.log")).unwrap();
+            (lines, total, Some(rate))
+        }
+    };
+    let expected = lines * sinks;
 
     // Fresh data dir each run: a checkpoint from the last run would make this one a no-op.
     let run = base.join(format!("run-{}", std::process::id()));
@@ -94,7 +128,7 @@ fn main() {
         "tcp" => CountingReceiver::start(),
         _ => CountingReceiver::start_http(),
     };
-    let sink_lines = match sink.as_str() {
+    let one_sink = match sink.as_str() {
         "tcp" => format!("type = \"tcp\"\naddress = \"{}\"\nencoding = \"{encoding}\"", rx.addr),
         "http" => format!("type = \"http\"\nurl = \"http://{}/ingest\"", rx.addr),
         "otlp" => format!("type = \"otlp\"\nurl = \"http://{}\"", rx.addr),
@@ -103,11 +137,15 @@ fn main() {
             rx.addr
         ),
     };
+    let sink_lines = (0..sinks)
+        .map(|i| format!("name = \"out{i}\"\n{one_sink}"))
+        .collect::<Vec<_>>()
+        .join("\n\n[[sinks]]\n");
     let config = run.join("tailship.toml");
     fs::write(
         &config,
         format!(
-            "data_dir = {data}\n[metrics]\nenabled = false\n\n[[sources]]\nname = \"bench\"\ninclude = [{glob}]\nformat = \"{format}\"\nread_from = \"beginning\"\n\n[[sinks]]\nname = \"out\"\n{sink_lines}\n",
+            "data_dir = {data}\n[metrics]\nenabled = false\n\n[[sources]]\nname = \"bench\"\ninclude = [{glob}]\nformat = \"{format}\"\nread_from = \"beginning\"\n\n[[sinks]]\n{sink_lines}\n",
             // JSON string escaping is valid TOML basic-string escaping.
             data = serde_json::to_string(&run.join("data").to_string_lossy()).unwrap(),
             glob = serde_json::to_string(&format!("{}/*.log", input.display())).unwrap(),
@@ -115,7 +153,9 @@ fn main() {
     )
     .unwrap();
 
-    let bin = env!("CARGO_BIN_EXE_tailship");
+    // `E2E_BIN` runs another build of the agent with the same harness (a before/after pair).
+    let bin_owned = std::env::var("E2E_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_tailship").to_owned());
+    let bin = bin_owned.as_str();
     let stderr_path = run.join("agent.stderr");
     let callgrind_out = std::env::var("E2E_CALLGRIND")
         .is_ok_and(|v| v == "1")
@@ -141,12 +181,17 @@ fn main() {
         .unwrap_or_else(|e| panic!("spawn {bin} (valgrind for E2E_CALLGRIND): {e}"));
     let pid = child.id() as i32;
     let self_cpu0 = self_cpu_seconds();
+    let writer = steady.map(|rate| {
+        let path = input.join("app-0.log");
+        let format = format.clone();
+        thread::spawn(move || write_steady(&path, rate, seconds, &format))
+    });
 
     // Wait for every line; give up if nothing moves for 60 s.
     let (mut last, mut last_move, mut last_report) = (0u64, Instant::now(), Instant::now());
     loop {
         let got = rx.lines.load(Ordering::Relaxed);
-        if got >= lines {
+        if got >= expected {
             break;
         }
         if got != last {
@@ -170,6 +215,9 @@ fn main() {
         thread::sleep(Duration::from_millis(2));
     }
     let wall = t0.elapsed().as_secs_f64();
+    if let Some(w) = writer {
+        w.join().unwrap();
+    }
     let self_cpu = self_cpu_seconds() - self_cpu0;
     let (utime, stime) = proc_cpu(pid).unwrap_or((0.0, 0.0));
     let hwm_kib = proc_hwm_kib(pid).unwrap_or(0);
@@ -214,6 +262,16 @@ fn main() {
         cpu / gb
     );
     println!("  agent peak RSS {:.1} MiB (VmHWM)", hwm_kib as f64 / 1024.0);
+    if steady.is_some() {
+        println!(
+            "  steady         {:.1} MB/s for {seconds} s: agent {:.2}% of one core",
+            total_bytes as f64 / 1e6 / seconds as f64,
+            100.0 * cpu / wall
+        );
+    }
+    if sinks > 1 {
+        println!("  sinks          {sinks} tcp sinks reading the source ({expected} records expected)");
+    }
     println!(
         "  receiver       {} bytes on the wire ({:.2}× input), {} records, this process's CPU {self_cpu:.2} s",
         rx.bytes.load(Ordering::Relaxed),
@@ -280,17 +338,25 @@ fn parse_size(v: &str) -> u64 {
 }
 
 /// The corpus lines (raw bytes, without their newline), in a fixed mixed order.
-fn corpus_lines() -> Vec<Vec<u8>> {
+fn corpus_lines(format: &str) -> Vec<Vec<u8>> {
     let root = Path::new(CORPUS);
-    let mut files = vec![root.join("apache-combined/access.log")];
-    let mut hub: Vec<PathBuf> = fs::read_dir(root.join("loghub"))
-        .unwrap_or_else(|e| panic!("{CORPUS}/loghub: {e}"))
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    hub.sort();
-    files.extend(hub);
+    let files: Vec<PathBuf> = match format {
+        // A structured format's own lines: they must parse.
+        "combined" => vec![root.join("apache-combined/access.log")],
+        "syslog" => vec![root.join("loghub/Linux_2k.log"), root.join("loghub/OpenSSH_2k.log")],
+        _ => {
+            let mut files = vec![root.join("apache-combined/access.log")];
+            let mut hub: Vec<PathBuf> = fs::read_dir(root.join("loghub"))
+                .unwrap_or_else(|e| panic!("{CORPUS}/loghub: {e}"))
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "log"))
+                .collect();
+            hub.sort();
+            files.extend(hub);
+            files
+        }
+    };
     let mut lines: Vec<Vec<u8>> = Vec::new();
     for f in &files {
         let data = fs::read(f).unwrap_or_else(|e| panic!("read corpus {}: {e}", f.display()));
@@ -314,6 +380,43 @@ fn corpus_lines() -> Vec<Vec<u8>> {
 }
 
 /// Writes (once) `files` files totalling at least `bytes`; returns the number of lines.
+/// Steady mode: how many lines, and bytes, `write_steady` writes at `rate` for `seconds`.
+fn steady_plan(rate: u64, seconds: u64, format: &str) -> (u64, u64) {
+    let corpus = corpus_lines(format);
+    let (mut lines, mut bytes, mut next) = (0u64, 0u64, 0usize);
+    while bytes < rate * seconds {
+        bytes += corpus[next % corpus.len()].len() as u64 + 1;
+        next += 1;
+        lines += 1;
+    }
+    (lines, bytes)
+}
+
+/// Appends corpus lines to `path` at `rate` bytes per second for `seconds`, a write and flush
+/// every 10 ms, as a busy app's logger does.
+fn write_steady(path: &Path, rate: u64, seconds: u64, format: &str) {
+    let corpus = corpus_lines(format);
+    let mut f = fs::OpenOptions::new().append(true).open(path).unwrap();
+    let total = rate * seconds;
+    let (mut written, mut next) = (0u64, 0usize);
+    let t0 = Instant::now();
+    let mut buf = Vec::new();
+    while written < total {
+        let due = ((t0.elapsed().as_secs_f64() * rate as f64) as u64).min(total);
+        buf.clear();
+        while written < due {
+            let l = &corpus[next % corpus.len()];
+            buf.extend_from_slice(l);
+            buf.push(b'\n');
+            written += l.len() as u64 + 1;
+            next += 1;
+        }
+        f.write_all(&buf).unwrap();
+        f.flush().unwrap();
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn prepare_input(dir: &Path, bytes: u64, files: usize, format: &str) -> u64 {
     let marker = dir.join("lines");
     if let Some(n) = fs::read_to_string(&marker).ok().and_then(|s| s.trim().parse().ok()) {
@@ -322,7 +425,7 @@ fn prepare_input(dir: &Path, bytes: u64, files: usize, format: &str) -> u64 {
     }
     let _ = fs::remove_dir_all(dir);
     fs::create_dir_all(dir).unwrap();
-    let corpus = corpus_lines();
+    let corpus = corpus_lines(format);
     let per_file = bytes.div_ceil(files as u64);
     let mut total_lines = 0u64;
     let mut next = 0usize;
