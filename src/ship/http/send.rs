@@ -90,53 +90,14 @@ pub(super) async fn send_until_settled(shared: &Shared, payload: &Payload) -> Ou
             let started = Instant::now();
             let reply = attempt(shared, body.clone()).await;
             m.request_seconds.observe(started.elapsed().as_nanos() as u64);
-            let failed = match reply {
-                Ok(r) if (200..300).contains(&r.status) => {
-                    add(&m.http_status[1], 1);
-                    m.up.store(1, Ordering::Relaxed);
-                    match accepted(shared, payload, &mut pending, &mut dead, &r.body) {
-                        None => {
-                            if retries > 0 {
-                                tracing::info!(sink = %shared.sink, retries, "batch delivered after retries");
-                            }
-                            return Outcome::Done { dead };
-                        }
-                        Some(f) => f,
+            let failed = match judge(shared, payload, &mut pending, &mut dead, reply) {
+                Judged::Settled => {
+                    if retries > 0 && dead.records == 0 {
+                        tracing::info!(sink = %shared.sink, retries, "batch delivered after retries");
                     }
+                    return Outcome::Done { dead };
                 }
-                Ok(r) => {
-                    if let Some(c) = m.http_status.get(usize::from(r.status / 100).saturating_sub(1)) {
-                        add(c, 1);
-                    }
-                    let what = format!(
-                        "{} answered HTTP {}: {}",
-                        http.url,
-                        r.status,
-                        String::from_utf8_lossy(&r.body)
-                    );
-                    if !retryable(r.status) {
-                        dead.add(payload, &pending, &what);
-                        return Outcome::Done { dead };
-                    }
-                    let wait = r
-                        .headers
-                        .get(RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| retry_after(v, SystemTime::now()));
-                    Failed {
-                        what,
-                        wait,
-                        partial: false,
-                    }
-                }
-                Err(e) => {
-                    add(&m.http_transport_errors, 1);
-                    Failed {
-                        what: format!("{}: {e}", http.url),
-                        wait: None,
-                        partial: false,
-                    }
-                }
+                Judged::Again(f) => f,
             };
             if !failed.partial {
                 add(&m.errors, 1);
@@ -165,6 +126,66 @@ pub(super) async fn send_until_settled(shared: &Shared, payload: &Payload) -> Ou
         }
     }
     Outcome::Done { dead }
+}
+
+/// What an attempt came to.
+enum Judged {
+    /// Every record delivered or rejected for good.
+    Settled,
+    Again(Failed),
+}
+
+/// Counts an attempt's reply and says whether the batch is settled or what to retry.
+fn judge(
+    shared: &Shared,
+    payload: &Payload,
+    pending: &mut Vec<usize>,
+    dead: &mut Dead,
+    reply: Result<Reply, AttemptError>,
+) -> Judged {
+    let m = shared.m();
+    let r = match reply {
+        Ok(r) => r,
+        Err(e) => {
+            add(&m.http_transport_errors, 1);
+            return Judged::Again(Failed {
+                what: format!("{}: {e}", shared.http.url),
+                wait: None,
+                partial: false,
+            });
+        }
+    };
+    if (200..300).contains(&r.status) {
+        add(&m.http_status[1], 1);
+        m.up.store(1, Ordering::Relaxed);
+        return match accepted(shared, payload, pending, dead, &r.body) {
+            None => Judged::Settled,
+            Some(f) => Judged::Again(f),
+        };
+    }
+    if let Some(c) = m.http_status.get(usize::from(r.status / 100).saturating_sub(1)) {
+        add(c, 1);
+    }
+    let what = format!(
+        "{} answered HTTP {}: {}",
+        shared.http.url,
+        r.status,
+        String::from_utf8_lossy(&r.body)
+    );
+    if !retryable(r.status) {
+        dead.add(payload, pending, &what);
+        return Judged::Settled;
+    }
+    let wait = r
+        .headers
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| retry_after(v, SystemTime::now()));
+    Judged::Again(Failed {
+        what,
+        wait,
+        partial: false,
+    })
 }
 
 /// Reads a 2xx answer through the protocol: `None` when the request is done; else what to
