@@ -31,10 +31,13 @@ use crate::ship::{self, SinkContext};
 use crate::stop::{self, HardStop, Trigger};
 use crate::tail::{self, TailContext};
 
-/// Record batches queued per sink, and chunks per adapt worker: each holds a chunk, so the
-/// byte budget, not these counts, is what bounds memory.
+/// Record batches queued per sink: each holds a chunk and its table, so the byte budget, not
+/// this count, is what bounds memory.
 const SINK_QUEUE: usize = 1024;
-const ADAPT_QUEUE: usize = 1024;
+/// Chunks queued per adapt worker. Few: a chunk's table (often two or three times its size) is
+/// charged to the budget only once a worker has made it, so chunks waiting here are memory the
+/// budget does not see yet; a short queue keeps that to a few reads.
+const ADAPT_QUEUE: usize = 4;
 /// More adapt workers than this would only add threads: parsing runs at hundreds of MB/s a core.
 const MAX_ADAPT_WORKERS: usize = 8;
 const CHECKPOINT_QUEUE: usize = 4096;
