@@ -112,6 +112,16 @@ impl<'a> RecordRef<'a> {
         out
     }
 
+    /// How many members `fields` has (what `fields()` would list, without making the list).
+    pub fn field_count(&self) -> usize {
+        let f = self.flags;
+        self.parsed.len()
+            + usize::from(f.continuation)
+            + usize::from(f.truncated)
+            + usize::from(f.partial)
+            + self.records.context.static_fields.len()
+    }
+
     /// The value of the field named `key`, as text: a string as it is, anything else as its
     /// JSON text.
     pub fn field_text(&self, key: &str) -> Option<Cow<'a, str>> {

@@ -50,7 +50,7 @@ pub struct Batch {
 /// message, a fixed part for the keys, times, file and id, and a share per field.
 fn approx_size(r: &RecordRef<'_>) -> usize {
     let message = r.message.map_or(0, |t| r.records.bytes(t).len());
-    message + 160 + 32 * r.fields().len()
+    message + 160 + 32 * r.field_count()
 }
 
 impl Batch {
