@@ -117,7 +117,15 @@ impl Tailer {
     /// rotated while we ran, so the lines written between the stop and the rotation are
     /// not lost.
     pub(super) fn resume_renamed_while_down(&mut self) {
-        let mut leftovers: Vec<Entry> = self.saved.values().filter(|e| e.at.offset > 0).cloned().collect();
+        // Offset 0 included: a file the agent had read but whose lines no sink had confirmed
+        // yet (the collector was down) is still ours to drain. A file of which nothing was
+        // seen (no fingerprint) could be anyone's.
+        let mut leftovers: Vec<Entry> = self
+            .saved
+            .values()
+            .filter(|e| e.at.offset > 0 || e.fp_len > 0)
+            .cloned()
+            .collect();
         leftovers.sort_by_key(|e| e.at.offset);
         for e in leftovers {
             let Some(source) = self.sources.iter().position(|s| s.name == e.source) else {
@@ -156,7 +164,7 @@ impl Tailer {
             hash: e.fp_hash,
         };
         let ours = identity::fingerprint_matches(&file, fp).unwrap_or(false)
-            && identity::validator_matches(&file, &e.at).unwrap_or(false);
+            && (e.at.offset == 0 || identity::validator_matches(&file, &e.at).unwrap_or(false));
         if !ours {
             return;
         }

@@ -3,7 +3,7 @@
 //! replay from the last committed checkpoint and must stay bounded; a replayed line must carry
 //! the same `id` as its first delivery.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::util::*;
 
@@ -227,4 +227,47 @@ fn a_file_rotated_while_the_agent_was_down_is_drained_from_its_checkpoint() {
     stop_clean(&mut agent, &rx);
     let r = rx.check("r", 2000);
     assert!(r.missing == 0 && r.duplicates == 0, "{r}");
+}
+
+/// A file the agent had read, but of which no sink had confirmed anything (the collector was
+/// down), is renamed while the agent is down: its checkpoint says offset 0, and it must still
+/// be found by its inode and drained. (Found by the model test's author reading the code.)
+#[test]
+fn a_file_renamed_while_down_with_its_checkpoint_at_zero_is_drained() {
+    let dir = TestDir::new("renamed-at-zero");
+    let logs = dir.subdir("logs");
+    let live = logs.join("app.log");
+    let mut rx = Receiver::keeping();
+    let mut cfg = Config::tcp(&dir, &[live.display().to_string()], &rx);
+    rx.stop();
+    let mut agent = Agent::start(&dir, &cfg);
+    std::fs::write(&live, corpus().lines("z", 0, 5)).unwrap();
+    // Read and registered, nothing acknowledged: the collector is down.
+    let registered = wait_until(Duration::from_secs(20), || {
+        agent
+            .metrics()
+            .is_some_and(|m| m.val("tailship_lines_read_total") >= 5.0)
+            && !checkpoint_offsets(&cfg).is_empty()
+    });
+    assert!(registered, "read and checkpointed at 0: {:?}", checkpoint_offsets(&cfg));
+    assert!(
+        checkpoint_offsets(&cfg).iter().all(|(_, o)| *o == 0),
+        "{:?}",
+        checkpoint_offsets(&cfg)
+    );
+    agent.kill9();
+    std::fs::rename(&live, logs.join("app.log.1")).unwrap();
+    std::fs::write(&live, corpus().lines("n", 0, 2)).unwrap();
+    rx.restart();
+    cfg.fresh_metrics_port();
+    let mut agent = Agent::start(&dir, &cfg);
+    let all = wait_until(Duration::from_secs(20), || rx.unique("z") >= 5 && rx.unique("n") >= 2);
+    assert!(
+        all,
+        "z {} of 5, n {} of 2\n{}",
+        rx.unique("z"),
+        rx.unique("n"),
+        agent.stderr_tail(20)
+    );
+    stop_clean(&mut agent, &rx);
 }
