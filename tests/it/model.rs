@@ -1,13 +1,16 @@
 //! The model-based test of the tailer: seeded random sequences of appends, partial writes,
-//! rename rotation, copytruncate, plain truncation, deletion and agent stops (SIGTERM and
-//! `kill -9`) on a few files in one watched directory, run against the real binary, with the
-//! arrivals checked against a model of what the README's guarantees promise.
+//! rename rotation, copytruncate, plain truncation, deletion, agent stops (SIGTERM and
+//! `kill -9`) and collector outages on a few files in one watched directory, run against the
+//! real binary, with the arrivals checked against a model of what the README's guarantees
+//! promise. The in-flight cap is at its minimum (64 KiB) and some appends are larger, so while
+//! the collector is down the files change under an agent that is behind.
 //!
 //! Why a model: the other rotation and restart tests each script one scenario; the bugs of a
 //! tailer live in the interleavings (a rename while stopped after a partial write, a copy
 //! deleted before it was read, a truncation right after a restart). Here a sequence is drawn
 //! from a seed, so a failure is replayed with `TAILSHIP_MODEL_SEEDS=<seed>` (and
-//! `TAILSHIP_MODEL_OPS=<n>` for the length), and the message prints the operations as they ran.
+//! `TAILSHIP_MODEL_OPS=<n>` for the length), and the message prints the operations as they ran
+//! (`TAILSHIP_MODEL_VERBOSE=1` prints them for passing seeds too).
 //!
 //! What the model promises, and only that (see `Model::required`):
 //! - a line is owed while a file that holds it exists (the glob `*.log*` matches the live
