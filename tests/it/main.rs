@@ -46,6 +46,9 @@ mod http_tls;
 mod idle;
 /// loghub's structured CSVs as the oracle of its logs (shared with the parsers' unit tests).
 mod loghub;
+/// Seeded random sequences of appends, partial writes, rotations, truncations, deletes and
+/// restarts, checked against a model of what the agent promises.
+mod model;
 /// The sidecar pod in Docker: the scratch image, webapp + log-agent sharing /var/log and the
 /// network namespace, a collector found by DNS, restarts, SIGTERM (skipped without Docker).
 mod pod;

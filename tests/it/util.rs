@@ -1110,7 +1110,8 @@ fn spawn_acceptor(listener: TcpListener, shared: Arc<Shared>) -> (Arc<AtomicBool
     let h = thread::Builder::new()
         .name("receiver-accept".into())
         .spawn(move || {
-            while r.load(Ordering::SeqCst) {
+            loop {
+                let running = r.load(Ordering::SeqCst);
                 match listener.accept() {
                     Ok((stream, _)) => {
                         let _ = stream.set_nonblocking(false);
@@ -1124,6 +1125,9 @@ fn spawn_acceptor(listener: TcpListener, shared: Arc<Shared>) -> (Arc<AtomicBool
                             .expect("spawn receiver conn");
                         shared.conns.lock().unwrap().push((closing, h));
                     }
+                    // Stopping, and the listen backlog is empty: closing the listener now
+                    // resets no connection the agent has already written into.
+                    Err(_) if !running => break,
                     Err(_) => thread::sleep(Duration::from_millis(5)),
                 }
             }
