@@ -385,6 +385,16 @@ fn lines(chunk: &Chunk) -> impl Iterator<Item = (usize, Line)> + '_ {
     })
 }
 
+/// The marks of the line at `pos`: the rest of a line split in an earlier chunk, or the
+/// start of one that goes on in the next.
+fn piece_flags(chunk: &Chunk, pos: usize, line: &Line) -> Flags {
+    Flags {
+        continuation: pos == 0 && chunk.head_continues,
+        truncated: !line.terminated && chunk.tail_truncated,
+        partial: false,
+    }
+}
+
 /// The line's text, repaired (U+FFFD) if it is not UTF-8.
 fn line_text(bytes: &[u8]) -> Cow<'_, str> {
     String::from_utf8_lossy(bytes)
@@ -399,11 +409,7 @@ fn json_lines(chunk: &Chunk, b: &mut Builder<'_>, counts: &mut Counts) {
     for (pos, line) in lines(chunk) {
         let text = line_text(&data[pos..line.end]);
         let offset = chunk.start + pos as u64;
-        let flags = Flags {
-            continuation: pos == 0 && chunk.head_continues,
-            truncated: !line.terminated && chunk.tail_truncated,
-            partial: false,
-        };
+        let flags = piece_flags(chunk, pos, &line);
         if flags.continuation || flags.truncated {
             b.line(&text, offset, chunk.observed_ns, flags);
         } else {
@@ -455,11 +461,7 @@ fn assembled_lines(chunk: &Chunk, state: &mut FileState, b: &mut Builder<'_>, co
     for (pos, line) in lines(chunk) {
         let text = line_text(&data[pos..line.end]);
         let offset = chunk.start + pos as u64;
-        let flags = Flags {
-            continuation: pos == 0 && chunk.head_continues,
-            truncated: !line.terminated && chunk.tail_truncated,
-            partial: false,
-        };
+        let flags = piece_flags(chunk, pos, &line);
         let first = b.len();
         if flags.continuation || flags.truncated {
             // A piece of an over-long line: never parsed (half a line does not parse),
