@@ -628,7 +628,7 @@ impl Run {
                 }
             }
             Op::Collector { up } => {
-                if up == !self.collector_down {
+                if up != self.collector_down {
                     log.push_str(" (already)");
                 } else if up {
                     self.rx.restart();
