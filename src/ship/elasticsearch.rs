@@ -22,7 +22,7 @@ use bytes::Bytes;
 
 use serde::Deserialize;
 
-use super::encode::record_ndjson;
+use super::encode::Encoder;
 use super::escape::escape_into;
 use crate::config::{EsTarget, DEFAULT_ES_INDEX};
 use crate::record::RecordRef;
@@ -59,6 +59,7 @@ pub fn bulk_body<'a>(
 ) {
     let mut timestamp = Vec::with_capacity(32);
     let mut doc = Vec::new();
+    let mut enc = Encoder::new(crate::config::Encoding::Ndjson);
     for r in records {
         timestamp.clear();
         timefmt::rfc3339_nanos(r.time_or_observed(), &mut timestamp);
@@ -77,7 +78,7 @@ pub fn bulk_body<'a>(
         out.extend_from_slice(&timestamp);
         out.extend_from_slice(b"\",");
         doc.clear();
-        record_ndjson(&r, &mut doc);
+        enc.record(&r, &mut doc);
         out.extend_from_slice(doc.get(1..).unwrap_or(b"}"));
         out.push(b'\n');
     }

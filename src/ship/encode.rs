@@ -461,34 +461,20 @@ fn encode_passthrough(
     (pos, records)
 }
 
-/// Appends each record of `records` from `from` to `to` as one NDJSON line, for the protocol
-/// sinks that need the whole record (a Loki line, a Splunk event, an Elasticsearch document)
-/// and for the dead-letter file. A fresh encoder per call: these are not the hot path.
-pub fn ndjson_of(records: &Records, from: usize, to: usize, out: &mut Vec<u8>) {
-    let mut enc = Encoder::new(Encoding::Ndjson);
-    let mut pos = from;
-    while pos < to {
-        let (next, n) = enc.encode(
-            records,
-            pos,
-            out,
-            Limits {
-                max_events: 1,
-                max_bytes: usize::MAX,
-            },
-        );
-        if n == 0 || next <= pos {
-            break;
+impl Encoder {
+    /// One record as an NDJSON line without its newline, for the protocol sinks that carry the
+    /// whole record (a Loki line, a Splunk event, an Elasticsearch document) and for the
+    /// dead-letter file. Keep one encoder for a whole body: its constant runs are then rendered
+    /// once per file, not once per record.
+    pub fn record(&mut self, r: &crate::record::RecordRef<'_>, out: &mut Vec<u8>) {
+        let one = Limits {
+            max_events: 1,
+            max_bytes: usize::MAX,
+        };
+        self.encode(r.records, r.pos, out, one);
+        if out.last() == Some(&b'\n') {
+            out.pop();
         }
-        pos = next;
-    }
-}
-
-/// One record as NDJSON, without the newline.
-pub fn record_ndjson(r: &crate::record::RecordRef<'_>, out: &mut Vec<u8>) {
-    ndjson_of(r.records, r.pos, r.next, out);
-    if out.last() == Some(&b'\n') {
-        out.pop();
     }
 }
 

@@ -16,7 +16,7 @@ use serde::Serialize;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use super::encode::record_ndjson;
+use super::encode::Encoder;
 use crate::config::{LineKind, LokiSettings, RecordKey, DEFAULT_LOKI_LABELS, LOKI_PUSH_PATH};
 use crate::record::RecordRef;
 use crate::ship::http::payload::Payload;
@@ -64,6 +64,7 @@ pub fn push_body<'a>(
 ) -> Result<Vec<u8>, serde_json::Error> {
     let mut streams: BTreeMap<Vec<(&str, String)>, Vec<Entry>> = BTreeMap::new();
     let mut line = Vec::new();
+    let mut enc = Encoder::new(crate::config::Encoding::Ndjson);
     for r in records {
         let ns = r.time_or_observed();
         let mut labels: Vec<(&str, String)> = settings
@@ -83,7 +84,7 @@ pub fn push_body<'a>(
             LineKind::Message => r.message_text(),
             LineKind::Record => {
                 line.clear();
-                record_ndjson(&r, &mut line);
+                enc.record(&r, &mut line);
                 // The encoder writes valid UTF-8; a lossy view never changes it.
                 Cow::Owned(String::from_utf8_lossy(&line).into_owned())
             }

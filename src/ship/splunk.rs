@@ -13,7 +13,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::encode::record_ndjson;
+use super::encode::Encoder;
 use crate::config::{LineKind, SplunkSettings, SPLUNK_EVENT_PATH};
 use crate::record::RecordRef;
 use crate::ship::http::payload::Payload;
@@ -48,12 +48,13 @@ pub fn event_body<'a>(
 ) -> Result<Vec<u8>, serde_json::Error> {
     let mut out = Vec::new();
     let mut line = Vec::new();
+    let mut enc = Encoder::new(crate::config::Encoding::Ndjson);
     for r in records {
         let time = RawValue::from_string(seconds(r.time_or_observed()))?;
         line.clear();
         match settings.event {
             // The record is one JSON object: embedded as it is.
-            LineKind::Record => record_ndjson(&r, &mut line),
+            LineKind::Record => enc.record(&r, &mut line),
             LineKind::Message => serde_json::to_writer(&mut line, &r.message_text())?,
         }
         let event: &RawValue = serde_json::from_slice(&line)?;

@@ -9,7 +9,8 @@ use bytes::Bytes;
 
 use crate::record::RecordRef;
 use crate::ship::batcher::Part;
-use crate::ship::encode::record_ndjson;
+use crate::config::Encoding;
+use crate::ship::encode::Encoder;
 
 /// Records a collector rejected for good, as NDJSON, and the first reason (for the log).
 #[derive(Debug, Default)]
@@ -102,8 +103,9 @@ impl Payload {
                 }
             }
             Payload::Records { .. } => {
+                let mut enc = Encoder::new(Encoding::Ndjson);
                 for r in self.refs(items) {
-                    record_ndjson(&r, out);
+                    enc.record(&r, out);
                     out.push(b'\n');
                 }
             }
