@@ -50,7 +50,7 @@ use crossbeam_channel::select;
 use self::client::{client, RequestParts};
 use self::payload::{Dead, Payload};
 use self::protocol::Protocol;
-use super::batcher::{self, Batch, Deliver, Part};
+use super::batcher::{self, Batch, Deliver};
 use super::deadletter::DeadLetter;
 use super::SinkContext;
 use crate::checkpoint::Msg;
@@ -120,10 +120,9 @@ struct InFlight {
     records: usize,
     /// Bytes the batch counted against `max_bytes` (for `bytes_sent`).
     size: usize,
-    /// What its requests are made from, and the dead-letter file's lines if rejected.
+    /// What its requests are made from (holding the records, and so their chunks' budget,
+    /// until the ack), and the dead-letter file's lines if rejected.
     payload: Arc<Payload>,
-    /// Never read: held so that the chunks' budget keeps the tailer back until the ack.
-    _held: Vec<Part>,
     marks: Vec<FileMark>,
     /// Delivered or dead-lettered: acknowledged once every earlier batch is too.
     settled: bool,
@@ -335,9 +334,9 @@ impl Deliver for HttpSink {
                 .unwrap_or_else(|p| p.into_inner())
                 .pop()
                 .unwrap_or_else(|| Vec::with_capacity(capacity));
-            Payload::ndjson(Bytes::from(std::mem::replace(&mut batch.bytes, fresh)))
+            Payload::ndjson(Bytes::from(std::mem::replace(&mut batch.bytes, fresh)), parts)
         } else {
-            Payload::records(parts.clone())
+            Payload::records(parts)
         };
         let payload = Arc::new(payload);
         shared.m().batch_records.observe(batch.records as u64);
@@ -349,7 +348,6 @@ impl Deliver for HttpSink {
             records: batch.records,
             size: batch.size(),
             payload,
-            _held: parts,
             marks,
             settled: false,
         });

@@ -38,22 +38,27 @@ impl Dead {
 #[derive(Debug)]
 pub enum Payload {
     /// The `http` protocol: the records encoded as NDJSON on the sink thread, which is the
-    /// body (framed and compressed as configured); `lines[i]` is item `i`.
-    Ndjson { bytes: Bytes, lines: Vec<Range<usize>> },
+    /// body (framed and compressed as configured); `lines[i]` is item `i`. `parts` are never
+    /// read: held so that the chunks' budget keeps the tailer back until the ack.
+    Ndjson {
+        bytes: Bytes,
+        lines: Vec<Range<usize>>,
+        parts: Vec<Part>,
+    },
     /// The other protocols build their bodies from the records; item `i` is the record at
     /// position `at[i].1` of `parts[at[i].0]`.
     Records { parts: Vec<Part>, at: Vec<(usize, usize)> },
 }
 
 impl Payload {
-    pub fn ndjson(bytes: Bytes) -> Payload {
+    pub fn ndjson(bytes: Bytes, parts: Vec<Part>) -> Payload {
         let mut lines = Vec::new();
         let mut start = 0;
         for nl in memchr::memchr_iter(b'\n', &bytes) {
             lines.push(start..nl);
             start = nl + 1;
         }
-        Payload::Ndjson { bytes, lines }
+        Payload::Ndjson { bytes, lines, parts }
     }
 
     pub fn records(parts: Vec<Part>) -> Payload {
@@ -96,7 +101,7 @@ impl Payload {
     /// Appends the records `items` as NDJSON lines.
     pub fn ndjson_of(&self, items: &[usize], out: &mut Vec<u8>) {
         match self {
-            Payload::Ndjson { bytes, lines } => {
+            Payload::Ndjson { bytes, lines, .. } => {
                 for r in items.iter().filter_map(|&i| lines.get(i)) {
                     out.extend_from_slice(&bytes[r.clone()]);
                     out.push(b'\n');

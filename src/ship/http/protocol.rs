@@ -142,7 +142,7 @@ mod tests {
     #[test]
     fn the_plain_protocol_frames_the_batch_as_it_is_or_as_an_array() {
         let ndjson = Bytes::from_static(b"{\"a\":1}\n{\"b\":\"x\\ny\"}\n");
-        let payload = Payload::ndjson(ndjson.clone());
+        let payload = Payload::ndjson(ndjson.clone(), Vec::new());
         let plain = Plain {
             framing: Framing::Ndjson,
         };
