@@ -109,6 +109,7 @@ enum Route {
 /// Per-source counts gathered over a chunk, moved to the metrics once per chunk.
 #[derive(Default)]
 struct Counts {
+    invalid_utf8: u64,
     parse_errors: u64,
     parse_warnings: u64,
     bad_timestamps: u64,
@@ -146,16 +147,8 @@ impl Worker {
     pub fn process(&mut self, chunk: Arc<Chunk>) -> Records {
         let source = chunk.file.source;
         let data = &chunk.data[..];
-        let utf8 = simdutf8::basic::from_utf8(data).is_ok();
         let lines = memchr::memchr_iter(b'\n', data).count() + usize::from(!data.is_empty() && !data.ends_with(b"\n"));
         add(&self.metrics.lines_read, lines as u64);
-        if !utf8 {
-            let bad = data
-                .split(|b| *b == b'\n')
-                .filter(|l| std::str::from_utf8(l).is_err())
-                .count();
-            add(&self.metrics.invalid_utf8_lines, bad as u64);
-        }
         let route = self.route(&chunk);
         let state = self
             .files
@@ -166,7 +159,18 @@ impl Worker {
         let end_of_chunk = Mark::at(chunk.end(), data);
         let mut counts = Counts::default();
         let (body, end) = match route {
-            Route::Lines => (Body::Lines { utf8 }, end_of_chunk),
+            // The parsed routes check each line as they make its text; raw lines are checked
+            // here, once for the chunk, and only a chunk that fails is looked at line by line.
+            Route::Lines => {
+                let utf8 = simdutf8::basic::from_utf8(data).is_ok();
+                if !utf8 {
+                    counts.invalid_utf8 = data
+                        .split(|b| *b == b'\n')
+                        .filter(|l| std::str::from_utf8(l).is_err())
+                        .count() as u64;
+                }
+                (Body::Lines { utf8 }, end_of_chunk)
+            }
             Route::Json => {
                 let mut b = Builder::with_lines(data, lines);
                 json_lines(&chunk, &mut b, &mut counts);
@@ -239,6 +243,7 @@ impl Worker {
     }
 
     fn count(&self, source: usize, c: &Counts) {
+        add(&self.metrics.invalid_utf8_lines, c.invalid_utf8);
         if let Some(s) = self.metrics.sources.get(source) {
             add(&s.parse_errors, c.parse_errors);
             add(&s.parse_warnings, c.parse_warnings);
@@ -395,9 +400,13 @@ fn piece_flags(chunk: &Chunk, pos: usize, line: &Line) -> Flags {
     }
 }
 
-/// The line's text, repaired (U+FFFD) if it is not UTF-8.
-fn line_text(bytes: &[u8]) -> Cow<'_, str> {
-    String::from_utf8_lossy(bytes)
+/// The line's text, repaired (U+FFFD) and counted if it is not UTF-8.
+fn line_text<'d>(bytes: &'d [u8], counts: &mut Counts) -> Cow<'d, str> {
+    let text = String::from_utf8_lossy(bytes);
+    if let Cow::Owned(_) = text {
+        counts.invalid_utf8 += 1;
+    }
+    text
 }
 
 /// `json` lines straight into the table. Pieces of split lines are not parsed (half an
@@ -407,7 +416,7 @@ fn json_lines(chunk: &Chunk, b: &mut Builder<'_>, counts: &mut Counts) {
     // One field list for the chunk: lines borrow from the chunk, so it can be reused.
     let mut rec = JsonLine::default();
     for (pos, line) in lines(chunk) {
-        let text = line_text(&data[pos..line.end]);
+        let text = line_text(&data[pos..line.end], counts);
         let offset = chunk.start + pos as u64;
         let flags = piece_flags(chunk, pos, &line);
         if flags.continuation || flags.truncated {
@@ -459,7 +468,7 @@ fn assembled_lines(chunk: &Chunk, state: &mut FileState, b: &mut Builder<'_>, co
     let parser = &state.parser;
     let mut rec = Parsed::default();
     for (pos, line) in lines(chunk) {
-        let text = line_text(&data[pos..line.end]);
+        let text = line_text(&data[pos..line.end], counts);
         let offset = chunk.start + pos as u64;
         let flags = piece_flags(chunk, pos, &line);
         let first = b.len();
