@@ -50,7 +50,64 @@ pub struct Chunk {
     pub budget: BudgetGuard,
 }
 
+/// Where one line of a chunk lies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Line {
+    /// End of the content: before the `\n`, and before one `\r` preceding it.
+    pub end: usize,
+    /// Start of the next line (past the `\n`), or the end of the data.
+    pub next: usize,
+    pub terminated: bool,
+}
+
 impl Chunk {
+    /// Where the content of the unterminated last line ends. A flushed partial line loses a
+    /// trailing `\r` like any line; a piece of a split line keeps it, because there it is not
+    /// a line ending.
+    pub fn content_end(&self) -> usize {
+        let d = &self.data[..];
+        if !self.tail_truncated && !d.ends_with(b"\n") && d.ends_with(b"\r") {
+            d.len() - 1
+        } else {
+            d.len()
+        }
+    }
+
+    /// The line that starts at `pos` (`pos` < the data's length).
+    pub fn line_at(&self, pos: usize) -> Line {
+        let d = &self.data[..];
+        match memchr::memchr(b'\n', &d[pos..]) {
+            Some(i) => {
+                let nl = pos + i;
+                let end = if i > 0 && d[nl - 1] == b'\r' { nl - 1 } else { nl };
+                Line {
+                    end,
+                    next: nl + 1,
+                    terminated: true,
+                }
+            }
+            None => Line {
+                end: self.content_end().max(pos),
+                next: d.len(),
+                terminated: false,
+            },
+        }
+    }
+
+    /// Every line of the chunk: `(start, line)`.
+    pub fn lines(&self) -> impl Iterator<Item = (usize, Line)> + '_ {
+        let mut pos = 0;
+        std::iter::from_fn(move || {
+            if pos >= self.data.len() {
+                return None;
+            }
+            let start = pos;
+            let line = self.line_at(pos);
+            pos = line.next;
+            Some((start, line))
+        })
+    }
+
     /// File offset just past the chunk's last byte: where the checkpoint moves once every
     /// sink has acknowledged the chunk.
     pub fn end(&self) -> u64 {

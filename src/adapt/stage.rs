@@ -30,7 +30,7 @@ use super::k8s_path;
 use super::table::Builder;
 use super::Parsed;
 use crate::budget::{Budget, BudgetGuard};
-use crate::chunk::{Chunk, FileMeta};
+use crate::chunk::{Chunk, FileMeta, Line};
 use crate::config::{Format, SourceSettings};
 use crate::mark::Mark;
 use crate::metrics::{add, Metrics};
@@ -344,52 +344,6 @@ fn sample_lines(data: &[u8]) -> Vec<Cow<'_, str>> {
         .collect()
 }
 
-/// Where one line of a chunk lies.
-struct Line {
-    /// End of the content: before the `\n`, and before one `\r` preceding it.
-    end: usize,
-    /// Start of the next line (past the `\n`), or the end of the data.
-    next: usize,
-    terminated: bool,
-}
-
-/// The lines of `chunk` from `pos` on: `(start, line)`.
-fn lines(chunk: &Chunk) -> impl Iterator<Item = (usize, Line)> + '_ {
-    let d = &chunk.data[..];
-    // A flushed partial line loses a trailing `\r` like any line; a piece of a split line
-    // keeps it, because there it is not a line ending.
-    let content_end = if !chunk.tail_truncated && !d.ends_with(b"\n") && d.ends_with(b"\r") {
-        d.len() - 1
-    } else {
-        d.len()
-    };
-    let mut pos = 0;
-    std::iter::from_fn(move || {
-        if pos >= d.len() {
-            return None;
-        }
-        let start = pos;
-        let line = match memchr::memchr(b'\n', &d[pos..]) {
-            Some(i) => {
-                let nl = pos + i;
-                let end = if i > 0 && d[nl - 1] == b'\r' { nl - 1 } else { nl };
-                Line {
-                    end,
-                    next: nl + 1,
-                    terminated: true,
-                }
-            }
-            None => Line {
-                end: content_end.max(pos),
-                next: d.len(),
-                terminated: false,
-            },
-        };
-        pos = line.next;
-        Some((start, line))
-    })
-}
-
 /// The marks of the line at `pos`: the rest of a line split in an earlier chunk, or the
 /// start of one that goes on in the next.
 fn piece_flags(chunk: &Chunk, pos: usize, line: &Line) -> Flags {
@@ -415,7 +369,7 @@ fn json_lines(chunk: &Chunk, b: &mut Builder<'_>, counts: &mut Counts) {
     let data = &chunk.data[..];
     // One field list for the chunk: lines borrow from the chunk, so it can be reused.
     let mut rec = JsonLine::default();
-    for (pos, line) in lines(chunk) {
+    for (pos, line) in chunk.lines() {
         let text = line_text(&data[pos..line.end], counts);
         let offset = chunk.start + pos as u64;
         let flags = piece_flags(chunk, pos, &line);
@@ -467,7 +421,7 @@ fn assembled_lines(chunk: &Chunk, state: &mut FileState, b: &mut Builder<'_>, co
     asm.last_input = Instant::now();
     let parser = &state.parser;
     let mut rec = Parsed::default();
-    for (pos, line) in lines(chunk) {
+    for (pos, line) in chunk.lines() {
         let text = line_text(&data[pos..line.end], counts);
         let offset = chunk.start + pos as u64;
         let flags = piece_flags(chunk, pos, &line);

@@ -150,23 +150,8 @@ impl Records {
                 if pos >= d.len() {
                     return None;
                 }
-                let (end, next, terminated) = match memchr::memchr(b'\n', &d[pos..]) {
-                    Some(i) => {
-                        let nl = pos + i;
-                        let end = if i > 0 && d[nl - 1] == b'\r' { nl - 1 } else { nl };
-                        (end, nl + 1, true)
-                    }
-                    None => {
-                        // A flushed partial line loses a trailing `\r` like any line; a piece
-                        // of a split line keeps it, because there it is not a line ending.
-                        let end = if !chunk.tail_truncated && d.ends_with(b"\r") {
-                            d.len() - 1
-                        } else {
-                            d.len()
-                        };
-                        (end.max(pos), d.len(), false)
-                    }
-                };
+                let line = chunk.line_at(pos);
+                let (end, next, terminated) = (line.end, line.next, line.terminated);
                 let r = RecordRef {
                     records: self,
                     pos,

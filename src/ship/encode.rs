@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use crate::chunk::FileMeta;
+use crate::chunk::{Chunk, FileMeta};
 use crate::config::Encoding;
 use crate::mark::Mark;
 use crate::record::{Body, Context, Field, Records, Text, Value};
@@ -230,13 +230,10 @@ impl Encoder {
             return (from, 0);
         }
         if self.encoding == Encoding::Raw {
-            return encode_passthrough(
-                records.data(),
-                records.chunk.as_ref().is_some_and(|c| c.tail_truncated),
-                from,
-                out,
-                limits,
-            );
+            return match &records.chunk {
+                Some(chunk) => encode_passthrough(chunk, from, out, limits),
+                None => (from, 0),
+            };
         }
         self.consts.prepare_context(&records.context);
         match &records.body {
@@ -269,7 +266,7 @@ impl Encoder {
             return (from, 0);
         };
         let data = &chunk.data[..];
-        let content_end = unterminated_content_end(data, chunk.tail_truncated);
+        let content_end = chunk.content_end();
         let c = &self.consts;
         let (mut pos, mut n) = (from, 0);
         while pos < data.len() && !limits.reached(n, out.len()) {
@@ -397,26 +394,10 @@ fn write_value(out: &mut Vec<u8>, records: &Records, v: &Value) {
     }
 }
 
-/// Where the content of a chunk's unterminated last line ends. A flushed partial line loses
-/// a trailing `\r` like any line; a piece of a split line keeps it, because there it is not
-/// a line ending.
-fn unterminated_content_end(d: &[u8], tail_truncated: bool) -> usize {
-    if !tail_truncated && !d.ends_with(b"\n") && d.ends_with(b"\r") {
-        d.len() - 1
-    } else {
-        d.len()
-    }
-}
-
 /// `Encoding::Raw`: each line as read (without its `\r\n` or `\n`) plus `\n`. When the lines
 /// to copy hold no `\r`, that is the input bytes themselves, copied as one run.
-fn encode_passthrough(
-    data: &[u8],
-    tail_truncated: bool,
-    from: usize,
-    out: &mut Vec<u8>,
-    limits: Limits,
-) -> (usize, usize) {
+fn encode_passthrough(chunk: &Chunk, from: usize, out: &mut Vec<u8>, limits: Limits) -> (usize, usize) {
+    let data = &chunk.data[..];
     // Find where the per-line limits would stop, assuming output bytes = input bytes.
     let base = out.len();
     let (mut pos, mut records) = (from, 0);
@@ -443,19 +424,12 @@ fn encode_passthrough(
         return (pos, records);
     }
     // Some line ends in `\r\n`: the output differs from the input, so go line by line.
-    let content_end = unterminated_content_end(data, tail_truncated);
     let (mut pos, mut records) = (from, 0);
     while pos < data.len() && !limits.reached(records, out.len()) {
-        let (end, next) = match memchr::memchr(b'\n', &data[pos..]) {
-            Some(i) => {
-                let nl = pos + i;
-                (if i > 0 && data[nl - 1] == b'\r' { nl - 1 } else { nl }, nl + 1)
-            }
-            None => (content_end.max(pos), data.len()),
-        };
-        out.extend_from_slice(&data[pos..end]);
+        let line = chunk.line_at(pos);
+        out.extend_from_slice(&data[pos..line.end]);
         out.push(b'\n');
-        pos = next;
+        pos = line.next;
         records += 1;
     }
     (pos, records)

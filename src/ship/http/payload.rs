@@ -7,9 +7,9 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
+use crate::config::Encoding;
 use crate::record::RecordRef;
 use crate::ship::batcher::Part;
-use crate::config::Encoding;
 use crate::ship::encode::Encoder;
 
 /// Records a collector rejected for good, as NDJSON, and the first reason (for the log).
