@@ -11,7 +11,7 @@ use super::{
     DEFAULT_CONCURRENCY, DEFAULT_DEAD_LETTER_FILE_BYTES, DEFAULT_DEAD_LETTER_TOTAL_BYTES, DEFAULT_RETRY_INITIAL,
     DEFAULT_RETRY_MAX, DEFAULT_TIMEOUT,
 };
-use crate::config::file::{DurationValue, SinkFileConfig};
+use crate::config::file::{self, DurationValue, SinkFileConfig};
 
 /// Reports a problem with a key of the sink.
 pub(super) type Bad<'a> = dyn FnMut(&str, String) + 'a;
@@ -190,12 +190,8 @@ pub(super) fn tls(s: &SinkFileConfig, url: Option<&reqwest::Url>, bad: &mut Bad)
 
 /// The request timeout, the retry policy and the requests in flight.
 pub(super) fn timing(s: &SinkFileConfig, bad: &mut Bad) -> (Duration, RetrySettings, usize) {
-    let mut duration = |key: &str, v: &Option<DurationValue>, default: Duration| match v {
-        None => default,
-        Some(v) => v.parse().unwrap_or_else(|m| {
-            bad(key, m.to_string());
-            default
-        }),
+    let mut duration = |key: &str, v: &Option<DurationValue>, default: Duration| {
+        file::duration(key, v, default, &mut |k, m| bad(&k, m))
     };
     let timeout = duration("timeout", &s.timeout, DEFAULT_TIMEOUT);
     let r = s.retry.as_ref();
