@@ -198,13 +198,14 @@ pub struct Table {
 }
 
 impl Table {
-    /// The bytes of arena or static text (empty for chunk text, which the table does not hold).
+    /// The bytes of arena or static text (empty for chunk text, which the table does not hold,
+    /// and for a span past the arena).
     pub fn text_bytes(&self, text: Text) -> &[u8] {
         match text {
             Text::Arena { start, len } => self
                 .arena
                 .as_bytes()
-                .get(start as usize..(start + len) as usize)
+                .get(start as usize..start as usize + len as usize)
                 .unwrap_or(&[]),
             Text::Static(s) => s.as_bytes(),
             Text::Chunk { .. } | Text::Literal { .. } => &[],
@@ -312,23 +313,14 @@ impl Records {
 
     /// The bytes of `text`.
     pub fn bytes(&self, text: Text) -> &[u8] {
-        let span = |bytes: &'_ [u8], start: u32, len: u32| -> Option<std::ops::Range<usize>> {
-            let (s, l) = (start as usize, len as usize);
-            (s + l <= bytes.len()).then_some(s..s + l)
-        };
-        match text {
-            Text::Chunk { start, len } | Text::Literal { start, len } => {
-                let d = self.data();
-                span(d, start, len).map_or(&[][..], |r| &d[r])
-            }
-            Text::Arena { start, len } => match &self.body {
-                Body::Table(t) => {
-                    let a = t.arena.as_bytes();
-                    span(a, start, len).map_or(&[][..], |r| &a[r])
-                }
-                Body::Lines { .. } => &[],
-            },
-            Text::Static(s) => s.as_bytes(),
+        match (text, &self.body) {
+            (Text::Chunk { start, len } | Text::Literal { start, len }, _) => self
+                .data()
+                .get(start as usize..start as usize + len as usize)
+                .unwrap_or(&[]),
+            (_, Body::Table(t)) => t.text_bytes(text),
+            (Text::Static(s), Body::Lines { .. }) => s.as_bytes(),
+            (Text::Arena { .. }, Body::Lines { .. }) => &[],
         }
     }
 
