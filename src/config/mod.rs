@@ -114,7 +114,7 @@ impl Settings {
     pub fn from_toml(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
         let mut value: toml::Value = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string(),
+            message: syntax_error(text, &e),
         })?;
         let mut problems = Vec::new();
         let mut redactions = expand::Redactions::default();
@@ -174,6 +174,18 @@ impl Settings {
         }
         out
     }
+}
+
+/// A TOML syntax error as "line L, column C: what", without the line itself: the line may
+/// hold a secret (`token = "…`), and a message about the config never shows one.
+fn syntax_error(text: &str, e: &toml::de::Error) -> String {
+    let Some(start) = e.span().map(|s| s.start.min(text.len())) else {
+        return e.message().to_owned();
+    };
+    let before = text.get(..start).unwrap_or("");
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {column}: {}", e.message())
 }
 
 /// The top-level keys that are not a source, a sink or the resource.
@@ -335,6 +347,14 @@ mod tests {
         assert_eq!(s.sinks[0].encoding, Encoding::Ndjson);
         assert_eq!(s.max_inflight_bytes, DEFAULT_MAX_INFLIGHT_BYTES);
         assert_eq!(s.resource.get("k8s.pod.name").map(String::as_str), Some("web-1"));
+    }
+
+    #[test]
+    fn a_syntax_error_names_the_place_not_the_line() {
+        let text = format!("{MINIMAL}\n[[sinks]]\ntype = \"http\"\nauth = {{ token = \"s3cret-tok }}\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("line 12, column 31"), "{err}");
+        assert!(!err.contains("s3cret-tok"), "{err}");
     }
 
     #[test]

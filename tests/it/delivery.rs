@@ -220,7 +220,11 @@ fn metrics_health_and_json_logs() {
     let cfg = Config::tcp(&dir, &[format!("{}/*.log", logs.display())], &rx);
     // Per-file lag series are exported only when asked for.
     let path = dir.join("tailship.toml");
-    fs::write(&path, cfg.render().replace("[metrics]\n", "[metrics]\nper_file = true\n")).unwrap();
+    fs::write(
+        &path,
+        cfg.render().replace("[metrics]\n", "[metrics]\nper_file = true\n"),
+    )
+    .unwrap();
     let args: Vec<String> = vec![
         "--config".into(),
         path.to_string_lossy().into_owned(),
