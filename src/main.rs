@@ -24,7 +24,10 @@ Environment:
   KUBERNETES_SERVICE_HOST, POD_NAME
                       either one set: running in Kubernetes, so POD_NAME, POD_NAMESPACE,
                       POD_UID, NODE_NAME and CONTAINER_NAME fill the records' k8s.* resource
-                      (other names: [resource_env] in the config)
+                      (other names: [resource_env] in the config); with a pod identity
+                      (POD_NAMESPACE) kubernetes_metadata defaults to none: a sidecar's
+                      app writes the paths
+  POD_IP              the manifests' metrics address (${POD_IP:-0.0.0.0}:9090)
   HOSTNAME            the records' host.name (default: the kernel's host name)
   HTTP_PROXY, HTTPS_PROXY, NO_PROXY
                       proxies of the HTTP sinks
