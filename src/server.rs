@@ -72,12 +72,20 @@ pub fn serve(listener: std::net::TcpListener, metrics: Arc<Metrics>) -> Result<S
 /// of the module doc.
 async fn accept(listener: tokio::net::TcpListener, app: Router) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // Warned about once per run of failures, not at every retry.
+    let mut failing = false;
     loop {
         let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+            Ok((stream, _)) => {
+                failing = false;
+                stream
+            }
             Err(e) => {
                 // Out of file descriptors, most likely: wait rather than spin.
-                tracing::warn!(error = %e, "metrics endpoint: cannot accept a connection");
+                if !failing {
+                    tracing::warn!(error = %e, "metrics endpoint: cannot accept connections; retrying");
+                }
+                failing = true;
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
