@@ -208,7 +208,9 @@ impl Pipeline {
         let source_names: Vec<String> = settings.sources.iter().map(|s| s.name.clone()).collect();
         let sink_names: Vec<String> = settings.sinks.iter().map(|s| s.name.clone()).collect();
         let budget = Budget::new(settings.max_inflight_bytes);
-        let metrics = Arc::new(Metrics::new(&source_names, &sink_names, Arc::clone(&budget)));
+        let mut metrics = Metrics::new(&source_names, &sink_names, Arc::clone(&budget));
+        metrics.per_file = settings.metrics_per_file;
+        let metrics = Arc::new(metrics);
         let (trigger, hard_stop) = stop::hard_stop();
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let (cp_tx, cp_rx) = crossbeam_channel::bounded(CHECKPOINT_QUEUE);

@@ -48,7 +48,8 @@ pub struct SourcePlan {
     pub adapter: Adapter,
     /// The source's static fields, in config order.
     pub static_fields: Arc<[(String, String)]>,
-    /// Add `k8s.*` resource attributes read off `/var/log/pods/…` paths.
+    /// Add `k8s.*` resource attributes read off `/var/log/pods/…` paths (never over the
+    /// resource's own).
     pub kubernetes_path_metadata: bool,
 }
 
@@ -312,9 +313,12 @@ impl Worker {
         let resource = match from_path {
             None => Arc::clone(&self.resource),
             Some(meta) => {
+                // Only where the resource says nothing: a value from the Downward API or the
+                // config is the agent's own knowledge, a path is what the kubelet (or, if
+                // misconfigured, an app) wrote.
                 let mut merged = (*self.resource).clone();
                 for (k, v) in meta.attributes() {
-                    merged.insert(k.to_owned(), v.to_owned());
+                    merged.entry(k.to_owned()).or_insert_with(|| v.to_owned());
                 }
                 Arc::new(merged)
             }

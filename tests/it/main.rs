@@ -26,6 +26,10 @@ mod fanout;
 /// Every `examples/formats/` config on real logs: loghub's CSVs as the oracle (syslog, regex),
 /// combined, Java stack traces joined by the multiline preset, nested JSON.
 mod formats;
+/// The hostile app next door (issue 11): forged pod directories, secrets in URLs and config
+/// errors, an endless answer body, 4,000 idle connections to the metrics port, a file name
+/// with a newline.
+mod hostile;
 /// The elasticsearch sink against a `_bulk` server: per-item retries, mapping errors to the
 /// dead-letter file, dates in index names, `kill -9` with exactly-once storage by `_id`.
 mod http_es;

@@ -103,6 +103,41 @@ impl Drop for TestDir {
     }
 }
 
+/// A pod's log directory in the kubelet's real place, `/var/log/pods/<ns>_<pod>_<uid>/<container>`:
+/// the agent reads Kubernetes metadata only off that absolute path. The namespace is unique
+/// per test run; the pod's directory is removed at the end. Needs write access to /var/log
+/// (tests run as root in CI); without it the test fails, saying so.
+pub struct KubeletPodDir {
+    pod_dir: PathBuf,
+    pub container_dir: PathBuf,
+    pub namespace: String,
+}
+
+impl KubeletPodDir {
+    pub fn new(test: &str, pod: &str, uid: &str, container: &str) -> KubeletPodDir {
+        let namespace = format!("tailship-it-{test}-{}", std::process::id());
+        let pod_dir = PathBuf::from(format!("/var/log/pods/{namespace}_{pod}_{uid}"));
+        let container_dir = pod_dir.join(container);
+        fs::create_dir_all(&container_dir).unwrap_or_else(|e| {
+            panic!(
+                "cannot create {}: {e}; this test needs write access to /var/log/pods (run as root)",
+                container_dir.display()
+            )
+        });
+        KubeletPodDir {
+            pod_dir,
+            container_dir,
+            namespace,
+        }
+    }
+}
+
+impl Drop for KubeletPodDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.pod_dir);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The corpus and the numbered test lines
 // ---------------------------------------------------------------------------------------------
