@@ -12,7 +12,8 @@
 //! beside it, each in an `impl Tailer` of its own file: `watch` (inotify, rescans, finding
 //! files), `resume` (where a newly opened file starts, and files rotated while the agent was
 //! down), `read` (reading, partial lines, handing chunks to the adapt lanes), `rotation`
-//! (rename, delete, truncation, copytruncate's copy). `ledger` is all the tailer tells the
+//! (rename, delete, truncation, copytruncate's copy), `park` (the open-file cap, and files
+//! taking turns past it). `index` finds files by inode; `ledger` is all the tailer tells the
 //! checkpoint.
 
 pub mod discover;

@@ -224,6 +224,23 @@ impl Tailer {
                 }
             }
         }
+        self.not_seen(&seen);
+        for f in self.files.values_mut() {
+            if !f.attached {
+                f.dirty = true;
+            }
+        }
+        self.failed.retain(|p| p.exists());
+        let lag = self
+            .files
+            .values()
+            .map(|f| (f.path.display().to_string(), f.size.saturating_sub(f.read_offset)))
+            .collect();
+        *self.metrics.file_lag.lock().unwrap_or_else(|p| p.into_inner()) = lag;
+    }
+
+    /// The attached files (open or parked) the reconcile did not find at their path.
+    fn not_seen(&mut self, seen: &HashSet<FileKey>) {
         let lost: Vec<FileKey> = self
             .files
             .iter()
@@ -250,18 +267,6 @@ impl Tailer {
                 self.detach(key);
             }
         }
-        for f in self.files.values_mut() {
-            if !f.attached {
-                f.dirty = true;
-            }
-        }
-        self.failed.retain(|p| p.exists());
-        let lag = self
-            .files
-            .values()
-            .map(|f| (f.path.display().to_string(), f.size.saturating_sub(f.read_offset)))
-            .collect();
-        *self.metrics.file_lag.lock().unwrap_or_else(|p| p.into_inner()) = lag;
     }
 
     /// Starts tailing `path` if it is a file not yet tracked (or re-attaches a tracked file
