@@ -85,6 +85,8 @@ pub struct Parked {
     last_bytes: Vec<u8>,
     /// Queued to be reopened.
     pub wanted: bool,
+    /// Found under another matched name while parked: the checkpoint learns it when reopened.
+    pub renamed: bool,
 }
 
 /// What waits for a descriptor.
@@ -92,8 +94,9 @@ pub struct Parked {
 pub enum Turn {
     /// A parked file that changed.
     Parked(FileKey),
-    /// A file never opened yet.
-    New(PathBuf, usize),
+    /// A file never opened yet: its path, its source, and whether it was found by the first
+    /// scan (where `read_from` applies).
+    New(PathBuf, usize, bool),
 }
 
 /// The parked files and the queue of those waiting for a descriptor.
@@ -118,11 +121,11 @@ impl Parking {
     }
 
     /// Queues a file not opened yet (once); false if it already waits.
-    pub fn queue_new(&mut self, path: &Path, source: usize) -> bool {
+    pub fn queue_new(&mut self, path: &Path, source: usize, initial: bool) -> bool {
         if !self.queued_new.insert(path.to_owned()) {
             return false;
         }
-        self.queue.push_back(Turn::New(path.to_owned(), source));
+        self.queue.push_back(Turn::New(path.to_owned(), source, initial));
         true
     }
 }
@@ -135,8 +138,8 @@ impl Tailer {
     }
 
     /// At the cap: queues `path` until a descriptor is free (logged once per run).
-    pub(super) fn wait_for_slot(&mut self, path: &Path, source: usize) {
-        if self.parking.queue_new(path, source) && !self.parking.reached {
+    pub(super) fn wait_for_slot(&mut self, path: &Path, source: usize, initial: bool) {
+        if self.parking.queue_new(path, source, initial) && !self.parking.reached {
             self.parking.reached = true;
             add(&self.metrics.open_errors, 1);
             tracing::warn!(path = %path.display(), cap = self.max_open_files, "open-file cap reached; files that have lines to read take turns with quiet ones");
@@ -172,6 +175,7 @@ impl Tailer {
                 read_offset: f.read_offset,
                 last_bytes: f.last_bytes,
                 wanted: false,
+                renamed: false,
             },
         );
         true
@@ -186,10 +190,10 @@ impl Tailer {
             self.parking.queue.pop_front();
             match turn {
                 Turn::Parked(key) => self.unpark(key),
-                Turn::New(path, source) => {
+                Turn::New(path, source, initial) => {
                     self.parking.queued_new.remove(&path);
                     if !self.by_path.contains_key(&path) {
-                        self.discover(&path, source, false);
+                        self.discover(&path, source, initial);
                     }
                 }
             }
@@ -232,7 +236,11 @@ impl Tailer {
             self.forget_path(&p.path, key);
             add(&self.metrics.rotations, 1);
         }
+        let renamed = !attached || p.renamed;
         let t = self.reopened(key, p, file, path, attached);
+        if renamed {
+            self.ledger.update(&t);
+        }
         add(&self.metrics.open_files, 1);
         self.files.insert(key, t);
     }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use bytes::BytesMut;
 
+use super::discover;
 use super::file::{FileKey, Tracked};
 use super::identity::{self, Fingerprint};
 use super::index;
@@ -150,12 +151,17 @@ impl Tailer {
             .collect();
         let found = index::find(dirs.iter().map(PathBuf::as_path), &wanted);
         // Offset 0 included: a file registered when it was still empty, or whose lines no
-        // sink had confirmed yet (the collector was down), is still ours to drain.
+        // sink had confirmed yet (the collector was down), is still ours to drain. A file at a
+        // name the globs match is the scan's (it may only be waiting for a descriptor).
         let mut leftovers: Vec<(Entry, index::Found)> = found
             .into_iter()
             .filter_map(|(key, at)| {
                 let e = self.saved.get(&key)?;
-                (at.len > e.at.offset && !self.files.contains_key(&key) && !reused(e, &at)).then(|| (e.clone(), at))
+                let ours = at.len > e.at.offset
+                    && !self.files.contains_key(&key)
+                    && discover::source_for(&self.sources, &at.path).is_none()
+                    && !reused(e, &at);
+                ours.then(|| (e.clone(), at))
             })
             .collect();
         leftovers.sort_by_key(|(e, _)| e.at.offset);

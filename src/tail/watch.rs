@@ -289,6 +289,7 @@ impl Tailer {
             // A parked file under a new matched name: follow it there when it is reopened.
             if p.path != path {
                 let old = std::mem::replace(&mut p.path, path.to_owned());
+                p.renamed = true;
                 if self.by_path.get(&old) == Some(&key) {
                     self.by_path.remove(&old);
                 }
@@ -304,7 +305,7 @@ impl Tailer {
             return;
         }
         if !self.free_slot() {
-            return self.wait_for_slot(path, source);
+            return self.wait_for_slot(path, source, initial);
         }
         self.open(path, source, initial);
     }
