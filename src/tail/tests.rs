@@ -495,3 +495,48 @@ fn files_past_the_open_file_cap_take_turns_with_quiet_ones() {
     want.sort_unstable();
     assert_eq!(texts, want, "each line once");
 }
+
+#[test]
+fn lost_events_make_the_tailer_look_for_saved_files_by_inode() {
+    let dir = temp();
+    // A file the last run saved, which appears in the log directory under a name the glob
+    // does not match only while the tailer is blind.
+    let elsewhere = dir.path().join("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    let saved_path = elsewhere.join("x.log");
+    append(&saved_path, "saved1\n");
+    let mut saved = saved_entry(&saved_path, 7, b"saved1\n");
+    saved.path = dir.path().join("logs/app.log").display().to_string();
+    append(&saved_path, "saved2\n");
+    for i in 0..70 {
+        append(&dir.path().join(format!("logs/f{i}.log")), &format!("f{i}\n"));
+    }
+    let settings = settings_with(dir.path(), "", "f*.log", "");
+    let mut t = Tail::start_with(dir, settings, Some(vec![saved]));
+    // The lane holds 64 chunks: with nobody reading it, the tailer blocks on the 65th file
+    // and its event queue overflows.
+    assert!(wait(|| t.chunks.len() == 64), "the lane did not fill");
+    for i in 0..6000 {
+        append(&t.path(&format!("junk{i}")), "j\n");
+    }
+    fs::rename(&saved_path, t.path("app.log.1")).unwrap();
+    let line = t.line("saved2");
+    assert_eq!(line.uid, 42, "resumed from its saved entry");
+    assert!(t.lines.iter().all(|l| l.text != "saved1"));
+    for i in 0..70 {
+        t.line(&format!("f{i}"));
+    }
+    t.stop();
+}
+
+/// Polls `cond` every 10 ms until it holds or `DEADLINE` passes.
+fn wait(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + DEADLINE;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
