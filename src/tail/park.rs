@@ -103,6 +103,8 @@ pub enum Turn {
 #[derive(Default)]
 pub struct Parking {
     pub parked: std::collections::HashMap<FileKey, Parked>,
+    /// At most one turn per file: a parked file is queued only while not `wanted` already, a
+    /// new path only while not in `queued_new`.
     queue: VecDeque<Turn>,
     queued_new: HashSet<PathBuf>,
     /// The cap was reached at least once (logged then, not at every file).
