@@ -13,6 +13,10 @@ mod util;
 mod adapt;
 /// The receiver down for 10 s: no loss, bounded memory, catch-up.
 mod backpressure;
+/// The tailer's blind spots: copytruncate by `cp` over the same copy, 50 files renamed at
+/// random through ten `kill -9`s, a restart with 3,000 checkpoint entries, 1,100 files under a
+/// 1,024-descriptor limit.
+mod blind;
 /// Bad configs exit 2 naming the key; validate, --help, --version, TAILSHIP_CONFIG.
 mod config;
 /// Every line of several growing files arrives exactly once, in order; the record's keys;

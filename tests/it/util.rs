@@ -546,17 +546,42 @@ impl Agent {
         metrics_addr: Option<SocketAddr>,
         adjust: impl FnOnce(&mut Command),
     ) -> Agent {
+        let mut cmd = Command::new(bin());
+        cmd.args(args).env_remove("TAILSHIP_CONFIG");
+        Agent::spawn_command(dir, cmd, metrics_addr, adjust)
+    }
+
+    /// Writes `cfg` and runs the binary through `wrapper` (e.g. `prlimit --nofile=…`), a
+    /// program that ends by exec-ing the command it is given.
+    pub fn start_wrapped(dir: &TestDir, cfg: &Config, wrapper: &[&str]) -> Agent {
+        let path = dir.join("tailship.toml");
+        fs::write(&path, cfg.render()).expect("write config");
+        let mut cmd = Command::new(wrapper[0]);
+        cmd.args(&wrapper[1..])
+            .arg(bin())
+            .arg("--config")
+            .arg(&path)
+            .env_remove("TAILSHIP_CONFIG");
+        Agent::spawn_command(dir, cmd, cfg.metrics_addr(), |_| {})
+    }
+
+    /// Runs a prepared command whose process becomes the agent.
+    fn spawn_command(
+        dir: &TestDir,
+        mut cmd: Command,
+        metrics_addr: Option<SocketAddr>,
+        adjust: impl FnOnce(&mut Command),
+    ) -> Agent {
         let n = dir.next_start();
         let stderr_path = dir.join(&format!("agent-{n}.stderr"));
         let stdout_path = dir.join(&format!("agent-{n}.stdout"));
-        let mut cmd = Command::new(bin());
-        cmd.args(args)
-            .env_remove("TAILSHIP_CONFIG")
-            .stdin(Stdio::null())
+        cmd.stdin(Stdio::null())
             .stdout(File::create(&stdout_path).expect("stdout file"))
             .stderr(File::create(&stderr_path).expect("stderr file"));
         adjust(&mut cmd);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", bin()));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {:?}: {e}", cmd.get_program()));
         let mut agent = Agent {
             pid: child.id() as i32,
             child,
