@@ -26,6 +26,7 @@ use crate::budget::Budget;
 use crate::checkpoint::{self, Checkpointer};
 use crate::config::{Api, Encoding, Settings, SinkKind, SinkSettings};
 use crate::metrics::Metrics;
+use crate::record::Buffers;
 use crate::ship::encode::{self, Encoder};
 use crate::ship::{self, SinkContext};
 use crate::stop::{self, HardStop, Trigger};
@@ -100,8 +101,8 @@ fn writes_ndjson(sink: &SinkSettings) -> bool {
         }
 }
 
-/// For each source, whether two or more sinks write its records as NDJSON.
-fn shared_ndjson(settings: &Settings) -> Arc<[bool]> {
+/// For each source, whether at least `n` sinks write its records as NDJSON.
+fn ndjson_sources(settings: &Settings, n: usize) -> Arc<[bool]> {
     (0..settings.sources.len())
         .map(|s| {
             settings
@@ -109,7 +110,7 @@ fn shared_ndjson(settings: &Settings) -> Arc<[bool]> {
                 .iter()
                 .filter(|k| k.inputs.contains(&s) && writes_ndjson(k))
                 .count()
-                >= 2
+                >= n
         })
         .collect()
 }
@@ -118,6 +119,7 @@ fn shared_ndjson(settings: &Settings) -> Arc<[bool]> {
 fn start_sinks(
     settings: &Settings,
     budget: &Arc<Budget>,
+    buffers: &Arc<Buffers>,
     checkpoints: &Sender<checkpoint::Msg>,
     metrics: &Arc<Metrics>,
     hard_stop: &HardStop,
@@ -125,8 +127,9 @@ fn start_sinks(
 ) -> Result<Vec<Lane>, Error> {
     let mut lanes = Vec::new();
     let shared = encode::Shared {
-        sources: shared_ndjson(settings),
+        sources: ndjson_sources(settings, 2),
         budget: Arc::clone(budget),
+        buffers: Arc::clone(buffers),
     };
     for (index, sink) in settings.sinks.iter().enumerate() {
         let (tx, rx) = crossbeam_channel::bounded(SINK_QUEUE);
@@ -159,6 +162,7 @@ fn start_adapt(
     settings: &Settings,
     sinks: Vec<Lane>,
     budget: &Arc<Budget>,
+    buffers: &Arc<Buffers>,
     metrics: &Arc<Metrics>,
     hard_stop: &HardStop,
     threads: &mut Threads,
@@ -171,12 +175,23 @@ fn start_adapt(
     for w in 0..workers {
         let (tx, rx) = crossbeam_channel::bounded(ADAPT_QUEUE);
         lanes.push(tx);
+        // Parsed records are rendered as NDJSON on the worker for the sources a sink writes
+        // that way (`Encoder::prerender`).
+        let mut render = Encoder::sharing(
+            Encoding::Ndjson,
+            encode::Shared {
+                sources: ndjson_sources(settings, 1),
+                budget: Arc::clone(budget),
+                buffers: Arc::clone(buffers),
+            },
+        );
         let worker = Worker::new(
             Arc::clone(&plans),
             &settings.resource,
             Arc::clone(budget),
             Arc::clone(metrics),
-        );
+        )
+        .with_prerender(Box::new(move |r| render.prerender(r)));
         let outputs = sinks
             .iter()
             .map(|l| Lane {
@@ -231,8 +246,10 @@ impl Pipeline {
         threads.spawn("checkpoint", move || {
             checkpoint::run(checkpointer, cp_rx, CHECKPOINT_INTERVAL)
         })?;
-        let sinks = start_sinks(&settings, &budget, &cp_tx, &metrics, &hard_stop, &mut threads)?;
-        let lanes = start_adapt(&settings, sinks, &budget, &metrics, &hard_stop, &mut threads)?;
+        // A few renderings' buffers kept for reuse: one per adapt worker and sink in flight.
+        let buffers = Buffers::new(2 * MAX_ADAPT_WORKERS);
+        let sinks = start_sinks(&settings, &budget, &buffers, &cp_tx, &metrics, &hard_stop, &mut threads)?;
+        let lanes = start_adapt(&settings, sinks, &budget, &buffers, &metrics, &hard_stop, &mut threads)?;
         let shutdown_timeout = settings.shutdown_timeout;
         let ctx = TailContext {
             settings,

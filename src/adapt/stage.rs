@@ -34,7 +34,7 @@ use crate::chunk::{Chunk, FileMeta, Line};
 use crate::config::{Format, SourceSettings};
 use crate::mark::Mark;
 use crate::metrics::{add, Metrics};
-use crate::record::{Body, Commit, Context, Flags, Records};
+use crate::record::{Body, Commit, Context, Flags, Records, Rendering};
 use crate::stop::HardStop;
 use crate::transform::Transforms;
 
@@ -125,7 +125,14 @@ pub struct Worker {
     files: HashMap<u64, FileState>,
     transforms: Transforms,
     metrics: Arc<Metrics>,
+    /// Renders a batch in the sinks' wire text here, on the worker, where batches of several
+    /// files are made in parallel, instead of on each sink's one thread (set by the pipeline,
+    /// which knows the sinks; this module does not).
+    prerender: Option<Prerender>,
 }
+
+/// See `Worker::prerender`: the batch's rendering, or `None` to leave it to the sinks.
+pub type Prerender = Box<dyn FnMut(&Records) -> Option<Rendering> + Send>;
 
 impl Worker {
     pub fn new(
@@ -141,6 +148,23 @@ impl Worker {
             files: HashMap::new(),
             transforms: Transforms::default(),
             metrics,
+            prerender: None,
+        }
+    }
+
+    /// Has the worker render each batch it makes with `f` (see the field).
+    pub fn with_prerender(mut self, f: Prerender) -> Worker {
+        self.prerender = Some(f);
+        self
+    }
+
+    /// What runs on every batch once it is made: the transforms, then the rendering.
+    fn finish(&mut self, records: &mut Records) {
+        self.transforms.apply(records);
+        if let Some(render) = self.prerender.as_mut() {
+            if let Some(r) = render(records) {
+                let _ = records.rendering.set(r);
+            }
         }
     }
 
@@ -193,7 +217,7 @@ impl Worker {
             end,
             rendering: Default::default(),
         };
-        self.transforms.apply(&mut records);
+        self.finish(&mut records);
         records
     }
 
@@ -240,7 +264,7 @@ impl Worker {
                 || now.saturating_duration_since(f.last_input) < FILE_STATE_IDLE
         });
         for r in &mut out {
-            self.transforms.apply(r);
+            self.finish(r);
         }
         out
     }

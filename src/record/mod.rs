@@ -20,11 +20,13 @@
 //! before it allows. `view` reads any record the same way whatever the body (`RecordRef`), for
 //! the sinks that are not on the hot path.
 
+mod rendering;
 mod view;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
+pub use rendering::{Buffers, Rendering};
 pub use view::{FieldRef, RecordRef, ValueRef};
 
 use crate::budget::BudgetGuard;
@@ -248,28 +250,9 @@ pub struct Records {
     /// Holds the table's own memory (records, fields, arena) against `max_inflight_bytes`
     /// until every sink is done with the batch, as the chunk's guard holds its bytes.
     pub budget: Option<BudgetGuard>,
-    /// The batch as NDJSON, when two or more sinks of a source write that same text: the
-    /// first to need it renders it, the others copy it (`ship::encode`).
+    /// The batch as NDJSON, made once for every sink that writes that text: by the adapt
+    /// worker for parsed records, else by the first sink to need it (`ship::encode`).
     pub rendering: OnceLock<Rendering>,
-}
-
-/// All the records of a batch encoded once, with where each record ends, so a sink can copy
-/// any run of whole records from it.
-#[derive(Debug, Default)]
-pub struct Rendering {
-    pub bytes: Vec<u8>,
-    /// Per record, in order: the position after it (see the module doc) and the end of its
-    /// bytes in `bytes`.
-    pub ends: Vec<(usize, usize)>,
-    /// Holds `bytes` and `ends` against `max_inflight_bytes`, like the batch's own guard.
-    pub budget: Option<BudgetGuard>,
-}
-
-impl Rendering {
-    /// The heap memory the rendering holds.
-    pub fn heap_bytes(&self) -> usize {
-        self.bytes.capacity() + self.ends.capacity() * std::mem::size_of::<(usize, usize)>()
-    }
 }
 
 impl Table {

@@ -18,7 +18,7 @@ use crate::budget::Budget;
 use crate::chunk::{Chunk, FileMeta};
 use crate::config::Encoding;
 use crate::mark::Mark;
-use crate::record::{Body, Context, Field, Records, Rendering, Text, Value};
+use crate::record::{Body, Buffers, Context, Field, Records, Rendering, Text, Value};
 use crate::ship::escape::{escape_into, escape_line_into};
 use crate::timefmt;
 
@@ -57,6 +57,8 @@ struct Consts {
     static_fields: Vec<u8>,
     /// How the file's records end: `,"resource":{…}}` and the newline, or `}` and the newline.
     record_end: Vec<u8>,
+    /// `"` + `record_end`: the end of a record whose id is its last member.
+    quote_record_end: Vec<u8>,
 }
 
 impl Consts {
@@ -117,6 +119,9 @@ impl Consts {
             self.record_end.push(b'}');
         }
         self.record_end.extend_from_slice(b"}\n");
+        self.quote_record_end.clear();
+        self.quote_record_end.push(b'"');
+        self.quote_record_end.extend_from_slice(&self.record_end);
         self.context = Some(Arc::clone(context));
     }
 }
@@ -129,8 +134,8 @@ fn write_str(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
 }
 
-/// Writes `","file":PATH,"offset":N,"id":"PREFIXN"`; `skip` = 1 leaves out the leading quote
-/// for records whose message is not an open string.
+/// Writes `","file":PATH,"offset":N,"id":"PREFIXN` (the id's closing quote is the caller's);
+/// `skip` = 1 leaves out the leading quote for records whose message is not an open string.
 #[inline]
 fn write_location(out: &mut Vec<u8>, c: &Consts, skip: usize, offset: u64) {
     let mut digits = itoa::Buffer::new();
@@ -139,7 +144,6 @@ fn write_location(out: &mut Vec<u8>, c: &Consts, skip: usize, offset: u64) {
     out.extend_from_slice(offset);
     out.extend_from_slice(&c.id_head);
     out.extend_from_slice(offset);
-    out.push(b'"');
 }
 
 /// Writes `fields` members one by one, opening the object at the first.
@@ -148,6 +152,14 @@ struct FieldsWriter {
 }
 
 impl FieldsWriter {
+    /// A key already written as `"name":` (see `KeyCache`).
+    #[inline]
+    fn rendered_key(&mut self, out: &mut Vec<u8>, key: &[u8]) {
+        out.extend_from_slice(if self.open { b"," } else { b",\"fields\":{" });
+        self.open = true;
+        out.extend_from_slice(key);
+    }
+
     #[inline]
     fn key(&mut self, out: &mut Vec<u8>, key: &[u8]) {
         out.extend_from_slice(if self.open { b",\"" } else { b",\"fields\":{\"" });
@@ -185,6 +197,45 @@ impl FieldsWriter {
     }
 }
 
+/// `"name":` of the field names of one table, escaped once per call of the encoder rather
+/// than once per record: a table's records name their fields with the same few arena spans
+/// (`adapt::table` copies the parsers' names into the arena once per table). Only valid for the
+/// one `Records` of the call, whose arena the spans point into.
+struct KeyCache {
+    /// Per slot: the span (`start << 32 | len`, plus one; 0 is empty) and where its rendering
+    /// lies in `text`.
+    slots: [(u64, u32, u32); 16],
+    text: Vec<u8>,
+}
+
+impl KeyCache {
+    fn new() -> KeyCache {
+        KeyCache {
+            slots: [(0, 0, 0); 16],
+            text: Vec::new(),
+        }
+    }
+
+    /// The rendering of an arena key, made on first use; `None` for other text.
+    #[inline]
+    fn get(&mut self, records: &Records, key: Text) -> Option<&[u8]> {
+        let Text::Arena { start, len } = key else {
+            return None;
+        };
+        let id = (u64::from(start) << 32 | u64::from(len)) + 1;
+        let slot = (start ^ len.rotate_left(4)) as usize % self.slots.len();
+        let (known, from, to) = self.slots[slot];
+        if known == id {
+            return Some(&self.text[from as usize..to as usize]);
+        }
+        let from = self.text.len();
+        write_str(&mut self.text, records.bytes(key));
+        self.text.push(b':');
+        self.slots[slot] = (id, from as u32, self.text.len() as u32);
+        Some(&self.text[from..])
+    }
+}
+
 /// Encodes batches of records for one sink.
 pub struct Encoder {
     encoding: Encoding,
@@ -204,6 +255,8 @@ pub struct Shared {
     pub sources: Arc<[bool]>,
     /// Renderings are charged to it, like the batch they belong to.
     pub budget: Arc<Budget>,
+    /// Where renderings take their byte buffers from and give them back to.
+    pub buffers: Arc<Buffers>,
 }
 
 /// Records written by one call, for a batch's rendering: after each, the position after it
@@ -272,38 +325,54 @@ impl Encoder {
                 None => (from, 0),
             };
         }
-        if let Some(budget) = self.shares(records) {
-            let r = records.rendering.get_or_init(|| self.render(records, &budget));
+        // A rendering made by an adapt worker, or by another sink of the source.
+        if let Some(r) = records.rendering.get() {
+            return copy_rendered(r, from, out, limits);
+        }
+        if let Some(shared) = self.shares(records) {
+            let r = records.rendering.get_or_init(|| self.render(records, &shared));
             return copy_rendered(r, from, out, limits);
         }
         self.ndjson(records, from, out, limits, None)
     }
 
-    /// The budget to charge a rendering to, if `records` come from a shared source.
-    fn shares(&self, records: &Records) -> Option<Arc<Budget>> {
+    /// Where a rendering of `records` gets its memory, if they come from a shared source.
+    fn shares(&self, records: &Records) -> Option<Shared> {
         let s = self.shared.as_ref()?;
         let source = records.context.file.source;
-        s.sources
-            .get(source)
-            .copied()
-            .unwrap_or(false)
-            .then(|| Arc::clone(&s.budget))
+        s.sources.get(source).copied().unwrap_or(false).then(|| s.clone())
+    }
+
+    /// For an adapt worker (`adapt::stage::Prerender`): the rendering of a batch of parsed
+    /// records (a `Table`) of a source in `shared.sources`. Parsing leaves a table's text to
+    /// escape and its times to format, about half of a structured record's cost; done here it
+    /// runs on the worker that owns the file, in parallel with other files. Batches of `raw`
+    /// lines are left to the sinks: their encoding is the copy itself, and a sink writes it
+    /// straight into its batch.
+    pub fn prerender(&mut self, records: &Records) -> Option<Rendering> {
+        if self.encoding != Encoding::Ndjson || !matches!(records.body, Body::Table(_)) {
+            return None;
+        }
+        let shared = self.shares(records)?;
+        Some(self.render(records, &shared))
     }
 
     /// All of `records` as NDJSON, with where each record ends.
-    fn render(&mut self, records: &Records, budget: &Arc<Budget>) -> Rendering {
+    fn render(&mut self, records: &Records, shared: &Shared) -> Rendering {
         let all = Limits {
             max_events: usize::MAX,
             max_bytes: usize::MAX,
         };
         let mut r = Rendering {
-            // NDJSON of raw lines is about three times their size.
-            bytes: Vec::with_capacity(records.data().len() * 3 + 4096),
+            bytes: shared.buffers.take(),
             ends: Vec::new(),
             budget: None,
+            pool: Some(Arc::clone(&shared.buffers)),
         };
+        // NDJSON of raw lines is about three times their size, of parsed lines about twice.
+        r.bytes.reserve(records.data().len() * 3 + 4096);
         self.ndjson(records, 0, &mut r.bytes, all, Some(&mut r.ends));
-        r.budget = Some(budget.take(r.heap_bytes()));
+        r.budget = Some(shared.budget.take(r.heap_bytes()));
         r
     }
 
@@ -332,8 +401,9 @@ impl Encoder {
             Body::Table(t) => {
                 let mut ends = ends;
                 let mut pos = from;
+                let mut keys = KeyCache::new();
                 while pos < t.records.len() && !limits.reached(pos - from, out.len()) {
-                    self.write_record(out, records, pos);
+                    self.write_record(out, records, pos, &mut keys);
                     pos += 1;
                     push_end(&mut ends, pos, out.len());
                 }
@@ -408,16 +478,19 @@ impl Encoder {
     fn raw_tail(&self, out: &mut Vec<u8>, continuation: bool, truncated: bool) {
         let c = &self.consts;
         if continuation || truncated || !c.static_fields.is_empty() {
+            out.push(b'"');
             let mut fields = FieldsWriter { open: false };
             fields.marks(out, continuation, truncated, false);
             fields.raw_members(out, &c.static_fields);
             fields.close(out);
+            out.extend_from_slice(&c.record_end);
+        } else {
+            out.extend_from_slice(&c.quote_record_end);
         }
-        out.extend_from_slice(&c.record_end);
     }
 
     /// One record of a `Table`.
-    fn write_record(&mut self, out: &mut Vec<u8>, records: &Records, index: usize) {
+    fn write_record(&mut self, out: &mut Vec<u8>, records: &Records, index: usize, keys: &mut KeyCache) {
         let Body::Table(t) = &records.body else { return };
         let rec = &t.records[index];
         self.consts.prepare_time(rec.observed_ns);
@@ -446,9 +519,13 @@ impl Encoder {
             out.push(b'"');
         }
         write_location(out, c, 1, rec.offset);
+        out.push(b'"');
         let mut fields = FieldsWriter { open: false };
         for f in records.fields(rec.fields) {
-            fields.key(out, records.bytes(f.key));
+            match keys.get(records, f.key) {
+                Some(rendered) => fields.rendered_key(out, rendered),
+                None => fields.key(out, records.bytes(f.key)),
+            }
             write_value(out, records, &f.value);
         }
         fields.marks(out, rec.flags.continuation, rec.flags.truncated, rec.flags.partial);

@@ -399,7 +399,7 @@ proptest! {
             // Two sinks sharing one rendering, stepping with different limits, write exactly
             // what an encoder of their own writes; the rendering is charged to the budget.
             let budget = Budget::new(1 << 30);
-            let shared = Shared { sources: Arc::from(vec![false, true]), budget: Arc::clone(&budget) };
+            let shared = Shared { sources: Arc::from(vec![false, true]), budget: Arc::clone(&budget), buffers: Buffers::new(2) };
             for limits in [Limits { max_events, max_bytes }, ALL] {
                 let mut enc = Encoder::sharing(Encoding::Ndjson, shared.clone());
                 let (mut copied, mut from) = (Vec::new(), 0);
