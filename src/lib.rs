@@ -20,6 +20,7 @@ pub mod budget;
 pub mod checkpoint;
 pub mod chunk;
 pub mod config;
+pub mod convert;
 pub mod mark;
 pub mod metrics;
 pub mod pipeline;

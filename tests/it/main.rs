@@ -15,6 +15,10 @@ mod adapt;
 mod backpressure;
 /// Bad configs exit 2 naming the key; validate, --help, --version, TAILSHIP_CONFIG.
 mod config;
+/// `tailship convert` on Fluent Bit's documented example configs (classic and YAML): the
+/// output validates, values and "not carried over" comments checked, a converted multiline
+/// config run end to end; broken inputs exit 2 naming file and line.
+mod convert;
 /// Every line of several growing files arrives exactly once, in order; the record's keys;
 /// `**` globs and excludes; the metrics and health endpoints.
 mod delivery;
