@@ -9,6 +9,8 @@ use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
 mod classic;
+#[cfg(test)]
+mod edge_tests;
 mod service;
 mod sinks;
 mod sources;

@@ -11,7 +11,7 @@ use super::{FluentBit, Section};
 /// Why an output key is not carried over, where there is more to say.
 fn output_reason(key: &str) -> Option<&'static str> {
     Some(match key {
-        "retry_limit" => "see the retry comment above",
+        "retry_limit" => "this sink retries until the record is delivered",
         "workers" => "tailship sends from one thread per sink; HTTP sinks have `concurrency`",
         "storage.total_limit_size" => {
             "tailship buffers nothing but the files themselves (max_inflight_bytes bounds memory)"

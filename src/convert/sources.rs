@@ -15,6 +15,8 @@ pub(crate) struct Source {
     pub(crate) name: String,
     /// The Fluent Bit tag its records carried (what outputs `Match`).
     pub(crate) tag: String,
+    /// `file:line` of the input.
+    pub(crate) at: String,
     pub(crate) table: Table,
 }
 
@@ -90,7 +92,12 @@ pub(super) fn convert(fb: &FluentBit, top: &mut Table) -> Result<Vec<Source>, Co
             );
         }
         t.leftovers(input, &tail_reason);
-        out.push(Source { name, tag, table: t });
+        out.push(Source {
+            name,
+            tag,
+            at: input.at(),
+            table: t,
+        });
     }
     globals(top, inflight, rescan, rotate_wait);
     Ok(out)

@@ -33,6 +33,14 @@ impl Table {
         self.items.push(Item::Note(text.into()));
     }
 
+    /// The value set for `key`, if any.
+    pub(crate) fn value(&self, key: &str) -> Option<&toml::Value> {
+        self.items.iter().rev().find_map(|i| match i {
+            Item::Key(k, v) if k == key => Some(v),
+            _ => None,
+        })
+    }
+
     /// One "not carried over" comment per entry of `section` nothing consumed.
     pub(crate) fn leftovers(&mut self, section: &Section, reason: &dyn Fn(&str) -> Option<&'static str>) {
         for e in section.unused() {
@@ -74,6 +82,12 @@ pub(super) fn document(path: &Path, fb: &FluentBit) -> Result<String, ConvertErr
     let sinks = sinks::convert(fb, &srcs, &mut top);
     service::convert(fb, &mut top, &mut metrics);
     service::filters_and_others(fb, &mut notes);
+    for s in srcs.iter().filter(|s| !read(&sinks, &s.name)) {
+        notes.note(format!(
+            "not carried over: the tail input tagged {} ({}): no output matches its tag, so Fluent Bit drops its records",
+            s.tag, s.at
+        ));
+    }
 
     let mut out = String::new();
     let _ = writeln!(
@@ -91,7 +105,7 @@ pub(super) fn document(path: &Path, fb: &FluentBit) -> Result<String, ConvertErr
         out.push_str("\n[metrics]\n");
         write_items(&mut out, &metrics.items);
     }
-    for s in &srcs {
+    for s in srcs.iter().filter(|s| read(&sinks, &s.name)) {
         out.push_str("\n[[sources]]\n");
         write_items(&mut out, &s.table.items);
     }
@@ -100,6 +114,14 @@ pub(super) fn document(path: &Path, fb: &FluentBit) -> Result<String, ConvertErr
         write_items(&mut out, &s.items);
     }
     Ok(out)
+}
+
+/// Whether some sink reads source `name` (a sink without `inputs` reads every source).
+fn read(sinks: &[Table], name: &str) -> bool {
+    sinks.iter().any(|t| match t.value("inputs") {
+        None => true,
+        Some(v) => v.as_array().is_some_and(|a| a.iter().any(|i| i.as_str() == Some(name))),
+    })
 }
 
 fn write_items(out: &mut String, items: &[Item]) {

@@ -212,7 +212,15 @@ fn sections(
     };
     for item in items {
         let mut section = Section::new(path, item.line());
-        fill(&mut section, key, item, vars)?;
+        match item {
+            // The early YAML form, `- tail: { path: … }`: the plugin name is the one key.
+            Node::Map(entries, _) if entries.len() == 1 && matches!(entries[0].1, Node::Map(..)) => {
+                let (name, body) = &entries[0];
+                section.push("name", name, item.line());
+                fill(&mut section, key, body, vars)?;
+            }
+            _ => fill(&mut section, key, item, vars)?,
+        }
         out.push(section);
     }
     Ok(())

@@ -53,6 +53,8 @@ mod loghub;
 /// Seeded random sequences of appends, partial writes, rotations, truncations, deletes and
 /// restarts, checked against a model of what the agent promises.
 mod model;
+/// `scripts/perf-chart.py` on lines as the e2e bench writes them.
+mod perf_chart;
 /// The sidecar pod in Docker: the scratch image, webapp + log-agent sharing /var/log and the
 /// network namespace, a collector found by DNS, restarts, SIGTERM (skipped without Docker).
 mod pod;
