@@ -57,16 +57,16 @@ pub(super) fn convert(fb: &FluentBit, top: &mut Table) -> Result<Vec<Source>, Co
             continue;
         }
         let mut t = Table::default();
-        let tag = input
-            .get("tag")
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("tail.{i}"));
+        let given_tag = input.get("tag");
+        let tag = given_tag.map(str::to_owned).unwrap_or_else(|| format!("tail.{i}"));
         let name = unique_name(input.get("alias").unwrap_or(&tag), &out);
         t.note(format!("[INPUT] tail at {}", input.at()));
         t.set("name", name.as_str());
-        t.note(format!(
-            "Tag {tag}: tailship has no tags; the sinks below name this source in `inputs` where an output matched the tag"
-        ));
+        if given_tag.is_some() {
+            t.note(format!(
+                "Tag {tag}: tailship has no tags; the sinks below name this source in `inputs` where an output matched the tag"
+            ));
+        }
         paths(input, &mut t)?;
         start(input, &mut t);
         format_and_multiline(input, fb, &mut t);
