@@ -75,7 +75,7 @@ def draw(run, runs):
     ours = "tailship"
     mbs = [(ours, run["mb_per_s"], True)] + [(n, m, False) for n, m, _, _ in PEERS]
     cpu = [(ours, run["cpu_s_per_gb"], True)] + [(n, c, False) for n, _, c, _ in PEERS]
-    height = TOP + len(mbs) * (BAR_H + GAP) + 30 + 16 * (len(PEERS) + 3)
+    height = TOP + len(mbs) * (BAR_H + GAP) + 30 + 16 * (len(PEERS) + 4)
     size = run["bytes"] / 2**20
     lines = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif">',
@@ -86,8 +86,8 @@ def draw(run, runs):
     lines += panel(20 + LABEL_W + PANEL_W, "CPU per GB of log read", cpu, "CPU-s/GB", "lower is better")
     foot = TOP + len(mbs) * (BAR_H + GAP) + 18
     notes = [
-        f"tailship: cargo bench --bench e2e ({PATH}, {size:,.0f} MiB of real log lines, {run.get('cpus', '?')} CPUs), "
-        f"run of {run.get('date', '?')}, the newest of {len(runs)} in docs/performance-runs.jsonl.",
+        f"tailship: cargo bench --bench e2e ({PATH}, {size:,.0f} MiB of real log lines, {run.get('cpus', '?')} CPUs):",
+        f"  the run of {run.get('date', '?')} (commit {run.get('commit') or '?'}), the newest of {len(runs)} in docs/performance-runs.jsonl.",
         f"All {len(runs)} runs on file: {min(r['mb_per_s'] for r in runs):,.0f}–{max(r['mb_per_s'] for r in runs):,.0f} MB/s, "
         f"{min(r['cpu_s_per_gb'] for r in runs):.2f}–{max(r['cpu_s_per_gb'] for r in runs):.2f} CPU-s/GB "
         "(this shared 2-vCPU machine swings 2–4× from day to day).",
