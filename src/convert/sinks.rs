@@ -237,7 +237,7 @@ fn http_family(kind: &str, o: &Section, t: &mut Table) {
     }
     if kind == "splunk_hec" {
         if let Some(token) = o.get("splunk_token") {
-            t.set("auth.token", token);
+            secret(t, "auth.token", token);
         } else {
             t.note("splunk_token was not set: the splunk_hec sink needs auth.token; set it here");
             t.set("auth.token", "${SPLUNK_HEC_TOKEN}");
@@ -245,10 +245,10 @@ fn http_family(kind: &str, o: &Section, t: &mut Table) {
     } else if let Some(user) = o.get("http_user") {
         t.set("auth.strategy", "basic");
         t.set("auth.user", user);
-        t.set("auth.password", o.get("http_passwd").unwrap_or(""));
+        secret(t, "auth.password", o.get("http_passwd").unwrap_or(""));
     } else if let Some(token) = o.get("bearer_token") {
         t.set("auth.strategy", "bearer");
-        t.set("auth.token", token);
+        secret(t, "auth.token", token);
     }
     if o.get("compress").is_some_and(|c| c.eq_ignore_ascii_case("gzip")) {
         t.set("compression", "gzip");
@@ -266,6 +266,18 @@ fn http_family(kind: &str, o: &Section, t: &mut Table) {
         "splunk_hec" => splunk(o, t),
         _ => {}
     }
+}
+
+/// A password or token, as the Fluent Bit config had it; written in clear there, it gets a
+/// comment suggesting a variable or a file (the comment never repeats the value).
+fn secret(t: &mut Table, key: &str, value: &str) {
+    if !value.is_empty() && !value.contains("${") {
+        let file_key = key.replace("password", "password_file").replace("token", "token_file");
+        t.note(format!(
+            "{key} is written in clear, as it was: prefer \"${{VARIABLE}}\" or {file_key} = \"/path/to/secret\""
+        ));
+    }
+    t.set(key, value);
 }
 
 /// `Retry_Limit`: Fluent Bit gives up after 1 retry by default and drops the chunk; tailship

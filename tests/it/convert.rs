@@ -271,6 +271,7 @@ fn outputs_filters_and_routing_from_the_classic_format() {
     c.has_comment(&["not carried over: Path_Key filename", "`file`"]);
     c.has_comment(&["not carried over: Traces_uri /v1/traces"]);
     c.has_comment(&["Retry_Limit is 1"]);
+    c.has_comment(&["auth.password is written in clear", "auth.password_file"]);
     // A password may be carried over into its key, never into a comment.
     assert!(c.comments().iter().all(|l| !l.contains("s3cr3t")), "{}", c.text);
 }
