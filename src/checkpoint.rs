@@ -4,7 +4,8 @@
 //! identity, the sinks send acknowledgements. A file's committed offset is the minimum over the
 //! sinks that read its source, so a line is never skipped after a restart unless every sink
 //! has it. The file `checkpoints.json` in `data_dir` is written atomically (temp file, fsync,
-//! rename, fsync of the directory) at most once per interval while it changes, and at the end.
+//! rename, fsync of the directory) at most once per interval while it changes, within 50 ms of a
+//! new file's registration, and at the end.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -20,6 +21,8 @@ use crate::mark::{FileMark, Mark};
 use crate::metrics::{add, Metrics};
 
 pub const FILE_NAME: &str = "checkpoints.json";
+/// How soon after a file is registered the checkpoint is written (registrations coalesce).
+const REGISTER_WRITE_DELAY: Duration = Duration::from_millis(50);
 const VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
@@ -314,7 +317,14 @@ pub fn run(mut cp: Checkpointer, rx: Receiver<Msg>, interval: Duration) {
     let mut next_write = Instant::now() + interval;
     loop {
         match rx.recv_timeout(next_write.saturating_duration_since(Instant::now())) {
-            Ok(msg) => cp.apply(msg),
+            Ok(msg) => {
+                // A new file is on disk within milliseconds: if it is renamed away while the
+                // agent is down, the next start finds it only through its entry.
+                if matches!(msg, Msg::Register { .. }) {
+                    next_write = next_write.min(Instant::now() + REGISTER_WRITE_DELAY);
+                }
+                cp.apply(msg)
+            }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }

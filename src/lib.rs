@@ -21,6 +21,8 @@ pub mod checkpoint;
 pub mod chunk;
 pub mod config;
 pub mod convert;
+pub mod logging;
+pub mod logsafe;
 pub mod mark;
 pub mod metrics;
 pub mod pipeline;

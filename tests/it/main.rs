@@ -13,6 +13,10 @@ mod util;
 mod adapt;
 /// The receiver down for 10 s: no loss, bounded memory, catch-up.
 mod backpressure;
+/// The tailer's blind spots: copytruncate by `cp` over the same copy, 50 files renamed at
+/// random through ten `kill -9`s, a restart with 3,000 checkpoint entries, 1,100 files under a
+/// 1,024-descriptor limit.
+mod blind;
 /// Bad configs exit 2 naming the key; validate, --help, --version, TAILSHIP_CONFIG.
 mod config;
 /// `tailship convert` on Fluent Bit's documented example configs (classic and YAML): the
@@ -30,6 +34,10 @@ mod fanout;
 /// Every `examples/formats/` config on real logs: loghub's CSVs as the oracle (syslog, regex),
 /// combined, Java stack traces joined by the multiline preset, nested JSON.
 mod formats;
+/// The hostile app next door (issue 11): forged pod directories, secrets in URLs and config
+/// errors, an endless answer body, 4,000 idle connections to the metrics port, a file name
+/// with a newline.
+mod hostile;
 /// The elasticsearch sink against a `_bulk` server: per-item retries, mapping errors to the
 /// dead-letter file, dates in index names, `kill -9` with exactly-once storage by `_id`.
 mod http_es;
