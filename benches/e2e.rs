@@ -22,6 +22,9 @@
 //!   the agent's share of one core; `E2E_BYTES` is then ignored
 //! - `E2E_BIN`      run this agent binary instead of the one cargo built (a before/after pair
 //!   measured with the same harness)
+//! - `E2E_RESULT`   append this run's figures to this file as one JSON line (what
+//!   `scripts/perf-chart.py` draws `docs/performance.svg` from; `docs/performance-runs.jsonl`
+//!   is the one it reads by default)
 //! - `E2E_CALLGRIND=1` runs the agent under `valgrind --tool=callgrind` and reports the
 //!   user-space instructions it executed per byte of input. Unlike seconds, the count repeats
 //!   exactly whatever else the machine is doing, so it is the number to judge an optimisation
@@ -284,6 +287,30 @@ fn main() {
         status.map_or("still running, killed".to_string(), |s| s.to_string()),
         t_stop.elapsed()
     );
+    if let Ok(path) = std::env::var("E2E_RESULT") {
+        let result = serde_json::json!({
+            "date": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "commit": option_env!("TAILSHIP_GIT_COMMIT"),
+            "path": format!("{format} → {sink}{wire}"),
+            "bytes": total_bytes,
+            "files": files,
+            "cpus": num_cpus(),
+            "mb_per_s": total_bytes as f64 / 1e6 / wall,
+            "cpu_s_per_gb": cpu / gb,
+            "peak_rss_mib": hwm_kib as f64 / 1024.0,
+            "steady": steady.is_some(),
+        });
+        let line = format!("{result}\n");
+        if let Err(e) = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(line.as_bytes()))
+        {
+            fail(&stderr_path, &format!("cannot append the result to {path}: {e}"));
+        }
+        println!("  result         appended to {path}");
+    }
     if let Some(out) = &callgrind_out {
         match callgrind_total(out) {
             Some(ir) => println!(

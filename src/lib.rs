@@ -20,6 +20,7 @@ pub mod budget;
 pub mod checkpoint;
 pub mod chunk;
 pub mod config;
+pub mod convert;
 pub mod logging;
 pub mod logsafe;
 pub mod mark;

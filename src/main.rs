@@ -34,12 +34,15 @@ Environment:
   ${VAR} and ${VAR:-default} in any string of the config are read from the environment.
 
 Exit status:
-  0  stopped cleanly (SIGTERM or SIGINT), or `validate` found the config valid
+  0  stopped cleanly (SIGTERM or SIGINT), `validate` found the config valid, or
+     `convert` printed the converted config
   1  failed while running (e.g. the metrics port is taken, data_dir is not writable)
-  2  bad arguments or a bad config (every problem is listed)
+  2  bad arguments or a bad config (every problem is listed; for `convert`, the
+     Fluent Bit file and line)
 
 Docs: README.md (configuration, guarantees, metrics) and docs/ in the source tree;
-a config to start from: examples/demo.toml.";
+a config to start from: examples/demo.toml; coming from Fluent Bit:
+`tailship convert fluent-bit.conf` and docs/switching-from-fluent-bit.md.";
 
 #[derive(Parser)]
 #[command(
@@ -63,6 +66,13 @@ struct Cli {
 enum Command {
     /// Check the config and exit: 0 if it is valid, 2 with every problem listed otherwise.
     Validate,
+    /// Print a tailship config equivalent to a Fluent Bit config (classic .conf, or .yaml/.yml),
+    /// with a comment on every setting it could not carry over. See
+    /// docs/switching-from-fluent-bit.md.
+    Convert {
+        /// The Fluent Bit config file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -97,6 +107,18 @@ fn main() -> ExitCode {
         }
         std::process::exit(1);
     }));
+    if let Some(Command::Convert { file }) = &cli.command {
+        return match tailship::convert::convert(file) {
+            Ok(toml) => {
+                print!("{toml}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tailship convert: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let Some(path) = cli.config.clone() else {
         eprintln!("tailship: no config given; pass --config FILE or set TAILSHIP_CONFIG (try: tailship --config examples/demo.toml)");
         return ExitCode::from(2);

@@ -35,7 +35,7 @@ pub enum Rule {
 pub enum MultilineError {
     #[error("unknown multiline preset {0:?} (known: java, python, go)")]
     UnknownPreset(String),
-    #[error("invalid multiline start pattern: {0}")]
+    #[error("invalid multiline pattern: {0}")]
     Pattern(#[from] regex::Error),
 }
 
@@ -58,6 +58,12 @@ impl Rule {
     /// A rule from a user's `start` pattern.
     pub fn start(pattern: &str) -> Result<Rule, MultilineError> {
         Ok(Rule::Start(Regex::new(pattern)?))
+    }
+
+    /// A rule from a user's `continue` pattern: matching lines continue the event, any other
+    /// line begins one (what Fluent Bit's `cont` rules say, converted by `tailship convert`).
+    pub fn continuing(pattern: &str) -> Result<Rule, MultilineError> {
+        Ok(Rule::Continue(Regex::new(pattern)?))
     }
 
     /// Whether `line` begins an event.

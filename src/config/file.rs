@@ -77,6 +77,9 @@ pub(super) struct SourceFileConfig {
 #[serde(deny_unknown_fields)]
 pub(super) struct MultilineFileConfig {
     pub(super) start: Option<String>,
+    /// Lines matching it continue the event; any other line begins one.
+    #[serde(rename = "continue")]
+    pub(super) continue_: Option<String>,
     pub(super) preset: Option<String>,
     pub(super) max_lines: Option<usize>,
     pub(super) max_bytes: Option<usize>,

@@ -498,6 +498,11 @@ mod tests {
             ("pattern = '(?P<message>.*)'", "sources[0].pattern"),
             ("multiline = { preset = \"cobol\" }", "sources[0].multiline.preset"),
             ("multiline = { start = \"[\" }", "sources[0].multiline.start"),
+            ("multiline = { continue = \"[\" }", "sources[0].multiline.continue"),
+            (
+                "multiline = { start = \"^x\", continue = \"^ \" }",
+                "sources[0].multiline",
+            ),
             (
                 "multiline = { start = \"^x\", preset = \"go\" }",
                 "sources[0].multiline",

@@ -269,20 +269,22 @@ fn multiline(
     at: &dyn Fn(&str) -> String,
     problem: &mut dyn FnMut(String, String),
 ) -> Option<MultilineSettings> {
-    let rule = match (&m.start, &m.preset) {
-        (Some(_), Some(_)) => {
-            problem(at("multiline"), "give either start or preset, not both".into());
-            return None;
-        }
-        (None, None) => {
+    let given = [m.start.is_some(), m.continue_.is_some(), m.preset.is_some()];
+    if given.iter().filter(|g| **g).count() > 1 {
+        problem(at("multiline"), "give one of start, continue or preset".into());
+        return None;
+    }
+    let rule = match (&m.start, &m.continue_, &m.preset) {
+        (Some(p), _, _) => Rule::start(p).map_err(|e| problem(at("multiline.start"), e.to_string())),
+        (_, Some(p), _) => Rule::continuing(p).map_err(|e| problem(at("multiline.continue"), e.to_string())),
+        (_, _, Some(p)) => Rule::preset(p).map_err(|e| problem(at("multiline.preset"), e.to_string())),
+        (None, None, None) => {
             problem(
                 at("multiline"),
-                "needs start = \"<regex>\" or preset = \"java\" | \"python\" | \"go\"".into(),
+                "needs start = \"<regex>\", continue = \"<regex>\" or preset = \"java\" | \"python\" | \"go\"".into(),
             );
             return None;
         }
-        (Some(p), None) => Rule::start(p).map_err(|e| problem(at("multiline.start"), e.to_string())),
-        (None, Some(p)) => Rule::preset(p).map_err(|e| problem(at("multiline.preset"), e.to_string())),
     }
     .ok()?;
     let max_lines = m.max_lines.unwrap_or(DEFAULT_MULTILINE_MAX_LINES);

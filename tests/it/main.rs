@@ -19,6 +19,10 @@ mod backpressure;
 mod blind;
 /// Bad configs exit 2 naming the key; validate, --help, --version, TAILSHIP_CONFIG.
 mod config;
+/// `tailship convert` on Fluent Bit's documented example configs (classic and YAML): the
+/// output validates, values and "not carried over" comments checked, a converted multiline
+/// config run end to end; broken inputs exit 2 naming file and line.
+mod convert;
 /// Every line of several growing files arrives exactly once, in order; the record's keys;
 /// `**` globs and excludes; the metrics and health endpoints.
 mod delivery;
@@ -57,6 +61,8 @@ mod loghub;
 /// Seeded random sequences of appends, partial writes, rotations, truncations, deletes and
 /// restarts, checked against a model of what the agent promises.
 mod model;
+/// `scripts/perf-chart.py` on lines as the e2e bench writes them.
+mod perf_chart;
 /// The sidecar pod in Docker: the scratch image, webapp + log-agent sharing /var/log and the
 /// network namespace, a collector found by DNS, restarts, SIGTERM (skipped without Docker).
 mod pod;
