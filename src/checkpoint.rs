@@ -3,13 +3,16 @@
 //! One thread owns the state (`run`), fed by one channel: the tailer registers files and their
 //! identity, the sinks send acknowledgements. A file's committed offset is the minimum over the
 //! sinks that read its source, so a line is never skipped after a restart unless every sink
-//! has it. The file `checkpoints.json` in `data_dir` is written atomically (temp file, fsync,
-//! rename, fsync of the directory) at most once per interval while it changes, and at the end.
+//! has it. The file `checkpoints.json` in `data_dir` is replaced atomically (temp file, rename)
+//! within tens of milliseconds of an acknowledgement (see `Cadence`): a `kill -9` keeps the page
+//! cache, so only what was not yet acknowledged is sent again. Durability against a power cut
+//! costs an fsync, which is paid on a slower cadence and at the end.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -26,10 +29,10 @@ const VERSION: u32 = 1;
 pub enum Error {
     #[error("create data_dir {path}: {source}")]
     CreateDir { path: PathBuf, source: io::Error },
-    #[error("read checkpoint {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
     #[error("write checkpoint {path}: {source}")]
     Write { path: PathBuf, source: io::Error },
+    #[error("data_dir {path} is not writable: {source}")]
+    NotWritable { path: PathBuf, source: io::Error },
 }
 
 /// One file generation's saved state, as stored on disk.
@@ -82,39 +85,96 @@ pub enum Msg {
 }
 
 /// Loads `data_dir/checkpoints.json`. `Ok(None)` when there is none yet: the agent's first
-/// start, where `read_from` applies. A corrupt file is moved aside (kept for inspection) and
-/// treated as absent: refusing to start would stop the pod's logging altogether, while
-/// starting over costs duplicates, which a crash-looping sidecar would not avoid either.
+/// start, where `read_from` applies. A corrupt or unreadable file (or a directory, a FIFO… in
+/// its place, or in the temporary file's) is moved aside (kept for inspection) and treated as
+/// absent: refusing to start would stop the pod's logging altogether, while starting over costs
+/// duplicates, which a crash-looping sidecar would not avoid either. Then `data_dir` must be
+/// writable: without checkpoints every restart would send everything again.
 pub fn load(data_dir: &Path) -> Result<Option<Vec<Entry>>, Error> {
     fs::create_dir_all(data_dir).map_err(|source| Error::CreateDir {
         path: data_dir.to_owned(),
         source,
     })?;
-    let path = data_dir.join(FILE_NAME);
-    let text = match fs::read(&path) {
+    clear_tmp(data_dir);
+    let loaded = read_saved(&data_dir.join(FILE_NAME));
+    check_writable(data_dir)?;
+    Ok(loaded)
+}
+
+/// The saved entries, or `None` if there are none; anything unusable is set aside.
+fn read_saved(path: &Path) -> Option<Vec<Entry>> {
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+        // A FIFO would block the read forever, a directory fail it every time.
+        Ok(meta) if !meta.is_file() && !meta.file_type().is_symlink() => {
+            tracing::error!(path = %path.display(), "checkpoint is not a regular file; moved aside, starting over");
+            set_aside(path);
+            return Some(Vec::new());
+        }
+        _ => {}
+    }
+    let text = match fs::read(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(Error::Read { path, source }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "checkpoint is unreadable; moved aside, starting over");
+            set_aside(path);
+            return Some(Vec::new());
+        }
     };
     match serde_json::from_slice::<OnDisk>(&text) {
-        Ok(d) if d.version == VERSION => Ok(Some(d.files)),
+        Ok(d) if d.version == VERSION => Some(d.files),
         Ok(d) => {
             tracing::error!(path = %path.display(), version = d.version, "checkpoint has an unknown version; starting over");
-            set_aside(&path);
-            Ok(Some(Vec::new()))
+            set_aside(path);
+            Some(Vec::new())
         }
         Err(e) => {
             tracing::error!(path = %path.display(), error = %e, "checkpoint is corrupt; moved aside, starting over");
-            set_aside(&path);
-            Ok(Some(Vec::new()))
+            set_aside(path);
+            Some(Vec::new())
         }
     }
 }
 
+fn tmp_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(format!("{FILE_NAME}.tmp"))
+}
+
+/// A temporary file left by a crash is removed; anything else in its place (a directory) would
+/// fail every write, so it is moved aside.
+fn clear_tmp(data_dir: &Path) {
+    let tmp = tmp_path(data_dir);
+    match fs::symlink_metadata(&tmp) {
+        Ok(m) if m.is_file() || m.file_type().is_symlink() => {
+            let _ = fs::remove_file(&tmp);
+        }
+        Ok(_) => {
+            tracing::error!(path = %tmp.display(), "the checkpoint's temporary path is not a regular file; moved aside");
+            set_aside(&tmp);
+        }
+        Err(_) => {}
+    }
+}
+
+/// Writes and removes the temporary file, as every checkpoint write will.
+fn check_writable(data_dir: &Path) -> Result<(), Error> {
+    let tmp = tmp_path(data_dir);
+    let probe = || -> io::Result<()> {
+        File::create(&tmp)?.write_all(b"{}")?;
+        fs::remove_file(&tmp)
+    };
+    probe().map_err(|source| Error::NotWritable {
+        path: data_dir.to_owned(),
+        source,
+    })
+}
+
 fn set_aside(path: &Path) {
-    let aside = path.with_extension(format!("corrupt-{}", unix_now()));
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(format!(".corrupt-{}", unix_now()));
     if let Err(e) = fs::rename(path, &aside) {
-        tracing::error!(path = %path.display(), error = %e, "cannot move corrupt checkpoint aside");
+        tracing::error!(path = %path.display(), error = %e, "cannot move the checkpoint aside");
     }
 }
 
@@ -125,10 +185,12 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Writes `files` to `data_dir/checkpoints.json` atomically.
-pub fn store(data_dir: &Path, files: &[Entry]) -> Result<(), Error> {
+/// Writes `files` to `data_dir/checkpoints.json` atomically: readers see the old file or the
+/// new one. `durable`: also fsync the file and the directory, so it survives a power cut; without
+/// it, it survives the process's death (the page cache is the kernel's).
+pub fn store(data_dir: &Path, files: &[Entry], durable: bool) -> Result<(), Error> {
     let path = data_dir.join(FILE_NAME);
-    let tmp = data_dir.join(format!("{FILE_NAME}.tmp"));
+    let tmp = tmp_path(data_dir);
     let write = || -> io::Result<()> {
         let body = serde_json::to_vec(&OnDisk {
             version: VERSION,
@@ -137,12 +199,63 @@ pub fn store(data_dir: &Path, files: &[Entry]) -> Result<(), Error> {
         .map_err(io::Error::other)?;
         let mut f = File::create(&tmp)?;
         f.write_all(&body)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         fs::rename(&tmp, &path)?;
-        // The rename is durable only once the directory entry is on disk too.
-        File::open(data_dir)?.sync_all()
+        if durable {
+            // The rename is durable only once the directory entry is on disk too.
+            File::open(data_dir)?.sync_all()?;
+        }
+        Ok(())
     };
     write().map_err(|source| Error::Write { path, source })
+}
+
+/// Makes the last write durable (file and directory fsynced).
+fn sync(data_dir: &Path) -> Result<(), Error> {
+    let path = data_dir.join(FILE_NAME);
+    let run = || -> io::Result<()> {
+        File::open(&path)?.sync_all()?;
+        File::open(data_dir)?.sync_all()
+    };
+    run().map_err(|source| Error::Write { path, source })
+}
+
+/// When the checkpoint is written.
+#[derive(Debug, Clone, Copy)]
+pub struct Cadence {
+    /// The shortest gap between two writes while acknowledgements keep coming; the first one
+    /// after a quiet spell is written at once. Grows with the cost of a write (ten times it),
+    /// so a huge checkpoint cannot eat the CPU.
+    pub coalesce: Duration,
+    /// How often the written state is fsynced (what a power cut may cost).
+    pub sync: Duration,
+    /// How often a failing write is tried again.
+    pub retry: Duration,
+}
+
+impl Default for Cadence {
+    fn default() -> Cadence {
+        Cadence {
+            coalesce: Duration::from_millis(25),
+            sync: Duration::from_secs(5),
+            retry: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Where the writer stands: when it last wrote and synced, whether writes fail.
+struct Writes {
+    cadence: Cadence,
+    gap: Duration,
+    last_write: Instant,
+    last_sync: Instant,
+    /// Written since the last fsync.
+    unsynced: bool,
+    failing: bool,
+    /// Garbage is collected once per `IDLE_TICK`, not at every message.
+    last_gc: Instant,
 }
 
 /// Live state of one entry: the stored form plus what each sink has acknowledged.
@@ -164,6 +277,7 @@ pub struct Checkpointer {
     files: HashMap<u64, Live>,
     dirty: bool,
     metrics: Arc<Metrics>,
+    writes: Writes,
 }
 
 impl Checkpointer {
@@ -174,6 +288,7 @@ impl Checkpointer {
         sink_count: usize,
         grace: Duration,
         metrics: Arc<Metrics>,
+        cadence: Cadence,
     ) -> Checkpointer {
         let now = Instant::now();
         let files = loaded
@@ -198,6 +313,15 @@ impl Checkpointer {
             files,
             dirty: false,
             metrics,
+            writes: Writes {
+                cadence,
+                gap: cadence.coalesce,
+                last_write: now.checked_sub(cadence.coalesce).unwrap_or(now),
+                last_sync: now,
+                unsynced: false,
+                failing: false,
+                last_gc: now,
+            },
         }
     }
 
@@ -281,23 +405,91 @@ impl Checkpointer {
         }
     }
 
-    /// Writes the checkpoint file if anything changed since the last write.
+    /// When `tick` has something to do next: a pending write, an fsync, or (idle) the next
+    /// garbage collection.
+    fn next_due(&self, now: Instant) -> Instant {
+        let w = &self.writes;
+        if self.dirty {
+            (w.last_write + w.gap).max(now)
+        } else if w.unsynced {
+            w.last_sync + w.cadence.sync
+        } else {
+            now + IDLE_TICK
+        }
+    }
+
+    /// Writes what changed once the gap since the last write has passed (durably when the
+    /// sync interval is over), or fsyncs the last write when it is due.
+    fn tick(&mut self, now: Instant) {
+        if now >= self.writes.last_gc + IDLE_TICK {
+            self.writes.last_gc = now;
+            self.collect_garbage();
+        }
+        let w = &self.writes;
+        let sync_due = now >= w.last_sync + w.cadence.sync;
+        if self.dirty && now >= w.last_write + w.gap {
+            self.write(sync_due);
+        } else if !self.dirty && w.unsynced && sync_due {
+            let result = sync(&self.data_dir);
+            self.wrote(result, true, Duration::ZERO);
+        }
+    }
+
+    /// Writes the checkpoint file if anything changed, durably (at the end of a run).
     pub fn flush(&mut self) {
         self.collect_garbage();
-        if !self.dirty {
-            return;
+        if self.dirty {
+            self.write(true);
+        } else if self.writes.unsynced {
+            let result = sync(&self.data_dir);
+            self.wrote(result, true, Duration::ZERO);
         }
+    }
+
+    fn write(&mut self, durable: bool) {
+        let started = Instant::now();
         let mut entries: Vec<Entry> = self.files.values().map(|l| l.entry.clone()).collect();
         entries.sort_by(|a, b| a.path.cmp(&b.path).then(a.uid.cmp(&b.uid)));
-        match store(&self.data_dir, &entries) {
+        let result = store(&self.data_dir, &entries, durable);
+        if result.is_ok() {
+            self.dirty = false;
+            add(&self.metrics.checkpoint_writes, 1);
+        }
+        self.wrote(result, durable, started.elapsed());
+    }
+
+    /// Books a write or sync: the next gap, the failure state (`/readyz`, the error count).
+    /// On failure `dirty` stays set and the next try comes after `retry`; the previous file
+    /// stays valid meanwhile.
+    fn wrote(&mut self, result: Result<(), Error>, durable: bool, took: Duration) {
+        let now = Instant::now();
+        let w = &mut self.writes;
+        w.last_write = now;
+        match result {
             Ok(()) => {
-                self.dirty = false;
-                add(&self.metrics.checkpoint_writes, 1);
+                w.gap = (took * 10).clamp(w.cadence.coalesce, MAX_GAP);
+                if durable {
+                    w.last_sync = now;
+                    w.unsynced = false;
+                } else {
+                    w.unsynced = true;
+                }
+                if w.failing {
+                    w.failing = false;
+                    self.metrics.checkpoint_failing.store(false, Ordering::Relaxed);
+                    tracing::info!(data_dir = %self.data_dir.display(), "checkpoint writes work again");
+                }
             }
             Err(e) => {
-                // Keep `dirty` so the next tick retries; the previous file stays valid.
+                w.gap = w.cadence.retry;
                 add(&self.metrics.checkpoint_errors, 1);
-                tracing::error!(error = %e, "checkpoint write failed");
+                if !w.failing {
+                    w.failing = true;
+                    self.metrics.checkpoint_failing.store(true, Ordering::Relaxed);
+                    tracing::error!(error = %e, "checkpoint write failed; not ready until it works again (retrying every {:?})", w.cadence.retry);
+                } else {
+                    tracing::debug!(error = %e, "checkpoint write failed again");
+                }
             }
         }
     }
@@ -308,23 +500,33 @@ impl Checkpointer {
     }
 }
 
+/// Idle, the thread still wakes this often to forget files gone longer than the grace.
+const IDLE_TICK: Duration = Duration::from_secs(1);
+/// The gap between writes never grows past this, however slow a write is.
+const MAX_GAP: Duration = Duration::from_secs(1);
+
 /// The checkpoint thread: applies messages until every sender is gone (the tailer and all
-/// sinks have finished), writing at most once per `interval`, then writes a last time.
-pub fn run(mut cp: Checkpointer, rx: Receiver<Msg>, interval: Duration) {
-    let mut next_write = Instant::now() + interval;
+/// sinks have finished), writing as `Cadence` says, then writes a last time, durably.
+pub fn run(mut cp: Checkpointer, rx: Receiver<Msg>) {
     loop {
-        match rx.recv_timeout(next_write.saturating_duration_since(Instant::now())) {
-            Ok(msg) => cp.apply(msg),
+        match rx.recv_deadline(cp.next_due(Instant::now())) {
+            Ok(msg) => {
+                cp.apply(msg);
+                // Whatever is queued already goes into the same write.
+                for msg in rx.try_iter().take(CHECKPOINT_BATCH) {
+                    cp.apply(msg);
+                }
+            }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        if Instant::now() >= next_write {
-            cp.flush();
-            next_write = Instant::now() + interval;
-        }
+        cp.tick(Instant::now());
     }
     cp.flush();
 }
+
+/// Messages applied before the next write is considered, so a flood cannot starve the writes.
+const CHECKPOINT_BATCH: usize = 4096;
 
 #[cfg(test)]
 mod tests {
@@ -372,6 +574,7 @@ mod tests {
             2,
             Duration::from_secs(60),
             metrics,
+            Cadence::default(),
         );
         cp.apply(Msg::Register {
             entry: entry(7, 70, 0),
@@ -415,6 +618,7 @@ mod tests {
             1,
             Duration::from_secs(60),
             Arc::default(),
+            Cadence::default(),
         );
         cp.apply(Msg::Register {
             entry: entry(2, 5, 0),
@@ -433,6 +637,7 @@ mod tests {
             1,
             Duration::ZERO,
             Arc::default(),
+            Cadence::default(),
         );
         cp.apply(Msg::Register {
             entry: entry(2, 6, 0),
@@ -449,5 +654,72 @@ mod tests {
         fs::write(dir.path().join(FILE_NAME), b"{not json").unwrap();
         assert_eq!(load(dir.path()).unwrap(), Some(vec![]));
         assert!(!dir.path().join(FILE_NAME).exists());
+    }
+
+    /// An ack is on disk tens of milliseconds later, and a stream of acks is coalesced into
+    /// far fewer writes.
+    #[test]
+    fn acks_are_written_within_tens_of_milliseconds_and_coalesced() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let cp = Checkpointer::new(
+            dir.path().into(),
+            vec![],
+            vec![vec![0]],
+            1,
+            Duration::from_secs(60),
+            Arc::clone(&metrics),
+            Cadence::default(),
+        );
+        let (tx, rx) = crossbeam_channel::bounded(64);
+        let thread = std::thread::spawn(move || run(cp, rx));
+        tx.send(Msg::Register {
+            entry: entry(1, 10, 0),
+            source_idx: 0,
+        })
+        .unwrap();
+        for off in 1..=200u64 {
+            tx.send(Msg::Ack {
+                sink: 0,
+                marks: vec![mark(1, off * 10)],
+            })
+            .unwrap();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let last_ack = Instant::now();
+        let on_disk = |want: u64| {
+            let text = fs::read(dir.path().join(FILE_NAME)).unwrap_or_default();
+            serde_json::from_slice::<OnDisk>(&text).is_ok_and(|d| d.files.iter().any(|e| e.at.offset == want))
+        };
+        while !on_disk(2000) {
+            assert!(
+                last_ack.elapsed() < Duration::from_secs(5),
+                "the last ack never reached the disk"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let took = last_ack.elapsed();
+        let writes = metrics.checkpoint_writes.load(Ordering::Relaxed);
+        assert!(took < Duration::from_millis(500), "written {took:?} after the ack");
+        assert!(writes < 100, "200 acks in ~200 ms took {writes} writes");
+        drop(tx);
+        thread.join().unwrap();
+        assert!(!dir.path().join(format!("{FILE_NAME}.tmp")).exists());
+    }
+
+    #[test]
+    fn a_directory_in_the_checkpoints_place_or_the_temporary_ones_is_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join(FILE_NAME).join("x")).unwrap();
+        fs::create_dir_all(dir.path().join(format!("{FILE_NAME}.tmp"))).unwrap();
+        assert_eq!(load(dir.path()).unwrap(), Some(vec![]));
+        store(dir.path(), &[entry(1, 2, 3)], false).unwrap();
+        assert_eq!(load(dir.path()).unwrap().unwrap().len(), 1);
+        let aside = fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains(".corrupt-"))
+            .count();
+        assert_eq!(aside, 2);
     }
 }

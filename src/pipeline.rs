@@ -41,7 +41,6 @@ const ADAPT_QUEUE: usize = 4;
 /// More adapt workers than this would only add threads: parsing runs at hundreds of MB/s a core.
 const MAX_ADAPT_WORKERS: usize = 8;
 const CHECKPOINT_QUEUE: usize = 4096;
-const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -95,6 +94,7 @@ fn start_sinks(
     settings: &Settings,
     checkpoints: &Sender<checkpoint::Msg>,
     metrics: &Arc<Metrics>,
+    budget: &Arc<Budget>,
     hard_stop: &HardStop,
     threads: &mut Threads,
 ) -> Result<Vec<Lane>, Error> {
@@ -113,6 +113,7 @@ fn start_sinks(
             checkpoints: checkpoints.clone(),
             metrics: Arc::clone(metrics),
             hard_stop: hard_stop.clone(),
+            budget: Arc::clone(budget),
         };
         threads.spawn(&format!("sink-{}", sink.name), move || ship::run(ctx))?;
     }
@@ -192,11 +193,10 @@ impl Pipeline {
             settings.sinks.len(),
             settings.checkpoint_grace,
             Arc::clone(&metrics),
+            checkpoint::Cadence::default(),
         );
-        threads.spawn("checkpoint", move || {
-            checkpoint::run(checkpointer, cp_rx, CHECKPOINT_INTERVAL)
-        })?;
-        let sinks = start_sinks(&settings, &cp_tx, &metrics, &hard_stop, &mut threads)?;
+        threads.spawn("checkpoint", move || checkpoint::run(checkpointer, cp_rx))?;
+        let sinks = start_sinks(&settings, &cp_tx, &metrics, &budget, &hard_stop, &mut threads)?;
         let lanes = start_adapt(&settings, sinks, &budget, &metrics, &hard_stop, &mut threads)?;
         let shutdown_timeout = settings.shutdown_timeout;
         let ctx = TailContext {

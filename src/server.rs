@@ -1,6 +1,6 @@
 //! The metrics and health endpoint: `GET /metrics` (Prometheus text), `/healthz` (the
 //! process is alive and serving) and `/readyz` (the first scan is done and no shutdown has
-//! begun). Served by axum on the tokio runtime that also waits for signals.
+//! begun, and checkpoints can be written). Served by axum on the tokio runtime that also waits for signals.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -58,6 +58,11 @@ async fn metrics_text(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
 async fn ready(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
     if m.stopping.load(Ordering::Relaxed) {
         (StatusCode::SERVICE_UNAVAILABLE, "stopping\n")
+    } else if m.checkpoint_failing.load(Ordering::Relaxed) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "checkpoints cannot be written to data_dir\n",
+        )
     } else if m.ready.load(Ordering::Relaxed) {
         (StatusCode::OK, "ready\n")
     } else {

@@ -18,6 +18,9 @@ mod config;
 /// Every line of several growing files arrives exactly once, in order; the record's keys;
 /// `**` globs and excludes; the metrics and health endpoints.
 mod delivery;
+/// Checkpoints on ack: duplicates after kill -9 (tcp with rename + copytruncate, http with
+/// 500/429), and an http sink's RSS through an outage and catch-up.
+mod durability;
 /// Odd files: a 10 MiB line, no final newline, empty, invalid UTF-8, deleted, unreadable,
 /// directories and FIFOs matching the glob; the json format; read_from = end.
 mod edge;
@@ -26,6 +29,9 @@ mod fanout;
 /// Every `examples/formats/` config on real logs: loghub's CSVs as the oracle (syslog, regex),
 /// combined, Java stack traces joined by the multiline preset, nested JSON.
 mod formats;
+/// Truthful health: a sink rejecting everything, data_dir not writable at start or later, a
+/// checkpoint path taken by a directory or FIFO, SIGHUP ignored.
+mod health;
 /// The elasticsearch sink against a `_bulk` server: per-item retries, mapping errors to the
 /// dead-letter file, dates in index names, `kill -9` with exactly-once storage by `_id`.
 mod http_es;
