@@ -6,6 +6,7 @@
 #
 #   scripts/duplicates.sh              # 200,000 lines per file
 #   DUP_LINES=1000000 scripts/duplicates.sh
+#   TAILSHIP_IT_BIN=/tmp/tailship-before scripts/duplicates.sh   # another build of the agent
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log=$(mktemp)

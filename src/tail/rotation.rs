@@ -150,6 +150,10 @@ impl Tailer {
             t.buf_offset = resume;
             t.last_bytes = identity::bytes_before(&t.file, resume).unwrap_or_default();
             t.attached = false;
+            // `start_file` registered the copy at byte 0: its checkpoint must start where the
+            // reading does, or a restart before its first ack reads the whole copy again.
+            let at = Mark::at(resume, &t.last_bytes);
+            self.ledger.register(&t, &self.sources[source].name, at);
             add(&self.metrics.files_discovered, 1);
             add(&self.metrics.open_files, 1);
             self.files.insert(copy_key, t);
