@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use serde::{Deserialize, Serialize};
 
 use crate::mark::{FileMark, Mark};
@@ -188,10 +188,11 @@ fn unix_now() -> u64 {
 /// Writes `files` to `data_dir/checkpoints.json` atomically: readers see the old file or the
 /// new one. `durable`: also fsync the file and the directory, so it survives a power cut; without
 /// it, it survives the process's death (the page cache is the kernel's).
-pub fn store(data_dir: &Path, files: &[Entry], durable: bool) -> Result<(), Error> {
+/// Returns the bytes written.
+pub fn store(data_dir: &Path, files: &[Entry], durable: bool) -> Result<usize, Error> {
     let path = data_dir.join(FILE_NAME);
     let tmp = tmp_path(data_dir);
-    let write = || -> io::Result<()> {
+    let write = || -> io::Result<usize> {
         let body = serde_json::to_vec(&OnDisk {
             version: VERSION,
             files: files.to_vec(),
@@ -207,7 +208,7 @@ pub fn store(data_dir: &Path, files: &[Entry], durable: bool) -> Result<(), Erro
             // The rename is durable only once the directory entry is on disk too.
             File::open(data_dir)?.sync_all()?;
         }
-        Ok(())
+        Ok(body.len())
     };
     write().map_err(|source| Error::Write { path, source })
 }
@@ -238,7 +239,7 @@ pub struct Cadence {
 impl Default for Cadence {
     fn default() -> Cadence {
         Cadence {
-            coalesce: Duration::from_millis(25),
+            coalesce: Duration::from_millis(5),
             sync: Duration::from_secs(5),
             retry: Duration::from_secs(1),
         }
@@ -278,6 +279,8 @@ pub struct Checkpointer {
     dirty: bool,
     metrics: Arc<Metrics>,
     writes: Writes,
+    /// Asks the sync thread for an fsync (see `run`); `None`: fsync here.
+    sync_tx: Option<Sender<()>>,
 }
 
 impl Checkpointer {
@@ -322,6 +325,7 @@ impl Checkpointer {
                 failing: false,
                 last_gc: now,
             },
+            sync_tx: None,
         }
     }
 
@@ -425,13 +429,21 @@ impl Checkpointer {
             self.writes.last_gc = now;
             self.collect_garbage();
         }
-        let w = &self.writes;
-        let sync_due = now >= w.last_sync + w.cadence.sync;
-        if self.dirty && now >= w.last_write + w.gap {
-            self.write(sync_due);
-        } else if !self.dirty && w.unsynced && sync_due {
-            let result = sync(&self.data_dir);
-            self.wrote(result, true, Duration::ZERO);
+        if self.dirty && now >= self.writes.last_write + self.writes.gap {
+            self.write(false);
+        }
+        let w = &mut self.writes;
+        if w.unsynced && now >= w.last_sync + w.cadence.sync {
+            w.unsynced = false;
+            w.last_sync = now;
+            match &self.sync_tx {
+                // Full: a sync is pending, which will cover this write too.
+                Some(tx) => drop(tx.try_send(())),
+                None => {
+                    let result = sync(&self.data_dir);
+                    self.wrote(result, true, Duration::ZERO);
+                }
+            }
         }
     }
 
@@ -447,27 +459,32 @@ impl Checkpointer {
     }
 
     fn write(&mut self, durable: bool) {
-        let started = Instant::now();
         let mut entries: Vec<Entry> = self.files.values().map(|l| l.entry.clone()).collect();
         entries.sort_by(|a, b| a.path.cmp(&b.path).then(a.uid.cmp(&b.uid)));
         let result = store(&self.data_dir, &entries, durable);
-        if result.is_ok() {
-            self.dirty = false;
-            add(&self.metrics.checkpoint_writes, 1);
-        }
-        self.wrote(result, durable, started.elapsed());
+        let cost = match &result {
+            Ok(len) => {
+                self.dirty = false;
+                add(&self.metrics.checkpoint_writes, 1);
+                COST_PER_BYTE * (*len as u32)
+            }
+            Err(_) => Duration::ZERO,
+        };
+        self.wrote(result.map(drop), durable, cost);
     }
 
-    /// Books a write or sync: the next gap, the failure state (`/readyz`, the error count).
-    /// On failure `dirty` stays set and the next try comes after `retry`; the previous file
-    /// stays valid meanwhile.
-    fn wrote(&mut self, result: Result<(), Error>, durable: bool, took: Duration) {
+    /// Books a write or sync: the next gap (ten times the write's estimated CPU cost, at
+    /// least `coalesce`), the failure state (`/readyz`, the error count). On failure `dirty`
+    /// stays set and the next try comes after `retry`; the previous file stays valid meanwhile.
+    fn wrote(&mut self, result: Result<(), Error>, durable: bool, cost: Duration) {
         let now = Instant::now();
         let w = &mut self.writes;
         w.last_write = now;
         match result {
             Ok(()) => {
-                w.gap = (took * 10).clamp(w.cadence.coalesce, MAX_GAP);
+                if !durable {
+                    w.gap = (cost * 10).clamp(w.cadence.coalesce, MAX_GAP);
+                }
                 if durable {
                     w.last_sync = now;
                     w.unsynced = false;
@@ -502,27 +519,71 @@ impl Checkpointer {
 
 /// Idle, the thread still wakes this often to forget files gone longer than the grace.
 const IDLE_TICK: Duration = Duration::from_secs(1);
-/// The gap between writes never grows past this, however slow a write is.
+/// A write's CPU cost, estimated from its size (serializing and copying the JSON, about 5 ns
+/// a byte in a release build): a gap derived from it, unlike one from the measured time, does
+/// not stretch when the disk is slow for a moment.
+const COST_PER_BYTE: Duration = Duration::from_nanos(5);
+/// The gap between writes never grows past this, however large the checkpoint.
 const MAX_GAP: Duration = Duration::from_secs(1);
 
 /// The checkpoint thread: applies messages until every sender is gone (the tailer and all
-/// sinks have finished), writing as `Cadence` says, then writes a last time, durably.
+/// sinks have finished), writing as `Cadence` says, then writes a last time, durably. The
+/// fsyncs run on a thread of their own (`checkpoint-sync`): one can take tens of milliseconds
+/// on a busy disk, and the writes that follow acknowledgements must not wait for it.
 pub fn run(mut cp: Checkpointer, rx: Receiver<Msg>) {
-    loop {
-        match rx.recv_deadline(cp.next_due(Instant::now())) {
-            Ok(msg) => {
-                cp.apply(msg);
-                // Whatever is queued already goes into the same write.
-                for msg in rx.try_iter().take(CHECKPOINT_BATCH) {
-                    cp.apply(msg);
-                }
+    std::thread::scope(|scope| {
+        let (sync_tx, sync_rx) = crossbeam_channel::bounded::<()>(1);
+        let (dir, metrics) = (cp.data_dir.clone(), Arc::clone(&cp.metrics));
+        let spawned = std::thread::Builder::new()
+            .name("checkpoint-sync".into())
+            .spawn_scoped(scope, move || sync_thread(&dir, &sync_rx, &metrics));
+        match spawned {
+            Ok(_) => cp.sync_tx = Some(sync_tx),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the checkpoint sync thread; syncing on the checkpoint thread")
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
         }
-        cp.tick(Instant::now());
+        loop {
+            match rx.recv_deadline(cp.next_due(Instant::now())) {
+                Ok(msg) => {
+                    cp.apply(msg);
+                    // Whatever is queued already goes into the same write.
+                    for msg in rx.try_iter().take(CHECKPOINT_BATCH) {
+                        cp.apply(msg);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            cp.tick(Instant::now());
+        }
+        // Ends the sync thread; the last write is durable on its own.
+        cp.sync_tx = None;
+        cp.flush();
+    });
+}
+
+/// Fsyncs the checkpoint file and `data_dir` whenever asked, until the sender is gone. A
+/// failure is counted and logged (once until a sync works again); the next one tries again.
+fn sync_thread(data_dir: &Path, asks: &Receiver<()>, metrics: &Metrics) {
+    let mut failing = false;
+    for () in asks {
+        match sync(data_dir) {
+            Ok(()) => {
+                if failing {
+                    tracing::info!(data_dir = %data_dir.display(), "checkpoint fsync works again");
+                }
+                failing = false;
+            }
+            Err(e) => {
+                add(&metrics.checkpoint_errors, 1);
+                if !failing {
+                    tracing::error!(error = %e, "checkpoint fsync failed; a power cut could cost more than the sync interval");
+                }
+                failing = true;
+            }
+        }
     }
-    cp.flush();
 }
 
 /// Messages applied before the next write is considered, so a flood cannot starve the writes.

@@ -289,7 +289,7 @@ impl Metrics {
         one(
             "tailship_inflight_bytes",
             "gauge",
-            "Bytes read but not yet acknowledged by every sink.",
+            "Bytes read but not yet acknowledged by every sink, and the HTTP sinks' request bodies.",
             inflight,
         );
         one(

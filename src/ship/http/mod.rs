@@ -33,10 +33,11 @@
 //! Memory: a batch keeps its chunks (and their in-flight budget) until it is acknowledged,
 //! like every sink. Its request body counts against the same budget (`max_inflight_bytes`):
 //! the encoded NDJSON from its hand-off to its acknowledgement, a body built from the records
-//! or compressed while its request runs. At most `concurrency` requests run at once and the
-//! window holds at most `WINDOW_PER_REQUEST` × `concurrency` batches (finished ones wait there
-//! for an earlier one still retrying), so a dead or slow collector stops the tailer, not the
-//! heap. What is outside the budget is bounded by the batch size: the batch being filled, the
+//! or compressed while its request runs. The window holds at most `concurrency` batches,
+//! running or finished (a finished one waits there for an earlier one still retrying), so a
+//! dead or slow collector stops the tailer, not the heap, and a `kill -9` sends again at most
+//! one batch per request that was in flight, plus what was acknowledged in the checkpoint's
+//! last few milliseconds. What is outside the budget is bounded by the batch size: the batch being filled, the
 //! reused buffers, a body while it is compressed, the answers (docs/performance.md).
 
 pub mod client;
@@ -137,10 +138,6 @@ struct InFlight {
     /// The encoded body's share of the in-flight budget, released at the ack.
     _charge: BudgetGuard,
 }
-
-/// Batches the window may hold per request allowed in flight: finished batches wait in it
-/// for an earlier one still retrying, and each holds its body.
-const WINDOW_PER_REQUEST: usize = 2;
 
 /// Runs an `http` sink until the adapt stage is gone and every batch is settled (or the hard
 /// stop).
@@ -326,13 +323,11 @@ impl Deliver for HttpSink {
         self.settle(event)
     }
 
-    /// Starts the batch's request, first waiting (and settling what finishes) until fewer than
-    /// `concurrency` requests run and the window has room.
+    /// Starts the batch's request, first waiting (and settling what finishes) until the
+    /// window holds fewer than `concurrency` batches: finished ones waiting for an earlier one
+    /// count too, as each holds its body and would be sent again after a crash.
     fn deliver(&mut self, batch: &mut Batch) -> bool {
-        let concurrency = self.shared.http.concurrency;
-        while self.window.iter().filter(|f| !f.settled).count() >= concurrency
-            || self.window.len() >= WINDOW_PER_REQUEST * concurrency
-        {
+        while self.window.len() >= self.shared.http.concurrency {
             select! {
                 recv(self.done_rx) -> d => {
                     if !d.is_ok_and(|d| self.settle(d)) {
