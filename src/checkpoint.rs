@@ -230,6 +230,12 @@ pub struct Cadence {
     /// after a quiet spell is written at once. Grows with the cost of a write (ten times it),
     /// so a huge checkpoint cannot eat the CPU.
     pub coalesce: Duration,
+    /// Writes per second while acknowledgements keep coming, on average: each write costs
+    /// the kernel a new inode and a rename (about half a millisecond of system time on ext4),
+    /// so a steady stream is written at this rate, while a burst after a quiet spell (a
+    /// collector that just came back) is written every `coalesce`, up to `burst` writes.
+    pub rate: f64,
+    pub burst: f64,
     /// How often the written state is fsynced (what a power cut may cost).
     pub sync: Duration,
     /// How often a failing write is tried again.
@@ -240,6 +246,8 @@ impl Default for Cadence {
     fn default() -> Cadence {
         Cadence {
             coalesce: Duration::from_millis(5),
+            rate: 40.0,
+            burst: 8.0,
             sync: Duration::from_secs(5),
             retry: Duration::from_secs(1),
         }
@@ -257,6 +265,27 @@ struct Writes {
     failing: bool,
     /// Garbage is collected once per `IDLE_TICK`, not at every message.
     last_gc: Instant,
+    /// Writes that may be made now (a token bucket of `rate` and `burst`), as of `credited`.
+    credit: f64,
+    credited: Instant,
+}
+
+impl Writes {
+    /// The earliest moment the next write may be made.
+    fn next_write(&self) -> Instant {
+        let after_gap = self.last_write + self.gap;
+        if self.credit >= 1.0 {
+            return after_gap;
+        }
+        let wait = Duration::from_secs_f64((1.0 - self.credit) / self.cadence.rate.max(0.001));
+        after_gap.max(self.credited + wait)
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let earned = now.saturating_duration_since(self.credited).as_secs_f64() * self.cadence.rate;
+        self.credit = (self.credit + earned).min(self.cadence.burst);
+        self.credited = now;
+    }
 }
 
 /// Live state of one entry: the stored form plus what each sink has acknowledged.
@@ -324,6 +353,8 @@ impl Checkpointer {
                 unsynced: false,
                 failing: false,
                 last_gc: now,
+                credit: cadence.burst,
+                credited: now,
             },
             sync_tx: None,
         }
@@ -414,7 +445,7 @@ impl Checkpointer {
     fn next_due(&self, now: Instant) -> Instant {
         let w = &self.writes;
         if self.dirty {
-            (w.last_write + w.gap).max(now)
+            w.next_write().max(now)
         } else if w.unsynced {
             w.last_sync + w.cadence.sync
         } else {
@@ -429,7 +460,9 @@ impl Checkpointer {
             self.writes.last_gc = now;
             self.collect_garbage();
         }
-        if self.dirty && now >= self.writes.last_write + self.writes.gap {
+        self.writes.refill(now);
+        if self.dirty && now >= self.writes.next_write() {
+            self.writes.credit -= 1.0;
             self.write(false);
         }
         let w = &mut self.writes;
