@@ -27,6 +27,7 @@
 //!   exactly whatever else the machine is doing, so it is the number to judge an optimisation
 //!   by. Callgrind runs the agent ~50× slower: use a smaller `E2E_BYTES` (e.g. `64M`); the
 //!   count includes start-up and shutdown, which that size makes negligible.
+//!   `E2E_CALLGRIND_OUT=<path>` keeps the profile for `callgrind_annotate`.
 //!
 //! The input is built once per (size, files) from the lines of
 //! `tests/data/apache-combined/access.log` and `tests/data/loghub/*.log`, mixed
@@ -290,6 +291,11 @@ fn main() {
                 ir as f64 / total_bytes as f64
             ),
             None => fail(&stderr_path, &format!("no instruction total in {}", out.display())),
+        }
+        // `E2E_CALLGRIND_OUT=<path>` keeps the profile for `callgrind_annotate`.
+        if let Ok(keep) = std::env::var("E2E_CALLGRIND_OUT") {
+            fs::copy(out, &keep).unwrap_or_else(|e| panic!("copy the profile to {keep}: {e}"));
+            println!("  profile        {keep}");
         }
     }
     let _ = fs::remove_dir_all(&run);

@@ -60,6 +60,11 @@ pub struct Line {
     pub terminated: bool,
 }
 
+/// The number of lines in `data`: its newlines, plus one for an unterminated last line.
+pub fn count_lines(data: &[u8]) -> usize {
+    bytecount::count(data, b'\n') + usize::from(!data.is_empty() && !data.ends_with(b"\n"))
+}
+
 impl Chunk {
     /// Where the content of the unterminated last line ends. A flushed partial line loses a
     /// trailing `\r` like any line; a piece of a split line keeps it, because there it is not

@@ -20,6 +20,8 @@ pub mod budget;
 pub mod checkpoint;
 pub mod chunk;
 pub mod config;
+pub mod logging;
+pub mod logsafe;
 pub mod mark;
 pub mod metrics;
 pub mod pipeline;

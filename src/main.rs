@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use tailship::config::{ConfigError, Settings};
+use tailship::logging::{EscapedFields, PathRateLimit, PATH_WARNING_WINDOW};
 use tailship::pipeline::Pipeline;
 
 /// `--version`: the crate version and the git commit it was built from (see build.rs).
@@ -23,7 +24,10 @@ Environment:
   KUBERNETES_SERVICE_HOST, POD_NAME
                       either one set: running in Kubernetes, so POD_NAME, POD_NAMESPACE,
                       POD_UID, NODE_NAME and CONTAINER_NAME fill the records' k8s.* resource
-                      (other names: [resource_env] in the config)
+                      (other names: [resource_env] in the config); with a pod identity
+                      (POD_NAMESPACE) kubernetes_metadata defaults to none: a sidecar's
+                      app writes the paths
+  POD_IP              the manifests' metrics address (${POD_IP:-0.0.0.0}:9090)
   HOSTNAME            the records' host.name (default: the kernel's host name)
   HTTP_PROXY, HTTPS_PROXY, NO_PROXY
                       proxies of the HTTP sinks
@@ -109,6 +113,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    for warning in settings.warnings() {
+        tracing::warn!("{warning}");
+    }
     if let Some(Command::Validate) = cli.command {
         println!(
             "{}: ok ({}, {})",
@@ -202,17 +209,23 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
 }
 
 fn init_logging(format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("TAILSHIP_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colour only for a person at a terminal; in a pod stderr is a file read by log tools.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(PathRateLimit::new(PATH_WARNING_WINDOW));
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(ansi);
+    // Field values may be an app's file names or a collector's answers: the text format
+    // escapes them (JSON escapes by itself).
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => registry.with(layer.fmt_fields(EscapedFields)).init(),
+        LogFormat::Json => registry.with(layer.json()).init(),
     }
 }
 

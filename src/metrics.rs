@@ -41,6 +41,8 @@ pub struct Metrics {
     /// Per-file bytes on disk not yet read, keyed by path; replaced by the tailer on each
     /// reconcile, so closed files disappear from the output.
     pub file_lag: Mutex<HashMap<String, u64>>,
+    /// Export `file_lag` per file (`metrics.per_file`); their sum is always exported.
+    pub per_file: bool,
 }
 
 #[derive(Debug, Default)]
@@ -420,8 +422,20 @@ impl Metrics {
         }
         self.render_http(out);
         let lag = self.file_lag.lock().unwrap_or_else(|p| p.into_inner());
-        let mut rows: Vec<(String, u64)> = lag.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let total: u64 = lag.values().sum();
+        let mut rows: Vec<(String, u64)> = if self.per_file {
+            lag.iter().map(|(k, v)| (k.clone(), *v)).collect()
+        } else {
+            Vec::new()
+        };
         drop(lag);
+        let _ = write!(
+            out,
+            "# HELP tailship_lag_bytes Bytes of the tailed files not yet read, all files together.\n# TYPE tailship_lag_bytes gauge\ntailship_lag_bytes {total}\n"
+        );
+        if !self.per_file {
+            return;
+        }
         rows.sort();
         labelled(
             out,
@@ -570,10 +584,18 @@ mod tests {
 
     #[test]
     fn renders_counters_and_labels() {
-        let m = Metrics::new(&["app".into()], &["out".into()], Budget::new(1 << 20));
+        let mut m = Metrics::new(&["app".into()], &["out".into()], Budget::new(1 << 20));
         add(&m.lines_read, 3);
         add(&m.sinks[0].records_sent, 2);
         m.file_lag.lock().unwrap().insert("/var/log/a\"b.log".into(), 7);
+        m.file_lag.lock().unwrap().insert("/var/log/c.log".into(), 2);
+        let text = m.render();
+        assert!(text.contains("tailship_lag_bytes 9\n"), "{text}");
+        assert!(
+            !text.contains("tailship_file_lag_bytes"),
+            "per file only when asked:\n{text}"
+        );
+        m.per_file = true;
         let text = m.render();
         assert!(text.contains("tailship_lines_read_total 3\n"));
         assert!(text.contains("tailship_records_sent_total{sink=\"out\"} 2\n"));
@@ -630,7 +652,8 @@ mod tests {
     /// The README's metric list names every family the agent exports.
     #[test]
     fn the_readme_names_every_metric() {
-        let m = Metrics::new(&["app".into()], &["h".into()], Budget::new(1 << 20));
+        let mut m = Metrics::new(&["app".into()], &["h".into()], Budget::new(1 << 20));
+        m.per_file = true;
         m.sinks[0].batch_records.observe(1);
         m.file_lag.lock().unwrap().insert("/f".into(), 1);
         let text = m.render();

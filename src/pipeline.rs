@@ -24,9 +24,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crate::adapt::stage::{self, Lane, SourcePlan, Worker};
 use crate::budget::Budget;
 use crate::checkpoint::{self, Checkpointer};
-use crate::config::Settings;
+use crate::config::{Api, Encoding, Settings, SinkKind, SinkSettings};
 use crate::metrics::Metrics;
-use crate::ship::encode::Encoder;
+use crate::ship::encode::{self, Encoder};
 use crate::ship::{self, SinkContext};
 use crate::stop::{self, HardStop, Trigger};
 use crate::tail::{self, TailContext};
@@ -89,16 +89,44 @@ fn sinks_of_sources(settings: &Settings) -> Vec<Vec<usize>> {
         .collect()
 }
 
+/// Whether a sink writes the NDJSON text `ship::encode` makes into its batches (so a second
+/// such sink of a source can copy the first one's rendering).
+fn writes_ndjson(sink: &SinkSettings) -> bool {
+    sink.encoding == Encoding::Ndjson
+        && match &sink.kind {
+            SinkKind::Http(h) => h.api == Api::Plain,
+            _ => true,
+        }
+}
+
+/// For each source, whether two or more sinks write its records as NDJSON.
+fn shared_ndjson(settings: &Settings) -> Arc<[bool]> {
+    (0..settings.sources.len())
+        .map(|s| {
+            settings
+                .sinks
+                .iter()
+                .filter(|k| k.inputs.contains(&s) && writes_ndjson(k))
+                .count()
+                >= 2
+        })
+        .collect()
+}
+
 /// Starts a thread per sink; returns where each one's records go, and which sources it reads.
 fn start_sinks(
     settings: &Settings,
+    budget: &Arc<Budget>,
     checkpoints: &Sender<checkpoint::Msg>,
     metrics: &Arc<Metrics>,
-    budget: &Arc<Budget>,
     hard_stop: &HardStop,
     threads: &mut Threads,
 ) -> Result<Vec<Lane>, Error> {
     let mut lanes = Vec::new();
+    let shared = encode::Shared {
+        sources: shared_ndjson(settings),
+        budget: Arc::clone(budget),
+    };
     for (index, sink) in settings.sinks.iter().enumerate() {
         let (tx, rx) = crossbeam_channel::bounded(SINK_QUEUE);
         lanes.push(Lane {
@@ -108,7 +136,11 @@ fn start_sinks(
         let ctx = SinkContext {
             index,
             settings: sink.clone(),
-            encoder: Encoder::new(sink.encoding),
+            encoder: if writes_ndjson(sink) {
+                Encoder::sharing(sink.encoding, shared.clone())
+            } else {
+                Encoder::new(sink.encoding)
+            },
             records: rx,
             checkpoints: checkpoints.clone(),
             metrics: Arc::clone(metrics),
@@ -176,7 +208,9 @@ impl Pipeline {
         let source_names: Vec<String> = settings.sources.iter().map(|s| s.name.clone()).collect();
         let sink_names: Vec<String> = settings.sinks.iter().map(|s| s.name.clone()).collect();
         let budget = Budget::new(settings.max_inflight_bytes);
-        let metrics = Arc::new(Metrics::new(&source_names, &sink_names, Arc::clone(&budget)));
+        let mut metrics = Metrics::new(&source_names, &sink_names, Arc::clone(&budget));
+        metrics.per_file = settings.metrics_per_file;
+        let metrics = Arc::new(metrics);
         let (trigger, hard_stop) = stop::hard_stop();
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let (cp_tx, cp_rx) = crossbeam_channel::bounded(CHECKPOINT_QUEUE);
@@ -196,7 +230,7 @@ impl Pipeline {
             checkpoint::Cadence::default(),
         );
         threads.spawn("checkpoint", move || checkpoint::run(checkpointer, cp_rx))?;
-        let sinks = start_sinks(&settings, &cp_tx, &metrics, &budget, &hard_stop, &mut threads)?;
+        let sinks = start_sinks(&settings, &budget, &cp_tx, &metrics, &hard_stop, &mut threads)?;
         let lanes = start_adapt(&settings, sinks, &budget, &metrics, &hard_stop, &mut threads)?;
         let shutdown_timeout = settings.shutdown_timeout;
         let ctx = TailContext {

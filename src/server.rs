@@ -1,18 +1,39 @@
 //! The metrics and health endpoint: `GET /metrics` (Prometheus text), `/healthz` (the
-//! process is alive and serving) and `/readyz` (the first scan is done and no shutdown has
-//! begun, and checkpoints can be written). Served by axum on the tokio runtime that also waits for signals.
+//! process is alive and serving) and `/readyz` (the first scan is done, no shutdown has
+//! begun, and checkpoints can be written). Routed by axum on the tokio runtime that also waits for signals.
+//!
+//! The port may be reachable from other pods, so a client is not trusted to be quick or few:
+//! each connection gets `HEADER_READ_TIMEOUT` to send its request head and
+//! `CONNECTION_LIFETIME` in all, serves one request (no keep-alive: a scrape every few seconds
+//! costs a handshake, not a parked connection), and at most `MAX_CONNECTIONS` are open; past
+//! that new ones are closed at once. The connections are served here with hyper, not with
+//! `axum::serve`, because that sets neither limit.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, Request, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::Semaphore;
+use tower_service::Service as _;
 
 use crate::metrics::Metrics;
+
+/// A client that has not sent its whole request head by then is disconnected.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a connection lives, whatever it does (a client that never reads its answer).
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
+/// Connections served at once; a probe and a scraper need a few, 64 leaves ample room while
+/// bounding what idle connections can hold (about 16 KiB each).
+pub const MAX_CONNECTIONS: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 #[error("metrics endpoint {address}: {source}")]
@@ -43,12 +64,55 @@ pub fn serve(listener: std::net::TcpListener, metrics: Arc<Metrics>) -> Result<S
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .with_state(metrics);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "metrics endpoint stopped");
-        }
-    });
+    tokio::spawn(accept(listener, app));
     Ok(bound)
+}
+
+/// Accepts connections until the runtime stops, each on a task of its own within the limits
+/// of the module doc.
+async fn accept(listener: tokio::net::TcpListener, app: Router) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // Warned about once per run of failures, not at every retry.
+    let mut failing = false;
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => {
+                failing = false;
+                stream
+            }
+            Err(e) => {
+                // Out of file descriptors, most likely: wait rather than spin.
+                if !failing {
+                    tracing::warn!(error = %e, "metrics endpoint: cannot accept connections; retrying");
+                }
+                failing = true;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            // At the cap: closed unanswered. The connections holding the cap end within
+            // HEADER_READ_TIMEOUT unless they are being served, so a probe's retry gets in.
+            tracing::debug!("metrics endpoint: connection cap reached; closing a new connection");
+            drop(stream);
+            continue;
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let mut app = app.clone();
+                async move { Ok::<_, Infallible>(app.call(req).await.unwrap_or_else(|never| match never {})) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(stream), service);
+            // Errors are the client's (a timeout, a reset, a bad request): nothing to log.
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;
+            drop(permit);
+        });
+    }
 }
 
 async fn metrics_text(State(m): State<Arc<Metrics>>) -> impl IntoResponse {

@@ -33,6 +33,39 @@ pub fn rfc3339_nanos(ns: i64, out: &mut Vec<u8>) {
     out.extend_from_slice(&text);
 }
 
+/// `rfc3339_nanos` for a writer whose consecutive times mostly fall in the same second (the
+/// records of a log file): the calendar part of the last second written is kept and reused.
+#[derive(Default)]
+pub struct SecondText {
+    secs: Option<i64>,
+    /// The day of `text`'s date, which outlives many seconds.
+    day: Option<i64>,
+    text: [u8; 19],
+}
+
+impl SecondText {
+    /// Appends `ns` as `rfc3339_nanos` does.
+    pub fn write(&mut self, ns: i64, out: &mut Vec<u8>) {
+        let secs = ns.div_euclid(NANOS_PER_SEC);
+        if self.secs != Some(secs) {
+            let day = secs.div_euclid(SECS_PER_DAY);
+            if self.day == Some(day) {
+                write_time_of_day(secs.rem_euclid(SECS_PER_DAY) as u32, &mut self.text);
+            } else {
+                write_seconds(secs, &mut self.text);
+                self.day = Some(day);
+            }
+            self.secs = Some(secs);
+        }
+        let mut text = [0u8; 30];
+        text[..19].copy_from_slice(&self.text);
+        text[19] = b'.';
+        put_digits(&mut text[20..29], ns.rem_euclid(NANOS_PER_SEC) as u32);
+        text[29] = b'Z';
+        out.extend_from_slice(&text);
+    }
+}
+
 /// Writes `YYYY-MM-DDTHH:MM:SS` for `secs` since the epoch.
 fn write_seconds(secs: i64, text: &mut [u8; 19]) {
     let days = secs.div_euclid(SECS_PER_DAY);
@@ -45,6 +78,11 @@ fn write_seconds(secs: i64, text: &mut [u8; 19]) {
     put_digits(&mut text[5..7], month);
     text[7] = b'-';
     put_digits(&mut text[8..10], day);
+    write_time_of_day(sod, text);
+}
+
+/// Writes `THH:MM:SS` into `text[10..19]` for `sod` seconds of the day.
+fn write_time_of_day(sod: u32, text: &mut [u8; 19]) {
     text[10] = b'T';
     put_digits(&mut text[11..13], sod / 3600);
     text[13] = b':';
@@ -164,6 +202,22 @@ mod tests {
         let mut out = Vec::new();
         rfc3339_nanos(ns, &mut out);
         String::from_utf8(out).unwrap()
+    }
+
+    proptest! {
+        /// Reusing the last second's text never changes what is written, whether the next
+        /// time shares the second or not.
+        #[test]
+        fn second_text_writes_what_rfc3339_nanos_writes(start in any::<i64>(), steps in proptest::collection::vec(-2_000_000_000i64..2_000_000_000, 1..20)) {
+            let mut cached = SecondText::default();
+            let mut ns = start;
+            for step in steps {
+                let mut out = Vec::new();
+                cached.write(ns, &mut out);
+                prop_assert_eq!(String::from_utf8(out).unwrap(), fmt(ns));
+                ns = ns.saturating_add(step);
+            }
+        }
     }
 
     #[test]

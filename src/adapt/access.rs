@@ -168,6 +168,52 @@ pub fn parse_into_with<'a>(
     out: &mut Parsed<'a>,
 ) -> Result<(), ParseError> {
     out.clear();
+    let e = scan(line, variant, strict)?;
+    out.timestamp_ns = e.time;
+    out.level = Some(status_level(e.status));
+    out.message = Cow::Borrowed(line);
+    out.push("client.address", FieldValue::str(e.client));
+    if let Some(ident) = dash_or(e.ident) {
+        out.push("http.request.ident", FieldValue::str(ident));
+    }
+    if let Some(user) = dash_or(e.user) {
+        out.push("user.name", FieldValue::str(user));
+    }
+    if e.time.is_none() {
+        out.time_unparsed = true;
+        out.push("timestamp", FieldValue::str(e.time_text));
+    }
+    request_fields(e.request, out);
+    out.push("http.response.status_code", FieldValue::Int(i64::from(e.status)));
+    if let Some(n) = e.bytes.and_then(|n| i64::try_from(n).ok()) {
+        out.push("http.response.body.size", FieldValue::Int(n));
+    }
+    if let Some(r) = e.referer {
+        out.push("http.request.header.referer", FieldValue::str(r));
+    }
+    if let Some(a) = e.agent {
+        out.push("user_agent.original", FieldValue::str(a));
+    }
+    Ok(())
+}
+
+/// The parts of one access-log line, as written (`-` kept where the line has it, except in
+/// the referer and agent).
+struct Entry<'a> {
+    client: &'a str,
+    ident: &'a str,
+    user: &'a str,
+    time_text: &'a str,
+    time: Option<i64>,
+    request: &'a str,
+    status: u16,
+    bytes: Option<u64>,
+    referer: Option<&'a str>,
+    agent: Option<&'a str>,
+}
+
+/// Splits a line into its parts, left to right.
+fn scan(line: &str, variant: Variant, strict: bool) -> Result<Entry<'_>, ParseError> {
     let mut c = Cursor {
         line,
         i: 0,
@@ -201,25 +247,13 @@ pub fn parse_into_with<'a>(
     c.space("expected a space after the time")?;
     let request = c.quoted("expected the quoted request line")?;
     c.space("expected a space after the request")?;
-    let status_text = c.word("expected the status")?;
-    let status = match status_text.as_bytes() {
-        s @ [b'1'..=b'9', _, _] => parse_u64(s).ok_or_else(|| c.err("the status is not three digits"))? as u16,
-        _ => {
-            return Err(ParseError::new(
-                c.format,
-                "the status is not three digits",
-                c.i - status_text.len(),
-            ))
-        }
-    };
+    let status = status(&mut c)?;
     c.space("expected a space after the status")?;
-    let bytes_text = c.word("expected the response size")?;
-    let bytes = match bytes_text {
+    let bytes = match c.word("expected the response size")? {
         "-" => None,
         t => Some(parse_u64(t.as_bytes()).ok_or_else(|| c.err("the response size is not a number"))?),
     };
-    let mut referer = None;
-    let mut agent = None;
+    let (mut referer, mut agent) = (None, None);
     if variant == Variant::Combined && c.i < b.len() {
         c.space("expected a space after the response size")?;
         referer = dash_or(c.quoted("expected the quoted referer")?);
@@ -228,51 +262,58 @@ pub fn parse_into_with<'a>(
     } else if variant == Variant::Common && c.i < b.len() {
         return Err(c.err("unexpected text after the response size"));
     }
+    Ok(Entry {
+        client,
+        ident,
+        user,
+        time_text,
+        time,
+        request,
+        status,
+        bytes,
+        referer,
+        agent,
+    })
+}
 
-    out.timestamp_ns = time;
-    out.level = Some(status_level(status));
-    out.message = Cow::Borrowed(line);
-    out.push("client.address", FieldValue::str(client));
-    if let Some(ident) = dash_or(ident) {
-        out.push("http.request.ident", FieldValue::str(ident));
+/// The three-digit status code.
+fn status(c: &mut Cursor<'_>) -> Result<u16, ParseError> {
+    let text = c.word("expected the status")?;
+    match text.as_bytes() {
+        s @ [b'1'..=b'9', _, _] => Ok(parse_u64(s).ok_or_else(|| c.err("the status is not three digits"))? as u16),
+        _ => Err(ParseError::new(
+            c.format,
+            "the status is not three digits",
+            c.i - text.len(),
+        )),
     }
-    if let Some(user) = dash_or(user) {
-        out.push("user.name", FieldValue::str(user));
+}
+
+/// `METHOD TARGET PROTOCOL`: exactly three non-empty words.
+fn request_parts(request: &str) -> Option<(&str, &str, &str)> {
+    let b = request.as_bytes();
+    let one = memchr::memchr(b' ', b)?;
+    let two = one + 1 + memchr::memchr(b' ', &b[one + 1..])?;
+    if memchr::memchr(b' ', &b[two + 1..]).is_some() {
+        return None;
     }
-    if time.is_none() {
-        out.time_unparsed = true;
-        out.push("timestamp", FieldValue::str(time_text));
-    }
-    request_fields(request, out);
-    out.push("http.response.status_code", FieldValue::Int(i64::from(status)));
-    if let Some(n) = bytes.and_then(|n| i64::try_from(n).ok()) {
-        out.push("http.response.body.size", FieldValue::Int(n));
-    }
-    if let Some(r) = referer {
-        out.push("http.request.header.referer", FieldValue::str(r));
-    }
-    if let Some(a) = agent {
-        out.push("user_agent.original", FieldValue::str(a));
-    }
-    Ok(())
+    let (method, target, proto) = (&request[..one], &request[one + 1..two], &request[two + 1..]);
+    (!method.is_empty() && !target.is_empty() && !proto.is_empty()).then_some((method, target, proto))
 }
 
 fn request_fields<'a>(request: &'a str, out: &mut Parsed<'a>) {
-    let mut parts = request.split(' ');
-    if let (Some(method), Some(target), Some(proto), None) = (parts.next(), parts.next(), parts.next(), parts.next()) {
-        if !method.is_empty() && !target.is_empty() && !proto.is_empty() {
-            out.push("http.request.method", FieldValue::str(method));
-            match target.split_once('?') {
-                Some((path, query)) => {
-                    out.push("url.path", FieldValue::str(path));
-                    out.push("url.query", FieldValue::str(query));
-                }
-                None => out.push("url.path", FieldValue::str(target)),
+    if let Some((method, target, proto)) = request_parts(request) {
+        out.push("http.request.method", FieldValue::str(method));
+        match memchr::memchr(b'?', target.as_bytes()) {
+            Some(q) => {
+                out.push("url.path", FieldValue::str(&target[..q]));
+                out.push("url.query", FieldValue::str(&target[q + 1..]));
             }
-            let version = proto.strip_prefix("HTTP/").unwrap_or(proto);
-            out.push("network.protocol.version", FieldValue::str(version));
-            return;
+            None => out.push("url.path", FieldValue::str(target)),
         }
+        let version = proto.strip_prefix("HTTP/").unwrap_or(proto);
+        out.push("network.protocol.version", FieldValue::str(version));
+        return;
     }
     if let Some(r) = dash_or(request) {
         out.push("http.request.line", FieldValue::str(r));

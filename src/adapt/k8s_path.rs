@@ -10,6 +10,12 @@
 //!
 //! Namespace and pod names are DNS labels/subdomains, which cannot hold `_`, so splitting on
 //! `_` is unambiguous. Anything else is not a Kubernetes log path (`None`).
+//!
+//! Only those absolute paths: the kubelet writes there, and a pod cannot. A path that merely
+//! ends the same way (`/var/log/app/pods/kube-system_…/…/0.log` in an app's own volume, or
+//! the app's `emptyDir` mounted at the sidecar's `/var/log`) is something an app can create,
+//! so whether to believe these paths at all is the config's `kubernetes_metadata`, on only in
+//! node mode.
 
 /// Who wrote a container log file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,10 +49,14 @@ impl<'a> PodLog<'a> {
 
 /// The pod and container `path` is the log of, if it has one of the kubelet's layouts.
 pub fn parse(path: &str) -> Option<PodLog<'_>> {
-    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let rest = path.strip_prefix("/var/log/")?;
+    let parts: Vec<&str> = rest.split('/').collect();
+    if parts.iter().any(|p| p.is_empty() || *p == "." || *p == "..") {
+        return None;
+    }
     let n = parts.len();
-    // .../pods/<ns>_<pod>_<uid>/<container>/<N>.log
-    if n >= 4 && parts[n - 4] == "pods" && is_kubelet_log_name(parts[n - 1]) {
+    // /var/log/pods/<ns>_<pod>_<uid>/<container>/<N>.log
+    if n == 4 && parts[0] == "pods" && is_kubelet_log_name(parts[n - 1]) {
         let mut it = parts[n - 3].split('_');
         let (namespace, pod, uid) = (it.next()?, it.next()?, it.next()?);
         if it.next().is_some() || [namespace, pod, uid, parts[n - 2]].iter().any(|s| s.is_empty()) {
@@ -60,8 +70,8 @@ pub fn parse(path: &str) -> Option<PodLog<'_>> {
             container_id: None,
         });
     }
-    // .../containers/<pod>_<ns>_<container>-<id>.log
-    if n >= 2 && parts[n - 2] == "containers" {
+    // /var/log/containers/<pod>_<ns>_<container>-<id>.log
+    if n == 2 && parts[0] == "containers" {
         let name = parts[n - 1].strip_suffix(".log")?;
         let mut it = name.split('_');
         let (pod, namespace, rest) = (it.next()?, it.next()?, it.next()?);
@@ -131,7 +141,25 @@ mod tests {
         for name in ["0.log.tmp", "0.logx", "0.log.", "0.log.2026.bak", "0.txt"] {
             assert_eq!(parse(&format!("/var/log/pods/a_b_c/app/{name}")), None, "{name}");
         }
-        assert_eq!(parse("/host/var/log/pods/a_b_c/app/3.log").unwrap().container, "app");
+        assert_eq!(parse("/var/log/pods/a_b_c/app/3.log").unwrap().container, "app");
+    }
+
+    #[test]
+    fn only_the_kubelets_absolute_paths() {
+        for path in [
+            "/host/var/log/pods/a_b_c/app/3.log",
+            "/tmp/x/logs/pods/kube-system_kube-apiserver-node1_u1/kube-apiserver/0.log",
+            "var/log/pods/a_b_c/app/0.log",
+            "/var/log/app/pods/a_b_c/app/0.log",
+            "/var/log/pods/a_b_c/app/x/0.log",
+            "/var/log/pods/../pods/a_b_c/app/0.log",
+            "/var/log//pods/a_b_c/app/0.log",
+            "/var/log/pods/a_b_c/../0.log",
+            "/srv/var/log/containers/web-1_shop_nginx-4f5e6d.log",
+            "/var/log/containers/sub/web-1_shop_nginx-4f5e6d.log",
+        ] {
+            assert_eq!(parse(path), None, "{path}");
+        }
     }
 
     #[test]

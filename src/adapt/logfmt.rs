@@ -45,7 +45,7 @@ pub fn parse_into_with<'a>(line: &'a str, strict: bool, out: &mut Parsed<'a>) ->
     let b = line.as_bytes();
     let mut i = 0;
     let mut pairs = 0usize;
-    let (mut have_time, mut have_level, mut have_msg) = (false, false, false);
+    let mut seen = Seen::default();
     loop {
         while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
             i += 1;
@@ -53,74 +53,109 @@ pub fn parse_into_with<'a>(line: &'a str, strict: bool, out: &mut Parsed<'a>) ->
         if i >= b.len() {
             break;
         }
-        if b[i] == b'"' || b[i] == b'=' {
-            return Err(ParseError::new(FORMAT, "a key cannot start with `\"` or `=`", i));
-        }
-        let key_start = i;
-        while i < b.len() && !matches!(b[i], b'=' | b' ' | b'\t' | b'"') {
-            i += 1;
-        }
-        if i < b.len() && b[i] == b'"' {
-            return Err(ParseError::new(FORMAT, "quote inside a key", i));
-        }
-        let key = &line[key_start..i];
-        let value: FieldValue<'a> = if i < b.len() && b[i] == b'=' {
-            i += 1;
-            pairs += 1;
-            if i < b.len() && b[i] == b'"' {
-                let (v, next, closed) = quoted(line, i);
-                if !closed {
-                    if strict {
-                        return Err(ParseError::new(FORMAT, UNTERMINATED, i));
-                    }
-                    out.warn(UNTERMINATED);
-                }
-                i = next;
-                FieldValue::Str(v)
-            } else {
-                let start = i;
-                while i < b.len() && b[i] != b' ' && b[i] != b'\t' {
-                    i += 1;
-                }
-                FieldValue::str(&line[start..i])
+        let (key, value, next) = pair(line, i, strict, out)?;
+        i = next;
+        let value = match value {
+            Some(v) => {
+                pairs += 1;
+                v
             }
-        } else {
-            FieldValue::Bool(true)
+            None => FieldValue::Bool(true),
         };
-        if let FieldValue::Str(s) = &value {
-            match key {
-                "ts" | "time" | "timestamp" if !have_time => {
-                    if let Some(t) = timestamp::parse_any(s) {
-                        out.timestamp_ns = Some(t);
-                        have_time = true;
-                        continue;
-                    }
-                    out.time_unparsed = true;
-                }
-                // `at` is Heroku's (router, dynos, many Ruby loggers): `at=info`, `at=error`.
-                "level" | "lvl" | "severity" | "at" if !have_level => {
-                    if let Some(l) = normalize_level(s) {
-                        out.level = Some(l);
-                        have_level = true;
-                        continue;
-                    }
-                }
-                "msg" | "message" if !have_msg => {
-                    if let FieldValue::Str(s) = value {
-                        out.message = s;
-                    }
-                    have_msg = true;
-                    continue;
-                }
-                _ => {}
-            }
+        if let Some(value) = seen.well_known(key, value, out) {
+            out.fields.push((Cow::Borrowed(key), value));
         }
-        out.fields.push((Cow::Borrowed(key), value));
     }
     if pairs == 0 {
         return Err(ParseError::new(FORMAT, "no key=value pair", 0));
     }
     Ok(())
+}
+
+/// The `key=value` (or bare `key`: no value) starting at `i`, and the index past it.
+fn pair<'a>(
+    line: &'a str,
+    mut i: usize,
+    strict: bool,
+    out: &mut Parsed<'a>,
+) -> Result<(&'a str, Option<FieldValue<'a>>, usize), ParseError> {
+    let b = line.as_bytes();
+    if b[i] == b'"' || b[i] == b'=' {
+        return Err(ParseError::new(FORMAT, "a key cannot start with `\"` or `=`", i));
+    }
+    let key_start = i;
+    while i < b.len() && !matches!(b[i], b'=' | b' ' | b'\t' | b'"') {
+        i += 1;
+    }
+    if i < b.len() && b[i] == b'"' {
+        return Err(ParseError::new(FORMAT, "quote inside a key", i));
+    }
+    let key = &line[key_start..i];
+    if i >= b.len() || b[i] != b'=' {
+        return Ok((key, None, i));
+    }
+    i += 1;
+    if i < b.len() && b[i] == b'"' {
+        let (v, next, closed) = quoted(line, i);
+        if !closed {
+            if strict {
+                return Err(ParseError::new(FORMAT, UNTERMINATED, i));
+            }
+            out.warn(UNTERMINATED);
+        }
+        return Ok((key, Some(FieldValue::Str(v)), next));
+    }
+    let start = i;
+    while i < b.len() && b[i] != b' ' && b[i] != b'\t' {
+        i += 1;
+    }
+    Ok((key, Some(FieldValue::str(&line[start..i])), i))
+}
+
+/// Which of the record's own keys (time, level, message) a line has given already: the first
+/// readable one of each wins, later ones stay fields.
+#[derive(Default)]
+struct Seen {
+    time: bool,
+    level: bool,
+    msg: bool,
+}
+
+impl Seen {
+    /// Takes `value` into `out`'s time, level or message if `key` names one still open;
+    /// returns it back if it stays a field.
+    fn well_known<'a>(&mut self, key: &str, value: FieldValue<'a>, out: &mut Parsed<'a>) -> Option<FieldValue<'a>> {
+        let FieldValue::Str(s) = &value else {
+            return Some(value);
+        };
+        match key {
+            "ts" | "time" | "timestamp" if !self.time => {
+                if let Some(t) = timestamp::parse_any(s) {
+                    out.timestamp_ns = Some(t);
+                    self.time = true;
+                    return None;
+                }
+                out.time_unparsed = true;
+            }
+            // `at` is Heroku's (router, dynos, many Ruby loggers): `at=info`, `at=error`.
+            "level" | "lvl" | "severity" | "at" if !self.level => {
+                if let Some(l) = normalize_level(s) {
+                    out.level = Some(l);
+                    self.level = true;
+                    return None;
+                }
+            }
+            "msg" | "message" if !self.msg => {
+                if let FieldValue::Str(s) = value {
+                    out.message = s;
+                }
+                self.msg = true;
+                return None;
+            }
+            _ => {}
+        }
+        Some(value)
+    }
 }
 
 /// The quoted value starting at the `"` at `open`: its text, the index past the closing quote,

@@ -48,7 +48,8 @@ pub struct SourcePlan {
     pub adapter: Adapter,
     /// The source's static fields, in config order.
     pub static_fields: Arc<[(String, String)]>,
-    /// Add `k8s.*` resource attributes read off `/var/log/pods/…` paths.
+    /// Add `k8s.*` resource attributes read off `/var/log/pods/…` paths (never over the
+    /// resource's own).
     pub kubernetes_path_metadata: bool,
 }
 
@@ -147,7 +148,7 @@ impl Worker {
     pub fn process(&mut self, chunk: Arc<Chunk>) -> Records {
         let source = chunk.file.source;
         let data = &chunk.data[..];
-        let lines = memchr::memchr_iter(b'\n', data).count() + usize::from(!data.is_empty() && !data.ends_with(b"\n"));
+        let lines = crate::chunk::count_lines(data);
         add(&self.metrics.lines_read, lines as u64);
         let route = self.route(&chunk);
         let state = self
@@ -190,6 +191,7 @@ impl Worker {
             chunk: Some(chunk),
             body,
             end,
+            rendering: Default::default(),
         };
         self.transforms.apply(&mut records);
         records
@@ -226,6 +228,7 @@ impl Worker {
                     chunk: None,
                     body,
                     end: state.consumed,
+                    rendering: Default::default(),
                 });
             }
         }
@@ -310,9 +313,12 @@ impl Worker {
         let resource = match from_path {
             None => Arc::clone(&self.resource),
             Some(meta) => {
+                // Only where the resource says nothing: a value from the Downward API or the
+                // config is the agent's own knowledge, a path is what the kubelet (or, if
+                // misconfigured, an app) wrote.
                 let mut merged = (*self.resource).clone();
                 for (k, v) in meta.attributes() {
-                    merged.insert(k.to_owned(), v.to_owned());
+                    merged.entry(k.to_owned()).or_insert_with(|| v.to_owned());
                 }
                 Arc::new(merged)
             }
@@ -355,12 +361,27 @@ fn piece_flags(chunk: &Chunk, pos: usize, line: &Line) -> Flags {
 }
 
 /// The line's text, repaired (U+FFFD) and counted if it is not UTF-8.
-fn line_text<'d>(bytes: &'d [u8], counts: &mut Counts) -> Cow<'d, str> {
-    let text = String::from_utf8_lossy(bytes);
+fn line_text<'d>(
+    whole: Option<&'d str>,
+    data: &'d [u8],
+    range: std::ops::Range<usize>,
+    counts: &mut Counts,
+) -> Cow<'d, str> {
+    // A line of a valid chunk is valid unless it is a piece cut inside a character.
+    if let Some(t) = whole.and_then(|w| w.get(range.clone())) {
+        return Cow::Borrowed(t);
+    }
+    let text = String::from_utf8_lossy(&data[range]);
     if let Cow::Owned(_) = text {
         counts.invalid_utf8 += 1;
     }
     text
+}
+
+/// The chunk as text when all of it is valid UTF-8, checked once with SIMD, so that its lines
+/// need no check of their own.
+fn chunk_text(data: &[u8]) -> Option<&str> {
+    simdutf8::basic::from_utf8(data).ok()
 }
 
 /// `json` lines straight into the table. Pieces of split lines are not parsed (half an
@@ -369,8 +390,9 @@ fn json_lines(chunk: &Chunk, b: &mut Builder<'_>, counts: &mut Counts) {
     let data = &chunk.data[..];
     // One field list for the chunk: lines borrow from the chunk, so it can be reused.
     let mut rec = JsonLine::default();
+    let whole = chunk_text(data);
     for (pos, line) in chunk.lines() {
-        let text = line_text(&data[pos..line.end], counts);
+        let text = line_text(whole, data, pos..line.end, counts);
         let offset = chunk.start + pos as u64;
         let flags = piece_flags(chunk, pos, &line);
         if flags.continuation || flags.truncated {
@@ -421,8 +443,9 @@ fn assembled_lines(chunk: &Chunk, state: &mut FileState, b: &mut Builder<'_>, co
     asm.last_input = Instant::now();
     let parser = &state.parser;
     let mut rec = Parsed::default();
+    let whole = chunk_text(data);
     for (pos, line) in chunk.lines() {
-        let text = line_text(&data[pos..line.end], counts);
+        let text = line_text(whole, data, pos..line.end, counts);
         let offset = chunk.start + pos as u64;
         let flags = piece_flags(chunk, pos, &line);
         let first = b.len();

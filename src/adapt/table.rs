@@ -24,6 +24,8 @@ pub struct Builder<'d> {
     /// names (`http.request.method`, …) are the same few for every line, so each is copied
     /// once per table rather than once per record.
     keys: Vec<(usize, Text)>,
+    /// Where the next search of `keys` starts.
+    next_key: usize,
 }
 
 impl<'d> Builder<'d> {
@@ -32,6 +34,7 @@ impl<'d> Builder<'d> {
             data,
             table: Table::default(),
             keys: Vec::new(),
+            next_key: 0,
         }
     }
 
@@ -59,17 +62,24 @@ impl<'d> Builder<'d> {
             return t;
         }
         let at = s.as_ptr() as usize;
-        let known = self
-            .keys
-            .iter()
-            .find(|(p, t)| *p == at && self.table.text_bytes(*t) == s.as_bytes())
-            .map(|(_, t)| *t);
-        if let Some(t) = known {
-            return t;
+        // Records of a chunk name their fields in the same order, so the search starts just
+        // after the last name found and almost always hits at once.
+        let n = self.keys.len();
+        let is = |&(p, t): &(usize, Text)| p == at && self.table.text_bytes(t) == s.as_bytes();
+        let hint = if self.next_key < n { self.next_key } else { 0 };
+        let known = if n > 0 && is(&self.keys[hint]) {
+            Some(hint)
+        } else {
+            self.keys.iter().position(is)
+        };
+        if let Some(i) = known {
+            self.next_key = i + 1;
+            return self.keys[i].1;
         }
         let t = self.table.push_text(s);
-        if self.keys.len() < MAX_KEYS {
+        if n < MAX_KEYS {
             self.keys.push((at, t));
+            self.next_key = n + 1;
         }
         t
     }

@@ -44,6 +44,7 @@ pub(super) struct FileConfig {
 pub(super) struct MetricsFileConfig {
     pub(super) enabled: Option<bool>,
     pub(super) address: Option<String>,
+    pub(super) per_file: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,7 +65,8 @@ pub(super) struct SourceFileConfig {
     pub(super) multiline: Option<MultilineFileConfig>,
     #[serde(default)]
     pub(super) fields: BTreeMap<String, String>,
-    /// `"path"` (default): namespace/pod/container from a `/var/log/pods/…` path; `"none"`.
+    /// `"path"`: namespace/pod/container from the kubelet's `/var/log/pods/…` path (the default
+    /// in node mode); `"none"` (the default when the agent has a pod identity, a sidecar).
     pub(super) kubernetes_metadata: Option<String>,
     /// Reject lines that break the format's RFC instead of salvaging them (`STRICT_FORMATS`).
     #[serde(default)]

@@ -91,6 +91,9 @@ pub struct Settings {
     pub read_buffer_bytes: usize,
     /// `None` when the metrics endpoint is disabled.
     pub metrics_address: Option<SocketAddr>,
+    /// `metrics.per_file`: export `tailship_file_lag_bytes{file}`, one series per tailed file
+    /// (off by default: in node mode that lists every pod's log to whoever scrapes).
+    pub metrics_per_file: bool,
     /// Resource attributes for every record: config `[resource]` over Downward API env vars.
     pub resource: BTreeMap<String, String>,
     pub sources: Vec<SourceSettings>,
@@ -111,19 +114,22 @@ impl Settings {
     pub fn from_toml(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
         let mut value: toml::Value = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string(),
+            message: syntax_error(text, &e),
         })?;
         let mut problems = Vec::new();
-        expand::expand_value(&mut value, String::new(), env, &mut problems);
+        let mut redactions = expand::Redactions::default();
+        expand::expand_value(&mut value, String::new(), env, &mut problems, &mut redactions);
         if !problems.is_empty() {
             return Err(ConfigError::Invalid {
                 path: path.to_owned(),
                 problems,
             });
         }
+        redactions.add_secrets(&value, "");
+        // From here on a message may quote a value: never one from a variable or a secret key.
         let file: FileConfig = value.try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string(),
+            message: redactions.scrub(&e.to_string(), None).into_owned(),
         })?;
         // Relative paths in the file are relative to the file, not to wherever the agent
         // happens to be started from.
@@ -131,11 +137,55 @@ impl Settings {
             .ok()
             .and_then(|p| p.parent().map(Path::to_path_buf))
             .unwrap_or_else(|| PathBuf::from("/"));
-        validate(file, &base, env).map_err(|problems| ConfigError::Invalid {
-            path: path.to_owned(),
-            problems,
+        validate(file, &base, env).map_err(|mut problems| {
+            redactions.scrub_problems(&mut problems);
+            ConfigError::Invalid {
+                path: path.to_owned(),
+                problems,
+            }
         })
     }
+}
+
+impl Settings {
+    /// Settings that work but expose what they protect, for a warning at every start:
+    /// credentials sent over plain `http://`, a collector certificate that is not checked.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for sink in &self.sinks {
+            let SinkKind::Http(h) = &sink.kind else { continue };
+            let credential_header = h.headers.iter().any(|(name, _)| {
+                let n = name.as_str();
+                n == "authorization" || n.contains("key") || n.contains("token") || n.contains("secret")
+            });
+            if h.url.scheme() == "http" && (h.auth.is_some() || credential_header) {
+                out.push(format!(
+                    "sink {:?}: credentials go in plain text over http:// to {}; anyone on the way can read them: use https://",
+                    sink.name,
+                    crate::logsafe::url(&h.url)
+                ));
+            }
+            if h.tls.insecure_skip_verify {
+                out.push(format!(
+                    "sink {:?}: tls.insecure_skip_verify = true: the collector's certificate is not checked, so anyone on the way can read and change what is sent (and the credentials)",
+                    sink.name
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// A TOML syntax error as "line L, column C: what", without the line itself: the line may
+/// hold a secret (`token = "…`), and a message about the config never shows one.
+fn syntax_error(text: &str, e: &toml::de::Error) -> String {
+    let Some(start) = e.span().map(|s| s.start.min(text.len())) else {
+        return e.message().to_owned();
+    };
+    let before = text.get(..start).unwrap_or("");
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {column}: {}", e.message())
 }
 
 /// The top-level keys that are not a source, a sink or the resource.
@@ -163,7 +213,12 @@ fn validate(mut file: FileConfig, base: &Path, env: &dyn Fn(&str) -> Option<Stri
     let limits = limits(&file, &mut problem);
     let resource = resource::resolve(&file.resource_env, &file.resource, env);
     let data_dir = base.join(file.data_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)));
-    let sources = source::validate_all(std::mem::take(&mut file.sources), &file.fields, &mut problem);
+    // A sidecar knows its own pod (the Downward API): then file paths, which its app can
+    // forge, are not believed by default.
+    let own_pod = env("POD_NAMESPACE").is_some_and(|v| !v.is_empty())
+        || resource.contains_key("k8s.namespace.name")
+        || resource.contains_key("k8s.pod.name");
+    let sources = source::validate_all(std::mem::take(&mut file.sources), &file.fields, !own_pod, &mut problem);
     let sinks = sink::validate_all(std::mem::take(&mut file.sinks), &sources, &data_dir, &mut problem);
     for (i, s) in sources.iter().enumerate() {
         if !sinks.is_empty() && !sinks.iter().any(|k| k.inputs.contains(&i)) {
@@ -183,6 +238,7 @@ fn validate(mut file: FileConfig, base: &Path, env: &dyn Fn(&str) -> Option<Stri
         max_open_files: limits.max_open_files,
         read_buffer_bytes: limits.read_buffer_bytes,
         metrics_address: limits.metrics_address,
+        metrics_per_file: file.metrics.per_file.unwrap_or(false),
         resource,
         sources,
         sinks,
@@ -294,6 +350,14 @@ mod tests {
     }
 
     #[test]
+    fn a_syntax_error_names_the_place_not_the_line() {
+        let text = format!("{MINIMAL}\n[[sinks]]\ntype = \"http\"\nauth = {{ token = \"s3cret-tok }}\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("line 12, column 31"), "{err}");
+        assert!(!err.contains("s3cret-tok"), "{err}");
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let err = parse(&format!("{MINIMAL}\n[metrics]\nadress = \"x\""))
             .unwrap_err()
@@ -396,8 +460,29 @@ mod tests {
         for name in FORMAT_NAMES.split(", ").filter(|n| *n != "regex") {
             let s = parse(&with_source(&format!("format = \"{name}\""))).unwrap();
             assert_eq!(s.sources[0].format.name(), name);
-            assert!(s.sources[0].kubernetes_path_metadata);
+            assert!(
+                !s.sources[0].kubernetes_path_metadata,
+                "POD_NAME is set: a sidecar believes no path"
+            );
         }
+    }
+
+    #[test]
+    fn path_metadata_defaults_on_only_without_a_pod_identity() {
+        let text = MINIMAL.replace("${LOG_DIR}", "/var/log/pods");
+        let load = |vars: &[(&str, &str)], extra: &str| {
+            let env = |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned());
+            let text = text.replace("include = [", &format!("{extra}\ninclude = ["));
+            Settings::from_toml(Path::new("t.toml"), &text, &env).unwrap().sources[0].kubernetes_path_metadata
+        };
+        let node = [("KUBERNETES_SERVICE_HOST", "10.0.0.1"), ("NODE_NAME", "n1")];
+        assert!(load(&node, ""), "node mode: the kubelet's paths are believed");
+        assert!(load(&[], ""), "a host");
+        let sidecar = [("KUBERNETES_SERVICE_HOST", "10.0.0.1"), ("POD_NAMESPACE", "team-a")];
+        assert!(!load(&sidecar, ""), "a sidecar");
+        assert!(!load(&[("POD_NAMESPACE", "team-a")], ""));
+        assert!(load(&sidecar, "kubernetes_metadata = \"path\""), "asked for");
+        assert!(!load(&node, "kubernetes_metadata = \"none\""));
     }
 
     #[test]

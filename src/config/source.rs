@@ -29,7 +29,7 @@ pub struct SourceSettings {
     /// source's own), in key order.
     pub fields: Vec<(String, String)>,
     /// Derive `k8s.*` resource attributes from `/var/log/pods/<ns>_<pod>_<uid>/<container>/`
-    /// paths.
+    /// paths (node mode; see `adapt::k8s_path`).
     pub kubernetes_path_metadata: bool,
     /// Reject lines that break the format's RFC rather than salvage them with a
     /// `parse_warning` (only the `STRICT_FORMATS`).
@@ -101,10 +101,13 @@ pub enum ReadFrom {
     End,
 }
 
-/// Validates every source; `global_fields` are the top-level `[fields]`.
+/// Validates every source; `global_fields` are the top-level `[fields]`. `node_mode`: the
+/// agent has no pod identity of its own (no `POD_NAMESPACE`), so `kubernetes_metadata`
+/// defaults to `"path"`; a sidecar's default is `"none"`.
 pub(super) fn validate_all(
     sources: Vec<SourceFileConfig>,
     global_fields: &BTreeMap<String, String>,
+    node_mode: bool,
     problem: &mut dyn FnMut(String, String),
 ) -> Vec<SourceSettings> {
     if sources.is_empty() {
@@ -112,7 +115,7 @@ pub(super) fn validate_all(
     }
     let mut out: Vec<SourceSettings> = Vec::new();
     for (i, s) in sources.into_iter().enumerate() {
-        let settings = validate(i, s, global_fields, problem);
+        let settings = validate(i, s, global_fields, node_mode, problem);
         if out.iter().any(|o| o.name == settings.name) {
             problem(
                 format!("sources[{i}].name"),
@@ -129,6 +132,7 @@ fn validate(
     i: usize,
     s: SourceFileConfig,
     global_fields: &BTreeMap<String, String>,
+    node_mode: bool,
     problem: &mut dyn FnMut(String, String),
 ) -> SourceSettings {
     let at = |k: &str| format!("sources[{i}].{k}");
@@ -155,7 +159,8 @@ fn validate(
     let multiline = s.multiline.as_ref().and_then(|m| multiline(m, &at, problem));
     let mut fields = global_fields.clone();
     fields.extend(s.fields.clone());
-    let kubernetes_path_metadata = match s.kubernetes_metadata.as_deref().unwrap_or("path") {
+    let default_metadata = if node_mode { "path" } else { "none" };
+    let kubernetes_path_metadata = match s.kubernetes_metadata.as_deref().unwrap_or(default_metadata) {
         "path" => true,
         "none" => false,
         other => {

@@ -23,7 +23,7 @@
 mod view;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 pub use view::{FieldRef, RecordRef, ValueRef};
 
@@ -248,6 +248,28 @@ pub struct Records {
     /// Holds the table's own memory (records, fields, arena) against `max_inflight_bytes`
     /// until every sink is done with the batch, as the chunk's guard holds its bytes.
     pub budget: Option<BudgetGuard>,
+    /// The batch as NDJSON, when two or more sinks of a source write that same text: the
+    /// first to need it renders it, the others copy it (`ship::encode`).
+    pub rendering: OnceLock<Rendering>,
+}
+
+/// All the records of a batch encoded once, with where each record ends, so a sink can copy
+/// any run of whole records from it.
+#[derive(Debug, Default)]
+pub struct Rendering {
+    pub bytes: Vec<u8>,
+    /// Per record, in order: the position after it (see the module doc) and the end of its
+    /// bytes in `bytes`.
+    pub ends: Vec<(usize, usize)>,
+    /// Holds `bytes` and `ends` against `max_inflight_bytes`, like the batch's own guard.
+    pub budget: Option<BudgetGuard>,
+}
+
+impl Rendering {
+    /// The heap memory the rendering holds.
+    pub fn heap_bytes(&self) -> usize {
+        self.bytes.capacity() + self.ends.capacity() * std::mem::size_of::<(usize, usize)>()
+    }
 }
 
 impl Table {
@@ -276,10 +298,7 @@ impl Records {
     /// The number of records.
     pub fn len(&self) -> usize {
         match &self.body {
-            Body::Lines { .. } => {
-                let d = self.data();
-                memchr::memchr_iter(b'\n', d).count() + usize::from(!d.is_empty() && !d.ends_with(b"\n"))
-            }
+            Body::Lines { .. } => crate::chunk::count_lines(self.data()),
             Body::Table(t) => t.records.len(),
         }
     }
@@ -428,6 +447,7 @@ pub mod testing {
             body: Body::Table(t),
             end: Mark::default(),
             budget: None,
+            rendering: Default::default(),
         })
     }
 

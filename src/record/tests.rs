@@ -26,6 +26,7 @@ fn lines_of(data: &'static [u8], tail_truncated: bool) -> Records {
         body: Body::Lines { utf8: true },
         end: Mark::at(100 + data.len() as u64, data),
         budget: None,
+        rendering: Default::default(),
     }
 }
 

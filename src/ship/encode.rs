@@ -14,10 +14,11 @@
 
 use std::sync::Arc;
 
+use crate::budget::Budget;
 use crate::chunk::{Chunk, FileMeta};
 use crate::config::Encoding;
 use crate::mark::Mark;
-use crate::record::{Body, Context, Field, Records, Text, Value};
+use crate::record::{Body, Context, Field, Records, Rendering, Text, Value};
 use crate::ship::escape::{escape_into, escape_line_into};
 use crate::timefmt;
 
@@ -188,6 +189,32 @@ impl FieldsWriter {
 pub struct Encoder {
     encoding: Encoding,
     consts: Consts,
+    /// The calendar text of the last event time's second.
+    event_second: timefmt::SecondText,
+    shared: Option<Shared>,
+}
+
+/// Sources whose NDJSON several sinks write: the same text, since an NDJSON record depends on
+/// nothing but the record. For those, the first sink to reach a batch renders all of it into
+/// `Records::rendering` and every sink copies runs of it, so a second sink costs a copy, not
+/// a second encoding.
+#[derive(Clone)]
+pub struct Shared {
+    /// Indexed by source.
+    pub sources: Arc<[bool]>,
+    /// Renderings are charged to it, like the batch they belong to.
+    pub budget: Arc<Budget>,
+}
+
+/// Records written by one call, for a batch's rendering: after each, the position after it
+/// and the output's length.
+type Ends<'a> = Option<&'a mut Vec<(usize, usize)>>;
+
+#[inline]
+fn push_end(ends: &mut Ends<'_>, pos: usize, out_len: usize) {
+    if let Some(e) = ends.as_deref_mut() {
+        e.push((pos, out_len));
+    }
 }
 
 impl Encoder {
@@ -195,6 +222,16 @@ impl Encoder {
         Encoder {
             encoding,
             consts: Consts::default(),
+            event_second: timefmt::SecondText::default(),
+            shared: None,
+        }
+    }
+
+    /// An encoder that shares its NDJSON renderings of `shared.sources` with other sinks.
+    pub fn sharing(encoding: Encoding, shared: Shared) -> Encoder {
+        Encoder {
+            shared: Some(shared),
+            ..Encoder::new(encoding)
         }
     }
 
@@ -235,6 +272,50 @@ impl Encoder {
                 None => (from, 0),
             };
         }
+        if let Some(budget) = self.shares(records) {
+            let r = records.rendering.get_or_init(|| self.render(records, &budget));
+            return copy_rendered(r, from, out, limits);
+        }
+        self.ndjson(records, from, out, limits, None)
+    }
+
+    /// The budget to charge a rendering to, if `records` come from a shared source.
+    fn shares(&self, records: &Records) -> Option<Arc<Budget>> {
+        let s = self.shared.as_ref()?;
+        let source = records.context.file.source;
+        s.sources
+            .get(source)
+            .copied()
+            .unwrap_or(false)
+            .then(|| Arc::clone(&s.budget))
+    }
+
+    /// All of `records` as NDJSON, with where each record ends.
+    fn render(&mut self, records: &Records, budget: &Arc<Budget>) -> Rendering {
+        let all = Limits {
+            max_events: usize::MAX,
+            max_bytes: usize::MAX,
+        };
+        let mut r = Rendering {
+            // NDJSON of raw lines is about three times their size.
+            bytes: Vec::with_capacity(records.data().len() * 3 + 4096),
+            ends: Vec::new(),
+            budget: None,
+        };
+        self.ndjson(records, 0, &mut r.bytes, all, Some(&mut r.ends));
+        r.budget = Some(budget.take(r.heap_bytes()));
+        r
+    }
+
+    /// `encode` for NDJSON, written here; `ends` collects where each record ends.
+    fn ndjson(
+        &mut self,
+        records: &Records,
+        from: usize,
+        out: &mut Vec<u8>,
+        limits: Limits,
+        ends: Ends<'_>,
+    ) -> (usize, usize) {
         self.consts.prepare_context(&records.context);
         match &records.body {
             Body::Lines { utf8 } => {
@@ -243,16 +324,18 @@ impl Encoder {
                 };
                 self.consts.prepare_time(chunk.observed_ns);
                 if *utf8 {
-                    self.lines_valid(records, from, out, limits)
+                    self.lines_valid(records, from, out, limits, ends)
                 } else {
-                    self.lines_lossy(records, from, out, limits)
+                    self.lines_lossy(records, from, out, limits, ends)
                 }
             }
             Body::Table(t) => {
+                let mut ends = ends;
                 let mut pos = from;
                 while pos < t.records.len() && !limits.reached(pos - from, out.len()) {
                     self.write_record(out, records, pos);
                     pos += 1;
+                    push_end(&mut ends, pos, out.len());
                 }
                 (pos, pos - from)
             }
@@ -261,7 +344,14 @@ impl Encoder {
 
     /// NDJSON of `raw` lines from valid UTF-8: the hot path. One scan per line finds its end
     /// and its bytes to escape.
-    fn lines_valid(&self, records: &Records, from: usize, out: &mut Vec<u8>, limits: Limits) -> (usize, usize) {
+    fn lines_valid(
+        &self,
+        records: &Records,
+        from: usize,
+        out: &mut Vec<u8>,
+        limits: Limits,
+        mut ends: Ends<'_>,
+    ) -> (usize, usize) {
         let Some(chunk) = records.chunk.as_ref() else {
             return (from, 0);
         };
@@ -283,13 +373,21 @@ impl Encoder {
             );
             pos = next;
             n += 1;
+            push_end(&mut ends, pos, out.len());
         }
         (pos, n)
     }
 
     /// NDJSON of `raw` lines from a chunk with invalid UTF-8 somewhere: lines that have it are
     /// repaired (U+FFFD).
-    fn lines_lossy(&self, records: &Records, from: usize, out: &mut Vec<u8>, limits: Limits) -> (usize, usize) {
+    fn lines_lossy(
+        &self,
+        records: &Records,
+        from: usize,
+        out: &mut Vec<u8>,
+        limits: Limits,
+        mut ends: Ends<'_>,
+    ) -> (usize, usize) {
         let c = &self.consts;
         let (mut pos, mut n) = (from, 0);
         while !limits.reached(n, out.len()) {
@@ -300,6 +398,7 @@ impl Encoder {
             self.raw_tail(out, r.flags.continuation, r.flags.truncated);
             pos = next;
             n += 1;
+            push_end(&mut ends, pos, out.len());
         }
         (pos, n)
     }
@@ -322,15 +421,16 @@ impl Encoder {
         let Body::Table(t) = &records.body else { return };
         let rec = &t.records[index];
         self.consts.prepare_time(rec.observed_ns);
-        let c = &self.consts;
-        match rec.time_ns {
-            Some(ns) => {
-                out.extend_from_slice(br#"{"timestamp":""#);
-                timefmt::rfc3339_nanos(ns, out);
-                out.extend_from_slice(&c.after_event_time);
-            }
-            None => out.extend_from_slice(&c.head_observed),
+        if let Some(ns) = rec.time_ns {
+            out.extend_from_slice(br#"{"timestamp":""#);
+            self.event_second.write(ns, out);
         }
+        let c = &self.consts;
+        out.extend_from_slice(if rec.time_ns.is_some() {
+            &c.after_event_time
+        } else {
+            &c.head_observed
+        });
         if let Some(level) = rec.level {
             out.extend_from_slice(br#","level":""#);
             out.extend_from_slice(level.as_str().as_bytes());
@@ -356,6 +456,23 @@ impl Encoder {
         fields.close(out);
         out.extend_from_slice(&c.record_end);
     }
+}
+
+/// `encode` from a batch's rendering: the whole records from position `from` that fit the
+/// limits, copied as one run.
+fn copy_rendered(r: &Rendering, from: usize, out: &mut Vec<u8>, limits: Limits) -> (usize, usize) {
+    // Records before `from` are those whose position-after is at most `from`.
+    let first = r.ends.partition_point(|&(pos, _)| pos <= from);
+    let start = if first == 0 { 0 } else { r.ends[first - 1].1 };
+    let base = out.len();
+    let (mut k, mut end) = (first, start);
+    while k < r.ends.len() && !limits.reached(k - first, base + (end - start)) {
+        end = r.ends[k].1;
+        k += 1;
+    }
+    out.extend_from_slice(&r.bytes[start..end]);
+    let pos = if k == first { from } else { r.ends[k - 1].0 };
+    (pos, k - first)
 }
 
 /// Text as a JSON string (a literal is one already).

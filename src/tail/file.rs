@@ -52,6 +52,10 @@ pub struct Tracked {
     pub at_eof: bool,
     /// Size seen at the last stat.
     pub size: u64,
+    /// For a copy adopted after a copytruncate: where the live file was truncated. Nothing
+    /// past it is read, and the copy is closed once read up to it; bytes beyond it (the next
+    /// rotation rewriting the same copy) belong to a later generation, read from the live file.
+    pub limit: Option<u64>,
 }
 
 /// What a read attempt found.
@@ -73,8 +77,13 @@ impl Tracked {
         if size < self.read_offset {
             return Ok(ReadResult::Truncated);
         }
-        let avail = size - self.read_offset;
+        let end = self.limit.map_or(size, |l| l.min(size));
+        let avail = end.saturating_sub(self.read_offset);
         if avail == 0 {
+            if size == self.read_offset && self.limit.is_none() && self.rewritten_before_offset()? {
+                // Truncated and refilled to exactly our offset: the size says nothing.
+                return Ok(ReadResult::Truncated);
+            }
             self.at_eof = true;
             return Ok(ReadResult::Eof);
         }
@@ -96,17 +105,13 @@ impl Tracked {
             self.at_eof = true;
             return Ok(ReadResult::Eof);
         }
-        if self.read_offset > 0 && !self.last_bytes.is_empty() {
-            // The refill race: the writer truncated the file and wrote past our offset
-            // before we looked, so the size alone shows nothing; the bytes just before our
-            // offset then differ from the ones we read there. Checked after the read, so a
-            // truncation racing with it cannot pass new bytes off as old ones.
-            let n = self.last_bytes.len();
-            let now = identity::read_at(&self.file, self.read_offset - n as u64, n)?;
-            if now != self.last_bytes {
-                self.buf.truncate(old_len);
-                return Ok(ReadResult::Truncated);
-            }
+        // The refill race: the writer truncated the file and wrote past our offset before
+        // we looked, so the size alone shows nothing; the bytes just before our offset then
+        // differ from the ones we read there. Checked after the read, so a truncation racing
+        // with it cannot pass new bytes off as old ones.
+        if self.rewritten_before_offset()? {
+            self.buf.truncate(old_len);
+            return Ok(ReadResult::Truncated);
         }
         self.at_eof = filled as u64 == avail;
         self.read_offset += filled as u64;
@@ -128,11 +133,26 @@ impl Tracked {
         Ok(ReadResult::Data(filled))
     }
 
+    /// Whether the bytes just before `read_offset` are no longer the ones read there.
+    fn rewritten_before_offset(&self) -> io::Result<bool> {
+        if self.read_offset == 0 || self.last_bytes.is_empty() {
+            return Ok(false);
+        }
+        let n = self.last_bytes.len();
+        let now = identity::read_at(&self.file, self.read_offset - n as u64, n)?;
+        Ok(now != self.last_bytes)
+    }
+
     /// A partial line sits at the end of what is on disk, waiting for its newline. (One cut
     /// short by the in-flight budget, or with new bytes not read yet, has its rest unread,
     /// not missing: the partial-line timeout does not apply to it.)
     pub fn waits_for_newline(&self) -> bool {
         !self.buf.is_empty() && self.at_eof && !self.dirty
+    }
+
+    /// An adopted copy read up to where its live file was truncated: nothing more is ours.
+    pub fn copy_done(&self) -> bool {
+        self.limit.is_some_and(|l| self.read_offset >= l)
     }
 
     /// Takes the file offset for the next `len` bytes handed on, advancing `buf_offset`.
@@ -189,6 +209,7 @@ mod tests {
             dirty: true,
             at_eof: false,
             size: 0,
+            limit: None,
         }
     }
 
@@ -248,6 +269,33 @@ mod tests {
         assert!(read_all(&mut t).1);
         t.restart_generation(2);
         assert_eq!(read_all(&mut t), (b"line 3\nline 4\nline 5\n".to_vec(), false));
+    }
+
+    #[test]
+    fn notices_truncation_refilled_to_exactly_the_old_offset() {
+        let path = tempfile::NamedTempFile::new().unwrap();
+        let w = path.reopen().unwrap();
+        w.write_all_at(b"aa\nbb\n", 0).unwrap();
+        let mut t = tracked(File::open(path.path()).unwrap());
+        read_all(&mut t);
+        w.set_len(0).unwrap();
+        w.write_all_at(b"cc\ndd\n", 0).unwrap();
+        assert!(read_all(&mut t).1, "same size, other bytes: a truncation");
+    }
+
+    #[test]
+    fn a_bounded_copy_is_not_read_past_its_limit_nor_taken_for_truncated() {
+        let path = tempfile::NamedTempFile::new().unwrap();
+        let w = path.reopen().unwrap();
+        w.write_all_at(b"one\ntwo\n", 0).unwrap();
+        let mut t = tracked(File::open(path.path()).unwrap());
+        t.limit = Some(4);
+        assert_eq!(read_all(&mut t), (b"one\n".to_vec(), false));
+        assert!(t.copy_done());
+        // The next rotation rewrites the copy: nothing of it is read.
+        w.set_len(0).unwrap();
+        w.write_all_at(b"ONE\nTWO\nTHREE\n", 0).unwrap();
+        assert_eq!(read_all(&mut t), (Vec::new(), false));
     }
 
     #[test]

@@ -98,6 +98,12 @@ impl LineSplitter {
         Some(split)
     }
 
+    /// Whether nothing of a line is pending in the splitter itself (not in the middle of an
+    /// over-long line), so the file can be closed and reopened at its offset.
+    pub fn is_idle(&self) -> bool {
+        !self.in_long_line
+    }
+
     /// Forgets everything about the buffer (the caller replaced it, e.g. after a truncation).
     pub fn reset(&mut self) {
         self.in_long_line = false;

@@ -12,14 +12,17 @@
 //! beside it, each in an `impl Tailer` of its own file: `watch` (inotify, rescans, finding
 //! files), `resume` (where a newly opened file starts, and files rotated while the agent was
 //! down), `read` (reading, partial lines, handing chunks to the adapt lanes), `rotation`
-//! (rename, delete, truncation, copytruncate's copy). `ledger` is all the tailer tells the
+//! (rename, delete, truncation, copytruncate's copy), `park` (the open-file cap, and files
+//! taking turns past it). `index` finds files by inode; `ledger` is all the tailer tells the
 //! checkpoint.
 
 pub mod discover;
 pub mod file;
 pub mod identity;
+mod index;
 mod ledger;
 pub mod lines;
+mod park;
 mod read;
 mod resume;
 mod rotation;
@@ -40,6 +43,7 @@ use self::discover::Root;
 use self::file::{FileKey, Tracked};
 use self::ledger::Ledger;
 use self::lines::Split;
+use self::park::Parking;
 use self::watch::Watch;
 use crate::budget::Budget;
 use crate::checkpoint::{Entry, Msg};
@@ -74,11 +78,15 @@ pub struct Tailer {
     rescan_interval: Duration,
     rotate_wait: Duration,
     read_bytes: usize,
+    /// The open-file cap: `max_open_files`, held below the descriptor limit (`park`).
     max_open_files: usize,
     first_start: bool,
     saved: HashMap<FileKey, Entry>,
     files: HashMap<FileKey, Tracked>,
+    /// The path of every attached file, open or parked.
     by_path: HashMap<PathBuf, FileKey>,
+    /// Files whose descriptor was closed to stay within the cap, and those waiting for one.
+    parking: Parking,
     /// Paths whose open failed, so the failure is logged once, not at every rescan.
     failed: HashSet<PathBuf>,
     lanes: Vec<Sender<Arc<Chunk>>>,
@@ -108,7 +116,7 @@ pub fn run(ctx: TailContext) {
         rescan_interval: settings.rescan_interval,
         rotate_wait: settings.rotate_wait,
         read_bytes: settings.read_buffer_bytes,
-        max_open_files: settings.max_open_files,
+        max_open_files: park::process_cap(settings.max_open_files, &settings.sinks),
         first_start: saved.is_none(),
         saved: saved
             .unwrap_or_default()
@@ -117,6 +125,7 @@ pub fn run(ctx: TailContext) {
             .collect(),
         files: HashMap::new(),
         by_path: HashMap::new(),
+        parking: Parking::default(),
         failed: HashSet::new(),
         lanes,
         ledger: Ledger::new(checkpoints),
@@ -139,10 +148,19 @@ struct LoopState {
 
 impl Tailer {
     fn run_loop(&mut self, shutdown: &Receiver<()>) {
+        // Watches first: a file created or renamed while the startup scan runs is seen by its
+        // events, queued until the loop takes them.
         let mut watch = Watch::start();
         watch.watch_roots(&self.roots);
+        tracing::info!(directories = watch.watched(), "watching directories; scanning");
+        let started = Instant::now();
         self.rescan(true);
         self.resume_renamed_while_down();
+        tracing::info!(
+            files = self.files.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "startup scan done"
+        );
         self.metrics.ready.store(true, Ordering::Relaxed);
         let mut state = LoopState {
             next_rescan: Instant::now() + self.rescan_interval,
@@ -155,8 +173,15 @@ impl Tailer {
                 self.take_events(&mut watch, &mut state);
             }
             self.poll_detached(&mut state);
+            if !draining {
+                self.take_turns();
+            }
             let blocked = self.read_dirty();
             self.flush_and_close(draining);
+            if !blocked && !draining {
+                // Files just read to their end can make room for those waiting.
+                self.take_turns();
+            }
             if !blocked && state.drain_to.as_ref().is_some_and(|to| self.drained(to)) {
                 break;
             }
@@ -175,9 +200,15 @@ impl Tailer {
         while let Ok(ev) = watch.events.try_recv() {
             self.on_event(ev);
         }
-        if watch.take_overflow() || Instant::now() >= state.next_rescan {
+        let overflow = watch.take_overflow();
+        if overflow || Instant::now() >= state.next_rescan {
             watch.watch_roots(&self.roots);
             self.rescan(false);
+            if overflow {
+                // Files the last run saved and we have not found yet may have been renamed
+                // while the events were lost: look for them by inode too.
+                self.resume_renamed_while_down();
+            }
             state.next_rescan = Instant::now() + self.rescan_interval;
         }
     }

@@ -3,16 +3,18 @@
 //! agent's first start, else at its beginning. Also the files rotated by rename while the
 //! agent was down, and the uids that key a file generation's checkpoint entry.
 
-use std::fs::{self, File};
+use std::collections::{BTreeSet, HashSet};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use bytes::BytesMut;
 
+use super::discover;
 use super::file::{FileKey, Tracked};
 use super::identity::{self, Fingerprint};
+use super::index;
 use super::lines::LineSplitter;
 use super::Tailer;
 use crate::checkpoint::Entry;
@@ -23,12 +25,12 @@ use crate::timefmt;
 
 /// Where a file generation starts, and what it continues from a checkpoint entry.
 #[derive(Debug, Default)]
-struct Start {
-    offset: u64,
-    generation: u32,
-    id_seed: Option<u64>,
+pub(super) struct Start {
+    pub(super) offset: u64,
+    pub(super) generation: u32,
+    pub(super) id_seed: Option<u64>,
     /// The saved entry's key, when the file resumes it.
-    uid: Option<u64>,
+    pub(super) uid: Option<u64>,
 }
 
 impl Tailer {
@@ -51,6 +53,20 @@ impl Tailer {
             },
             None => Start::default(),
         };
+        self.track(file, key, size, path, source, start)
+    }
+
+    /// Starts tailing `file` at `start` and registers it: from the moment it is opened, the
+    /// file is in the checkpoint, so a restart finds it even if it is renamed away meanwhile.
+    pub(super) fn track(
+        &mut self,
+        file: File,
+        key: FileKey,
+        size: u64,
+        path: &Path,
+        source: usize,
+        start: Start,
+    ) -> io::Result<Tracked> {
         let fp = identity::fingerprint(&file, size)?;
         let uid = start.uid.unwrap_or_else(|| new_uid(key, start.generation));
         let last_bytes = identity::bytes_before(&file, start.offset)?;
@@ -77,6 +93,7 @@ impl Tailer {
             dirty: true,
             at_eof: false,
             size,
+            limit: None,
         };
         self.ledger.register(&t, &self.sources[source].name, at);
         Ok(t)
@@ -115,38 +132,49 @@ impl Tailer {
     /// file is still in its directory under another name (`app.log` → `app.log.1`), possibly
     /// one the globs do not match, it is resumed at its checkpoint and drained like a file
     /// rotated while we ran, so the lines written between the stop and the rotation are
-    /// not lost.
+    /// not lost. Run at start, and again after lost inotify events: a saved file renamed
+    /// while we were blind is found the same way.
+    ///
+    /// The saved entries are already keyed by (device, inode), so this is one listing per
+    /// directory (`index::find`), whatever the number of entries.
     pub(super) fn resume_renamed_while_down(&mut self) {
-        // Offset 0 included: a file the agent had read but whose lines no sink had confirmed
-        // yet (the collector was down) is still ours to drain. A file of which nothing was
-        // seen (no fingerprint) could be anyone's.
-        let mut leftovers: Vec<Entry> = self
+        if self.saved.is_empty() {
+            return;
+        }
+        let wanted: HashSet<FileKey> = self.saved.keys().copied().collect();
+        let dirs: Vec<PathBuf> = self
             .saved
             .values()
-            .filter(|e| e.at.offset > 0 || e.fp_len > 0)
-            .cloned()
+            .filter_map(|e| Path::new(&e.path).parent().map(Path::to_path_buf))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
             .collect();
-        leftovers.sort_by_key(|e| e.at.offset);
-        for e in leftovers {
+        let found = index::find(dirs.iter().map(PathBuf::as_path), &wanted);
+        // Offset 0 included: a file registered when it was still empty, or whose lines no
+        // sink had confirmed yet (the collector was down), is still ours to drain. A file at a
+        // name the globs match is the scan's (it may only be waiting for a descriptor).
+        let mut leftovers: Vec<(Entry, index::Found)> = found
+            .into_iter()
+            .filter_map(|(key, at)| {
+                let e = self.saved.get(&key)?;
+                let ours = at.len > e.at.offset
+                    && !self.files.contains_key(&key)
+                    && discover::source_for(&self.sources, &at.path).is_none()
+                    && !reused(e, &at);
+                ours.then(|| (e.clone(), at))
+            })
+            .collect();
+        leftovers.sort_by_key(|(e, _)| e.at.offset);
+        for (e, at) in leftovers {
             let Some(source) = self.sources.iter().position(|s| s.name == e.source) else {
                 continue;
             };
-            let Some(dir) = Path::new(&e.path).parent() else {
-                continue;
-            };
-            let Ok(listing) = fs::read_dir(dir) else { continue };
-            let found = listing.flatten().find(|d| {
-                d.metadata()
-                    .is_ok_and(|m| m.is_file() && m.dev() == e.dev && m.ino() == e.ino && m.len() > e.at.offset)
-            });
-            let Some(found) = found else { continue };
-            let path = found.path();
-            if self.files.len() >= self.max_open_files {
-                tracing::warn!(path = %path.display(), "open-file budget reached; a file rotated while stopped is not drained");
+            if !self.free_slot() {
+                tracing::warn!(path = %at.path.display(), "open-file cap reached; a file rotated while stopped is not drained");
                 add(&self.metrics.files_closed_before_eof, 1);
                 continue;
             }
-            self.resume_renamed(&e, &path, source);
+            self.resume_renamed(&e, &at.path, source);
         }
     }
 
@@ -166,6 +194,7 @@ impl Tailer {
         let ours = identity::fingerprint_matches(&file, fp).unwrap_or(false)
             && (e.at.offset == 0 || identity::validator_matches(&file, &e.at).unwrap_or(false));
         if !ours {
+            self.saved.remove(&key);
             return;
         }
         match self.start_file(file, key, size, path, source, false) {
@@ -180,6 +209,18 @@ impl Tailer {
             Err(err) => self.open_failed(path, &err),
         }
     }
+}
+
+/// Whether the file found with `e`'s inode was created after `e` last changed: the inode was
+/// reused by a newer file. Matters for entries without a fingerprint (the file was empty when
+/// seen), which any file would match.
+fn reused(e: &Entry, at: &index::Found) -> bool {
+    if e.fp_len > 0 || e.updated == 0 {
+        return false;
+    }
+    let saved = UNIX_EPOCH + Duration::from_secs(e.updated);
+    // `updated` has whole seconds; a file created in the same second is not newer.
+    at.created.is_some_and(|c| c > saved + Duration::from_secs(1))
 }
 
 /// A fresh checkpoint key for a file generation.

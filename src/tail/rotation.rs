@@ -12,7 +12,7 @@ use std::time::Instant;
 use super::discover;
 use super::file::FileKey;
 use super::identity;
-use super::resume::new_uid;
+use super::resume::{new_uid, Start};
 use super::Tailer;
 use crate::mark::Mark;
 use crate::metrics::add;
@@ -21,6 +21,10 @@ impl Tailer {
     /// The file's path now leads elsewhere (rename rotation) or nowhere (deleted): keep
     /// reading the open descriptor to its end.
     pub(super) fn detach(&mut self, key: FileKey) {
+        if self.parking.parked.contains_key(&key) {
+            // Its turn finds where it went (by inode) and drains it from there.
+            return self.parking.want(key);
+        }
         if let Some(f) = self.files.get_mut(&key) {
             if f.attached {
                 f.attached = false;
@@ -43,9 +47,15 @@ impl Tailer {
         let Some(source) = discover::source_for(&self.sources, from) else {
             return;
         };
-        let known = fs::metadata(to).is_ok_and(|m| self.files.contains_key(&(m.dev(), m.ino())));
-        if known {
-            return;
+        let to_key = fs::metadata(to).ok().map(|m| (m.dev(), m.ino()));
+        if let Some(k) = to_key {
+            if self.files.contains_key(&k) {
+                return;
+            }
+            if self.parking.parked.contains_key(&k) {
+                // Parked: its turn finds it at its new name (by inode) and drains it there.
+                return self.detach(k);
+            }
         }
         self.discover(to, source, false);
         if let Some(&key) = self.by_path.get(to) {
@@ -55,26 +65,41 @@ impl Tailer {
     }
 
     /// Closes the rotated-away files that are read to their end and have not grown for
-    /// `rotate_wait` (as of `now`): their writer has moved on.
+    /// `rotate_wait` (as of `now`): their writer has moved on. An adopted copy is closed as
+    /// soon as it is read up to its bound: nobody writes to a copy, and the next rotation may
+    /// rewrite it.
     pub(super) fn close_drained(&mut self, now: Instant) {
         let close: Vec<FileKey> = self
             .files
             .iter()
-            .filter(|(_, f)| !f.attached && f.at_eof && !f.dirty && now >= f.last_growth + self.rotate_wait)
+            .filter(|(_, f)| {
+                !f.attached && f.at_eof && !f.dirty && (f.copy_done() || now >= f.last_growth + self.rotate_wait)
+            })
             .map(|(k, _)| *k)
             .collect();
         for k in close {
             self.flush_partial(k);
-            if let Some(f) = self.files.remove(&k) {
-                self.metrics.open_files.fetch_sub(1, Ordering::Relaxed);
-                tracing::debug!(path = %f.path.display(), "closed drained rotated file");
-                self.ledger.closed(f.uid);
+            self.close_file(k);
+        }
+    }
+
+    /// Closes a file for good: nothing more will be read from it.
+    pub(super) fn close_file(&mut self, key: FileKey) {
+        if let Some(f) = self.files.remove(&key) {
+            self.metrics.open_files.fetch_sub(1, Ordering::Relaxed);
+            if f.attached && self.by_path.get(&f.path) == Some(&key) {
+                self.by_path.remove(&f.path);
             }
+            tracing::debug!(path = %f.path.display(), "closed drained rotated file");
+            self.ledger.closed(f.uid);
         }
     }
 
     pub(super) fn truncated(&mut self, key: FileKey) {
         add(&self.metrics.truncations, 1);
+        if self.files[&key].limit.is_some() {
+            return self.copy_rewritten(key);
+        }
         if self.adopt_copy(key) {
             // The copy holds the partial line too; it is read from there.
             let f = self.files.get_mut(&key).expect("file is tracked");
@@ -82,12 +107,7 @@ impl Tailer {
         } else {
             // The rest of a line we had only begun to read went with the truncation: ship
             // what we have, marked `truncated` so nobody takes it for the whole line.
-            let f = self.files.get_mut(&key).expect("file is tracked");
-            if let Some(mut s) = f.splitter.flush(&mut f.buf) {
-                s.tail_truncated = true;
-                add(&self.metrics.partial_lines_flushed, 1);
-                self.emit(key, s);
-            }
+            self.flush_cut(key);
         }
         let f = self.files.get_mut(&key).expect("file is tracked");
         tracing::info!(path = %f.path.display(), offset = f.read_offset, "file truncated; reading it again from the start");
@@ -100,10 +120,36 @@ impl Tailer {
         self.ledger.register(f, &self.sources[f.source].name, Mark::default());
     }
 
+    /// Ships the partial line of `key` as far as it got, marked `truncated`: its rest is gone.
+    fn flush_cut(&mut self, key: FileKey) {
+        let f = self.files.get_mut(&key).expect("file is tracked");
+        if let Some(mut s) = f.splitter.flush(&mut f.buf) {
+            s.tail_truncated = true;
+            add(&self.metrics.partial_lines_flushed, 1);
+            self.emit(key, s);
+        }
+    }
+
+    /// An adopted copy was rewritten (the next `cp` over the same file) before we read all of
+    /// it: its new content is a later generation of the live file, read there, never here.
+    /// What we had not read of the old content is gone with it.
+    fn copy_rewritten(&mut self, key: FileKey) {
+        let f = &self.files[&key];
+        let unread = f.limit.unwrap_or(0).saturating_sub(f.read_offset);
+        if unread > 0 {
+            add(&self.metrics.files_closed_before_eof, 1);
+            tracing::warn!(path = %f.path.display(), offset = f.read_offset, unread, "copy rewritten by the next rotation before it was read to where its file was truncated; those lines are lost");
+        }
+        self.flush_cut(key);
+        self.close_file(key);
+    }
+
     /// copytruncate copies the file (to `app.log.1`, say) and then truncates it. Lines the
     /// writer added after our last read and before the truncation survive only in the copy.
     /// Look for that copy next to the file — same first bytes, same bytes just before our
-    /// offset — and read the rest of the old content from it. Returns true if found.
+    /// offset — and read the rest of the old content from it, up to the copy's size now (where
+    /// the live file was when it was copied, just before the truncation). Returns true if
+    /// found.
     fn adopt_copy(&mut self, key: FileKey) -> bool {
         let f = &self.files[&key];
         let (resume, end) = (f.buf_offset, f.read_offset);
@@ -124,10 +170,13 @@ impl Tailer {
             let path = entry.path();
             let Ok(m) = fs::metadata(&path) else { continue };
             let copy_key = (m.dev(), m.ino());
+            // A copy adopted at an earlier rotation may be rewritten in place by this one
+            // (`cp` over an existing file keeps its inode): it is a candidate again.
+            let earlier_copy = self.files.get(&copy_key).is_some_and(|c| c.limit.is_some());
             if !m.is_file()
                 || m.len() < end
                 || copy_key == key
-                || self.files.contains_key(&copy_key)
+                || (self.files.contains_key(&copy_key) && !earlier_copy)
                 || discover::source_for(&self.sources, &path).is_some()
             {
                 continue;
@@ -139,21 +188,26 @@ impl Tailer {
             if !same_tail {
                 continue;
             }
-            let Ok(mut t) = self.start_file(file, copy_key, m.len(), &path, source, false) else {
+            if earlier_copy {
+                self.copy_rewritten(copy_key);
+            } else if !self.free_slot() {
+                tracing::warn!(path = %original.display(), copy = %path.display(), "open-file cap reached; the lines only the copy holds are not read");
+                add(&self.metrics.files_closed_before_eof, 1);
+                return false;
+            }
+            // Continue the old generation's ids and its partial line from the copy.
+            let start = Start {
+                offset: resume,
+                generation,
+                id_seed: seed,
+                uid: None,
+            };
+            let Ok(mut t) = self.track(file, copy_key, m.len(), &path, source, start) else {
                 continue;
             };
-            tracing::info!(path = %original.display(), copy = %path.display(), offset = end, "reading the lines written before the truncation from the copy");
-            // Continue the old generation's ids and its partial line from the copy.
-            t.generation = generation;
-            t.id_seed = seed;
-            t.read_offset = resume;
-            t.buf_offset = resume;
-            t.last_bytes = identity::bytes_before(&t.file, resume).unwrap_or_default();
+            tracing::info!(path = %original.display(), copy = %path.display(), offset = end, until = m.len(), "reading the lines written before the truncation from the copy");
             t.attached = false;
-            // `start_file` registered the copy at byte 0: its checkpoint must start where the
-            // reading does, or a restart before its first ack reads the whole copy again.
-            let at = Mark::at(resume, &t.last_bytes);
-            self.ledger.register(&t, &self.sources[source].name, at);
+            t.limit = Some(m.len());
             add(&self.metrics.files_discovered, 1);
             add(&self.metrics.open_files, 1);
             self.files.insert(copy_key, t);

@@ -56,14 +56,20 @@ fn temp() -> tempfile::TempDir {
 }
 
 fn settings(dir: &Path, source_extra: &str) -> Settings {
+    settings_with(dir, "", "app.log", source_extra)
+}
+
+/// Settings with extra top-level keys and the source's glob under `logs/`.
+fn settings_with(dir: &Path, top: &str, glob: &str, source_extra: &str) -> Settings {
     let text = format!(
         r#"
         data_dir = "{d}/data"
         rescan_interval = "50ms"
         rotate_wait = "300ms"
+        {top}
         [[sources]]
         name = "app"
-        include = ["{d}/logs/app.log"]
+        include = ["{d}/logs/{glob}"]
         {source_extra}
         [[sinks]]
         type = "tcp"
@@ -77,6 +83,10 @@ fn settings(dir: &Path, source_extra: &str) -> Settings {
 impl Tail {
     fn start(dir: tempfile::TempDir, source_extra: &str, saved: Option<Vec<Entry>>) -> Tail {
         let settings = settings(dir.path(), source_extra);
+        Tail::start_with(dir, settings, saved)
+    }
+
+    fn start_with(dir: tempfile::TempDir, settings: Settings, saved: Option<Vec<Entry>>) -> Tail {
         let (lane_tx, chunks) = crossbeam_channel::bounded(64);
         let (cp_tx, checkpoints) = crossbeam_channel::unbounded();
         let (shutdown_tx, shutdown) = crossbeam_channel::bounded(0);
@@ -350,4 +360,183 @@ fn a_byte_order_mark_is_not_part_of_the_first_line() {
     assert_eq!(first.offset, 3, "offsets stay the file's own");
     assert_eq!(t.line("second").offset, 19);
     t.stop();
+}
+
+/// Truncates `path` to nothing, as `truncate -s 0` does.
+fn truncate(path: &Path) {
+    OpenOptions::new().write(true).open(path).unwrap().set_len(0).unwrap();
+}
+
+/// `cp src dst` over an existing `dst`: the same inode, rewritten.
+fn cp_in_place(src: &Path, dst: &Path) {
+    let data = fs::read(src).unwrap();
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(dst)
+        .unwrap();
+    f.write_all(&data).unwrap();
+}
+
+#[test]
+fn an_adopted_copy_is_read_only_up_to_where_its_file_was_truncated() {
+    let dir = temp();
+    let log = dir.path().join("logs/app.log");
+    append(&log, "c1\nc2\n");
+    let mut t = Tail::start(dir, "", None);
+    t.line("c2");
+    append(&log, "c3\n");
+    let copy = t.path("app.log.1");
+    fs::copy(&log, &copy).unwrap();
+    truncate(&log);
+    let adopted = t.registered(&copy);
+    // Bytes past the bound: the next rotation rewriting the copy, or anything else. They are
+    // not the old generation's, and must not come out of the copy.
+    append(&copy, "beyond\n");
+    append(&log, "d1\n");
+    t.line("c3");
+    assert_eq!(t.line("d1").offset, 0);
+    t.msg("Closed", |m| matches!(m, Msg::Closed { uid } if *uid == adopted.uid));
+    t.stop();
+    let mut texts = t.texts();
+    texts.sort_unstable();
+    assert_eq!(
+        texts,
+        ["c1", "c2", "c3", "d1"],
+        "each line once, nothing past the bound"
+    );
+}
+
+#[test]
+fn a_copy_rewritten_in_place_by_the_next_rotation_is_not_read_again() {
+    let dir = temp();
+    let log = dir.path().join("logs/app.log");
+    append(&log, "a1\na2\n");
+    let mut t = Tail::start(dir, "", None);
+    let copy = t.path("app.log.1");
+    t.line("a2");
+    for lines in [["b1", "b2"], ["c1", "c2"], ["d1", "d2"]] {
+        // cp app.log app.log.1 && truncate -s 0 app.log, the copy's inode kept.
+        cp_in_place(&log, &copy);
+        truncate(&log);
+        append(&log, &format!("{}\n{}\n", lines[0], lines[1]));
+        t.line(lines[1]);
+    }
+    let ino = fs::metadata(&copy).unwrap().ino();
+    t.stop();
+    let mut texts = t.texts();
+    texts.sort_unstable();
+    assert_eq!(
+        texts,
+        ["a1", "a2", "b1", "b2", "c1", "c2", "d1", "d2"],
+        "each line once although copy {ino} was rewritten twice"
+    );
+}
+
+#[test]
+fn a_file_saved_empty_and_renamed_while_down_is_resumed() {
+    let dir = temp();
+    let log = dir.path().join("logs/app.log");
+    append(&log, "");
+    // Saved when it was still empty: offset 0, no fingerprint.
+    let mut saved = saved_entry(&log, 0, b"");
+    saved.updated = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert_eq!(saved.fp_len, 0);
+    // While down: written, renamed to a name the glob does not match, replaced.
+    append(&log, "old1\nold2\n");
+    let rotated = dir.path().join("logs/app.log.1");
+    fs::rename(&log, &rotated).unwrap();
+    append(&log, "new1\n");
+    let mut t = Tail::start(dir, "", Some(vec![saved]));
+    let old = t.line("old2");
+    assert_eq!(old.uid, 42, "the saved entry is resumed");
+    assert_ne!(t.line("new1").uid, 42);
+    t.stop();
+    let mut texts = t.texts();
+    texts.sort_unstable();
+    assert_eq!(texts, ["new1", "old1", "old2"]);
+}
+
+#[test]
+fn files_past_the_open_file_cap_take_turns_with_quiet_ones() {
+    let dir = temp();
+    for i in 0..5 {
+        append(&dir.path().join(format!("logs/f{i}.log")), &format!("f{i} first\n"));
+    }
+    let settings = settings_with(dir.path(), "max_open_files = 2", "*.log", "");
+    let mut t = Tail::start_with(dir, settings, None);
+    for i in 0..5 {
+        t.line(&format!("f{i} first"));
+    }
+    // Every file gets a second line; parked ones are reopened where they stopped.
+    for i in 0..5 {
+        append(&t.path(&format!("f{i}.log")), &format!("f{i} second\n"));
+    }
+    for i in 0..5 {
+        t.line(&format!("f{i} second"));
+    }
+    assert!(t.metrics.open_files.load(std::sync::atomic::Ordering::Relaxed) <= 2);
+    // A parked file renamed away is found by its inode and drained.
+    let mut w = OpenOptions::new().append(true).open(t.path("f0.log")).unwrap();
+    fs::rename(t.path("f0.log"), t.path("moved.log.1")).unwrap();
+    w.write_all(b"f0 late\n").unwrap();
+    t.line("f0 late");
+    t.stop();
+    let mut texts = t.texts();
+    texts.sort_unstable();
+    let mut want: Vec<String> = (0..5)
+        .flat_map(|i| [format!("f{i} first"), format!("f{i} second")])
+        .collect();
+    want.push("f0 late".into());
+    want.sort_unstable();
+    assert_eq!(texts, want, "each line once");
+}
+
+#[test]
+fn lost_events_make_the_tailer_look_for_saved_files_by_inode() {
+    let dir = temp();
+    // A file the last run saved, which appears in the log directory under a name the glob
+    // does not match only while the tailer is blind.
+    let elsewhere = dir.path().join("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    let saved_path = elsewhere.join("x.log");
+    append(&saved_path, "saved1\n");
+    let mut saved = saved_entry(&saved_path, 7, b"saved1\n");
+    saved.path = dir.path().join("logs/app.log").display().to_string();
+    append(&saved_path, "saved2\n");
+    for i in 0..70 {
+        append(&dir.path().join(format!("logs/f{i}.log")), &format!("f{i}\n"));
+    }
+    let settings = settings_with(dir.path(), "", "f*.log", "");
+    let mut t = Tail::start_with(dir, settings, Some(vec![saved]));
+    // The lane holds 64 chunks: with nobody reading it, the tailer blocks on the 65th file
+    // and its event queue overflows.
+    assert!(wait(|| t.chunks.len() == 64), "the lane did not fill");
+    for i in 0..6000 {
+        append(&t.path(&format!("junk{i}")), "j\n");
+    }
+    fs::rename(&saved_path, t.path("app.log.1")).unwrap();
+    let line = t.line("saved2");
+    assert_eq!(line.uid, 42, "resumed from its saved entry");
+    assert!(t.lines.iter().all(|l| l.text != "saved1"));
+    for i in 0..70 {
+        t.line(&format!("f{i}"));
+    }
+    t.stop();
+}
+
+/// Polls `cond` every 10 ms until it holds or `DEADLINE` passes.
+fn wait(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + DEADLINE;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
 }

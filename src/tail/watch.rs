@@ -10,7 +10,7 @@ use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
@@ -21,6 +21,10 @@ use super::file::FileKey;
 use super::Tailer;
 use crate::metrics::add;
 
+/// Events queued between two turns of the tailer's loop; past it they are dropped and a
+/// rescan stands in for them.
+const EVENT_QUEUE: usize = 8192;
+
 /// The inotify watcher, the events it queued, and the directories it watches.
 pub(super) struct Watch {
     /// `None` when inotify is unavailable, and once the shutdown stopped discovery.
@@ -28,6 +32,8 @@ pub(super) struct Watch {
     pub(super) events: Receiver<notify::Event>,
     /// Events were lost: only a full reconcile can tell what happened.
     overflow: Arc<AtomicBool>,
+    /// Events dropped because our queue was full (the kernel's own overflow has no count).
+    dropped: Arc<AtomicU64>,
     watched: HashSet<PathBuf>,
 }
 
@@ -35,12 +41,14 @@ impl Watch {
     pub(super) fn start() -> Watch {
         // The watcher's callback runs on notify's thread; it must never block, so a full
         // queue only sets `overflow`, which triggers a full reconcile like IN_Q_OVERFLOW.
-        let (ev_tx, events) = crossbeam_channel::bounded::<notify::Event>(8192);
+        let (ev_tx, events) = crossbeam_channel::bounded::<notify::Event>(EVENT_QUEUE);
         let overflow = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&overflow);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let (flag, count) = (Arc::clone(&overflow), Arc::clone(&dropped));
         let watcher = match notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
             Ok(ev) if !ev.need_rescan() => {
                 if ev_tx.try_send(ev).is_err() {
+                    count.fetch_add(1, Ordering::Relaxed);
                     flag.store(true, Ordering::Relaxed);
                 }
             }
@@ -56,13 +64,29 @@ impl Watch {
             watcher,
             events,
             overflow,
+            dropped,
             watched: HashSet::new(),
         }
     }
 
-    /// Whether events were lost since the last call.
+    /// Whether events were lost since the last call; logged, since what was renamed or
+    /// created meanwhile is known only from the rescan that follows.
     pub(super) fn take_overflow(&self) -> bool {
-        self.overflow.swap(false, Ordering::Relaxed)
+        if !self.overflow.swap(false, Ordering::Relaxed) {
+            return false;
+        }
+        let dropped = self.dropped.swap(0, Ordering::Relaxed);
+        tracing::warn!(
+            dropped,
+            queue = EVENT_QUEUE,
+            "file events were lost (our queue or the kernel's inotify queue overflowed); rescanning, and looking for checkpointed files by inode"
+        );
+        true
+    }
+
+    /// How many directories are watched.
+    pub(super) fn watched(&self) -> usize {
+        self.watched.len()
     }
 
     /// Ends discovery by events (the shutdown drain reads only what is known).
@@ -110,9 +134,7 @@ impl Tailer {
                 if data_only {
                     // The common event by far (one per write); the path still leads to the
                     // same file, or a rename/create event says otherwise.
-                    if let Some(f) = self.files.get_mut(&key) {
-                        f.dirty = true;
-                    }
+                    self.touch(key);
                     continue;
                 }
                 self.check_path(&path, key);
@@ -136,14 +158,18 @@ impl Tailer {
         }
     }
 
+    /// The file `key` may have new bytes: read it (or, parked, reopen it when its turn comes).
+    fn touch(&mut self, key: FileKey) {
+        match self.files.get_mut(&key) {
+            Some(f) => f.dirty = true,
+            None => self.parking.want(key),
+        }
+    }
+
     /// Something happened at the path of a tracked file: is it still the same file?
     pub(super) fn check_path(&mut self, path: &Path, key: FileKey) {
         match fs::metadata(path) {
-            Ok(m) if (m.dev(), m.ino()) == key => {
-                if let Some(f) = self.files.get_mut(&key) {
-                    f.dirty = true;
-                }
-            }
+            Ok(m) if (m.dev(), m.ino()) == key => self.touch(key),
             Ok(_) => {
                 self.detach(key);
                 if let Some(source) = discover::source_for(&self.sources, path) {
@@ -167,6 +193,13 @@ impl Tailer {
             match fs::metadata(path) {
                 Ok(m) => {
                     let key = (m.dev(), m.ino());
+                    if let Some(p) = self.parking.parked.get(&key).filter(|p| p.path == *path) {
+                        seen.insert(key);
+                        if m.len() != p.read_offset {
+                            self.parking.want(key);
+                        }
+                        continue;
+                    }
                     match self.files.get_mut(&key) {
                         Some(f) if f.attached && f.path == *path => {
                             seen.insert(key);
@@ -191,21 +224,7 @@ impl Tailer {
                 }
             }
         }
-        let lost: Vec<FileKey> = self
-            .files
-            .iter()
-            .filter(|(k, f)| f.attached && !seen.contains(k))
-            .map(|(k, _)| *k)
-            .collect();
-        for key in lost {
-            // Not matched any more: renamed out of the globs, deleted, or replaced.
-            let path = self.files[&key].path.clone();
-            self.check_path(&path, key);
-            if self.files.get(&key).is_some_and(|f| f.attached) && discover::source_for(&self.sources, &path).is_none()
-            {
-                self.detach(key);
-            }
-        }
+        self.not_seen(&seen);
         for f in self.files.values_mut() {
             if !f.attached {
                 f.dirty = true;
@@ -218,6 +237,36 @@ impl Tailer {
             .map(|f| (f.path.display().to_string(), f.size.saturating_sub(f.read_offset)))
             .collect();
         *self.metrics.file_lag.lock().unwrap_or_else(|p| p.into_inner()) = lag;
+    }
+
+    /// The attached files (open or parked) the reconcile did not find at their path.
+    fn not_seen(&mut self, seen: &HashSet<FileKey>) {
+        let lost: Vec<FileKey> = self
+            .files
+            .iter()
+            .filter(|(k, f)| f.attached && !seen.contains(k))
+            .map(|(k, _)| *k)
+            .collect();
+        let lost_parked: Vec<FileKey> = self
+            .parking
+            .parked
+            .keys()
+            .filter(|k| !seen.contains(k))
+            .copied()
+            .collect();
+        for key in lost_parked {
+            // Renamed or deleted while parked: its turn finds out which.
+            self.parking.want(key);
+        }
+        for key in lost {
+            // Not matched any more: renamed out of the globs, deleted, or replaced.
+            let path = self.files[&key].path.clone();
+            self.check_path(&path, key);
+            if self.files.get(&key).is_some_and(|f| f.attached) && discover::source_for(&self.sources, &path).is_none()
+            {
+                self.detach(key);
+            }
+        }
     }
 
     /// Starts tailing `path` if it is a file not yet tracked (or re-attaches a tracked file
@@ -236,6 +285,18 @@ impl Tailer {
         if self.files.contains_key(&key) {
             return self.seen_again(key, path);
         }
+        if let Some(p) = self.parking.parked.get_mut(&key) {
+            // A parked file under a new matched name: follow it there when it is reopened.
+            if p.path != path {
+                let old = std::mem::replace(&mut p.path, path.to_owned());
+                p.renamed = true;
+                if self.by_path.get(&old) == Some(&key) {
+                    self.by_path.remove(&old);
+                }
+                self.by_path.insert(path.to_owned(), key);
+            }
+            return self.parking.want(key);
+        }
         if !meta.file_type().is_file() && !meta.file_type().is_char_device() {
             // FIFOs and sockets would block or never end; they are not log files.
             if self.failed.insert(path.to_owned()) {
@@ -243,12 +304,8 @@ impl Tailer {
             }
             return;
         }
-        if self.files.len() >= self.max_open_files {
-            if self.failed.insert(path.to_owned()) {
-                add(&self.metrics.open_errors, 1);
-                tracing::warn!(path = %path.display(), max_open_files = self.max_open_files, "open-file budget reached; will retry at the next rescan");
-            }
-            return;
+        if !self.free_slot() {
+            return self.wait_for_slot(path, source, initial);
         }
         self.open(path, source, initial);
     }

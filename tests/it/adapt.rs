@@ -38,13 +38,20 @@ fn wait_metric(agent: &mut Agent, name: &str, labels: &str, v: f64) {
 #[test]
 fn node_mode_cri_pieces_join_across_appends_with_pod_metadata() {
     let dir = TestDir::new("cri-node");
-    let pod_dir = dir.subdir("pods/shop_web-7d9f8_0f1e2d3c-aaaa/nginx");
-    let log = pod_dir.join("0.log");
+    // Metadata is read only off the kubelet's own absolute path.
+    let pod = KubeletPodDir::new("cri-node", "web-7d9f8", "0f1e2d3c-aaaa", "nginx");
+    let log = pod.container_dir.join("0.log");
     fs::write(&log, b"2026-11-25T12:00:00.000000001Z stdout F hello\n").unwrap();
     let rx = Receiver::keeping();
-    let cfg = Config::tcp(&dir, &[format!("{}/pods/*/*/*.log", dir.path().display())], &rx).format("cri");
+    let cfg = Config::tcp(&dir, &[format!("{}/*.log", pod.container_dir.display())], &rx).format("cri");
+    // Node mode: no pod identity of the agent's own (the DaemonSet sets only NODE_NAME).
     let mut agent = Agent::start_with(&dir, &cfg, &[], |c| {
-        c.env("NODE_NAME", "node-7").env("POD_NAME", "the-agent-itself");
+        c.env("NODE_NAME", "node-7")
+            .env("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+            .env_remove("POD_NAME")
+            .env_remove("POD_NAMESPACE")
+            .env_remove("POD_UID")
+            .env_remove("CONTAINER_NAME");
     });
     wait_records(&mut agent, &rx, 1);
 
@@ -69,11 +76,8 @@ fn node_mode_cri_pieces_join_across_appends_with_pod_metadata() {
     let first_len = "2026-11-25T12:00:00.000000001Z stdout F hello\n".len() as u64;
     assert_eq!(joined.offset(), Some(first_len), "the record starts at its first piece");
     let res = &joined.json["resource"];
-    assert_eq!(res["k8s.namespace.name"], "shop");
-    assert_eq!(
-        res["k8s.pod.name"], "web-7d9f8",
-        "the path wins over the agent's own POD_NAME"
-    );
+    assert_eq!(res["k8s.namespace.name"], pod.namespace.as_str());
+    assert_eq!(res["k8s.pod.name"], "web-7d9f8");
     assert_eq!(res["k8s.pod.uid"], "0f1e2d3c-aaaa");
     assert_eq!(res["k8s.container.name"], "nginx");
     assert_eq!(res["k8s.node.name"], "node-7");

@@ -218,7 +218,20 @@ fn metrics_health_and_json_logs() {
     fs::write(&file, corpus().lines("a", 0, 10)).unwrap();
     let rx = Receiver::ndjson();
     let cfg = Config::tcp(&dir, &[format!("{}/*.log", logs.display())], &rx);
-    let mut agent = Agent::start_with(&dir, &cfg, &["--log-format", "json"], |_| {});
+    // Per-file lag series are exported only when asked for.
+    let path = dir.join("tailship.toml");
+    fs::write(
+        &path,
+        cfg.render().replace("[metrics]\n", "[metrics]\nper_file = true\n"),
+    )
+    .unwrap();
+    let args: Vec<String> = vec![
+        "--config".into(),
+        path.to_string_lossy().into_owned(),
+        "--log-format".into(),
+        "json".into(),
+    ];
+    let mut agent = Agent::spawn(&dir, &args, cfg.metrics_addr(), |_| {});
     wait_progress(Some(&mut agent), "10 lines", STALL, LIMIT, || {
         (rx.lines(), rx.lines() >= 10)
     })
@@ -250,6 +263,7 @@ fn metrics_health_and_json_logs() {
         "tailship_inflight_bytes",
         "tailship_open_files",
         "tailship_file_lag_bytes",
+        "tailship_lag_bytes",
         "tailship_rotations_total",
         "tailship_truncations_total",
         "tailship_lines_split_total",

@@ -13,6 +13,10 @@ mod util;
 mod adapt;
 /// The receiver down for 10 s: no loss, bounded memory, catch-up.
 mod backpressure;
+/// The tailer's blind spots: copytruncate by `cp` over the same copy, 50 files renamed at
+/// random through ten `kill -9`s, a restart with 3,000 checkpoint entries, 1,100 files under a
+/// 1,024-descriptor limit.
+mod blind;
 /// Bad configs exit 2 naming the key; validate, --help, --version, TAILSHIP_CONFIG.
 mod config;
 /// Every line of several growing files arrives exactly once, in order; the record's keys;
@@ -32,6 +36,10 @@ mod formats;
 /// Truthful health: a sink rejecting everything, data_dir not writable at start or later, a
 /// checkpoint path taken by a directory or FIFO, SIGHUP ignored.
 mod health;
+/// The hostile app next door (issue 11): forged pod directories, secrets in URLs and config
+/// errors, an endless answer body, 4,000 idle connections to the metrics port, a file name
+/// with a newline.
+mod hostile;
 /// The elasticsearch sink against a `_bulk` server: per-item retries, mapping errors to the
 /// dead-letter file, dates in index names, `kill -9` with exactly-once storage by `_id`.
 mod http_es;

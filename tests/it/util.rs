@@ -103,6 +103,41 @@ impl Drop for TestDir {
     }
 }
 
+/// A pod's log directory in the kubelet's real place, `/var/log/pods/<ns>_<pod>_<uid>/<container>`:
+/// the agent reads Kubernetes metadata only off that absolute path. The namespace is unique
+/// per test run; the pod's directory is removed at the end. Needs write access to /var/log
+/// (tests run as root in CI); without it the test fails, saying so.
+pub struct KubeletPodDir {
+    pod_dir: PathBuf,
+    pub container_dir: PathBuf,
+    pub namespace: String,
+}
+
+impl KubeletPodDir {
+    pub fn new(test: &str, pod: &str, uid: &str, container: &str) -> KubeletPodDir {
+        let namespace = format!("tailship-it-{test}-{}", std::process::id());
+        let pod_dir = PathBuf::from(format!("/var/log/pods/{namespace}_{pod}_{uid}"));
+        let container_dir = pod_dir.join(container);
+        fs::create_dir_all(&container_dir).unwrap_or_else(|e| {
+            panic!(
+                "cannot create {}: {e}; this test needs write access to /var/log/pods (run as root)",
+                container_dir.display()
+            )
+        });
+        KubeletPodDir {
+            pod_dir,
+            container_dir,
+            namespace,
+        }
+    }
+}
+
+impl Drop for KubeletPodDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.pod_dir);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The corpus and the numbered test lines
 // ---------------------------------------------------------------------------------------------
@@ -514,17 +549,42 @@ impl Agent {
         metrics_addr: Option<SocketAddr>,
         adjust: impl FnOnce(&mut Command),
     ) -> Agent {
+        let mut cmd = Command::new(bin());
+        cmd.args(args).env_remove("TAILSHIP_CONFIG");
+        Agent::spawn_command(dir, cmd, metrics_addr, adjust)
+    }
+
+    /// Writes `cfg` and runs the binary through `wrapper` (e.g. `prlimit --nofile=…`), a
+    /// program that ends by exec-ing the command it is given.
+    pub fn start_wrapped(dir: &TestDir, cfg: &Config, wrapper: &[&str]) -> Agent {
+        let path = dir.join("tailship.toml");
+        fs::write(&path, cfg.render()).expect("write config");
+        let mut cmd = Command::new(wrapper[0]);
+        cmd.args(&wrapper[1..])
+            .arg(bin())
+            .arg("--config")
+            .arg(&path)
+            .env_remove("TAILSHIP_CONFIG");
+        Agent::spawn_command(dir, cmd, cfg.metrics_addr(), |_| {})
+    }
+
+    /// Runs a prepared command whose process becomes the agent.
+    fn spawn_command(
+        dir: &TestDir,
+        mut cmd: Command,
+        metrics_addr: Option<SocketAddr>,
+        adjust: impl FnOnce(&mut Command),
+    ) -> Agent {
         let n = dir.next_start();
         let stderr_path = dir.join(&format!("agent-{n}.stderr"));
         let stdout_path = dir.join(&format!("agent-{n}.stdout"));
-        let mut cmd = Command::new(bin());
-        cmd.args(args)
-            .env_remove("TAILSHIP_CONFIG")
-            .stdin(Stdio::null())
+        cmd.stdin(Stdio::null())
             .stdout(File::create(&stdout_path).expect("stdout file"))
             .stderr(File::create(&stderr_path).expect("stderr file"));
         adjust(&mut cmd);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", bin()));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {:?}: {e}", cmd.get_program()));
         let mut agent = Agent {
             pid: child.id() as i32,
             child,

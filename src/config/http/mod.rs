@@ -585,6 +585,43 @@ mod tests {
     }
 
     #[test]
+    fn userinfo_is_refused_and_risky_transport_warned_about() {
+        let err = parse("type = \"http\"\nurl = \"https://u:pw-9@c/in?k=v\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sinks[0].url") && err.contains("auth"), "{err}");
+        assert!(!err.contains("pw-9") && !err.contains("k=v"), "{err}");
+        let warnings = |sink: &str| parse(sink).unwrap().warnings();
+        let w = warnings(
+            "type = \"http\"\nurl = \"http://c/in?key=abc\"\nauth = { strategy = \"bearer\", token = \"${TOKEN}\" }",
+        );
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("http://c/in?key=***") && !w[0].contains("abc"), "{w:?}");
+        let w = warnings("type = \"http\"\nurl = \"http://c/in\"\nheaders = { \"X-Api-Key\" = \"k\" }");
+        assert_eq!(w.len(), 1, "an API key header: {w:?}");
+        let w = warnings("type = \"http\"\nurl = \"https://c/in\"\ntls = { insecure_skip_verify = true }");
+        assert!(w.len() == 1 && w[0].contains("insecure_skip_verify"), "{w:?}");
+        assert!(
+            warnings("type = \"http\"\nurl = \"https://c/in\"\nauth = { strategy = \"bearer\", token = \"t\" }")
+                .is_empty()
+        );
+        assert!(warnings("type = \"http\"\nurl = \"http://c/in\"").is_empty());
+    }
+
+    #[test]
+    fn config_messages_never_show_a_variables_value() {
+        // t0k is TOKEN's value (3 characters: taken out of the messages about its own key).
+        let err = parse("type = \"http\"\nurl = \"http://c/\"\nmethod = \"${TOKEN}\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sinks[0].method") && !err.contains("t0k"), "{err}");
+        let err = parse("type = \"http\"\nurl = \"http://c/\"\nconcurrency = \"x${TOKEN}x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("xt0kx"), "a type error quoting the value: {err}");
+    }
+
+    #[test]
     fn secrets_from_files_are_read_at_each_use() {
         let tmp = tempfile::tempdir().unwrap();
         let f = tmp.path().join("token");

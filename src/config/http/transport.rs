@@ -12,6 +12,7 @@ use super::{
     DEFAULT_RETRY_MAX, DEFAULT_TIMEOUT,
 };
 use crate::config::file::{self, DurationValue, SinkFileConfig};
+use crate::logsafe;
 
 /// Reports a problem with a key of the sink.
 pub(super) type Bad<'a> = dyn FnMut(&str, String) + 'a;
@@ -22,14 +23,32 @@ pub(super) fn url(s: &SinkFileConfig, bad: &mut Bad) -> Option<reqwest::Url> {
             bad("url", "missing; an http sink needs the URL it posts to".into());
             None
         }
+        // Messages show the URL without its user, password and query values: it may be a
+        // secret's way in (`?api_key=…`), and config errors are printed.
         Some(text) => match reqwest::Url::parse(text) {
+            Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+                bad(
+                    "url",
+                    format!(
+                        "{:?} carries a user or password; give credentials in auth = {{ strategy = \"basic\", user = …, password_file = … }}, which are never logged",
+                        logsafe::url(&u)
+                    ),
+                );
+                None
+            }
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
             Ok(_) => {
-                bad("url", format!("{text:?} is not an http:// or https:// URL with a host"));
+                bad(
+                    "url",
+                    format!(
+                        "{:?} is not an http:// or https:// URL with a host",
+                        logsafe::url_text(text)
+                    ),
+                );
                 None
             }
             Err(e) => {
-                bad("url", format!("{text:?} is not a URL: {e}"));
+                bad("url", format!("{:?} is not a URL: {e}", logsafe::url_text(text)));
                 None
             }
         },

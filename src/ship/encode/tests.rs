@@ -396,6 +396,26 @@ proptest! {
         }
         prop_assert_eq!(&parts, &whole);
         if encoding == Encoding::Ndjson {
+            // Two sinks sharing one rendering, stepping with different limits, write exactly
+            // what an encoder of their own writes; the rendering is charged to the budget.
+            let budget = Budget::new(1 << 30);
+            let shared = Shared { sources: Arc::from(vec![false, true]), budget: Arc::clone(&budget) };
+            for limits in [Limits { max_events, max_bytes }, ALL] {
+                let mut enc = Encoder::sharing(Encoding::Ndjson, shared.clone());
+                let (mut copied, mut from) = (Vec::new(), 0);
+                while from < enc.end_of(&recs) {
+                    let mut out = Vec::new();
+                    let (next, k) = enc.encode(&recs, from, &mut out, limits);
+                    prop_assert!(k >= 1 && k <= limits.max_events && next > from);
+                    prop_assert!(k == limits.max_events || out.len() >= limits.max_bytes || next == enc.end_of(&recs));
+                    copied.extend_from_slice(&out);
+                    from = next;
+                }
+                prop_assert_eq!(&copied, &whole);
+            }
+            prop_assert!(recs.rendering.get().is_some());
+            prop_assert!(budget.used() > 0);
+
             prop_assert_eq!(records(&whole).len(), line_count);
             // The protocol sinks' view reads the same records as the encoder writes.
             let mut via_view = Vec::new();

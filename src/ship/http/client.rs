@@ -46,7 +46,7 @@ pub fn client(sink: &str, http: &HttpSettings) -> Result<reqwest::Client, Error>
     }
     b.build().map_err(|source| Error::Client {
         sink: sink.to_owned(),
-        url: http.url.to_string(),
+        url: crate::logsafe::url(&http.url),
         source,
     })
 }

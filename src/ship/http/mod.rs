@@ -100,6 +100,8 @@ enum Outcome {
 /// What the request tasks share.
 struct Shared {
     sink: String,
+    /// The URL as it may be logged (`logsafe::url`: no userinfo, query values masked).
+    shown_url: String,
     index: usize,
     http: HttpSettings,
     client: reqwest::Client,
@@ -198,6 +200,7 @@ pub fn run(ctx: SinkContext) {
     let (done_tx, done_rx) = crossbeam_channel::unbounded();
     let shared = Arc::new(Shared {
         sink: sink.clone(),
+        shown_url: crate::logsafe::url(&http.url),
         index,
         http: (**http).clone(),
         client,

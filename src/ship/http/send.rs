@@ -11,7 +11,8 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use super::payload::{Dead, Payload};
 use super::protocol::Answer;
 use super::{Outcome, Shared};
-use crate::config::Compression;
+use crate::config::{Api, Compression};
+use crate::logsafe;
 use crate::metrics::add;
 use crate::ship::backoff::Backoff;
 use crate::ship::elasticsearch::Verdict;
@@ -21,6 +22,12 @@ use crate::ship::elasticsearch::Verdict;
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 /// How much of a rejecting answer's body is logged.
 const BODY_HEAD: usize = 512;
+/// The most of a 2xx answer's body read: an Elasticsearch `_bulk` answer names every item
+/// (its `filter_path` keeps it small, but a large batch of errors is still long); every other
+/// protocol answers in a few bytes. A collector that sends more (an endless chunked body) has
+/// the request fail and retried, rather than the agent's memory grow without end.
+pub const ES_ANSWER_CAP: usize = 8 << 20;
+pub const ANSWER_CAP: usize = 1 << 20;
 /// Compression levels: log batches shrink 5–10× already at the fastest levels, and CPU is
 /// what a sidecar is short of.
 const GZIP_LEVEL: u32 = 1;
@@ -34,6 +41,9 @@ pub enum AttemptError {
     /// reqwest's error with its causes ("error sending request: … : connection refused").
     #[error("{0}")]
     Transport(String),
+    /// A 2xx answer whose body went on past the cap (read and dropped as it came).
+    #[error("the answer's body is over {cap} bytes; the request is treated as failed")]
+    AnswerTooLarge { cap: usize },
 }
 
 /// A body that could not be made; the batch is dead-lettered with it.
@@ -150,7 +160,7 @@ fn judge(
         Err(e) => {
             add(&m.http_transport_errors, 1);
             return Judged::Again(Failed {
-                what: format!("{}: {e}", shared.http.url),
+                what: format!("{}: {e}", shared.shown_url),
                 wait: None,
                 partial: false,
             });
@@ -167,11 +177,12 @@ fn judge(
     if let Some(c) = m.http_status.get(usize::from(r.status / 100).saturating_sub(1)) {
         add(c, 1);
     }
+    // The body is the collector's text: escaped, so it cannot forge a line of our log.
     let what = format!(
         "{} answered HTTP {}: {}",
-        shared.http.url,
+        shared.shown_url,
         r.status,
-        String::from_utf8_lossy(&r.body)
+        logsafe::escape(&String::from_utf8_lossy(&r.body))
     );
     if !retryable(r.status) {
         // Settled, but not delivered: a failure for the health metrics.
@@ -270,15 +281,24 @@ async fn attempt(shared: &Shared, body: Bytes) -> Result<Reply, AttemptError> {
     let http = &shared.http;
     let req = shared.client.request(http.method.clone(), http.url.clone());
     let req = shared.parts.apply(req)?;
-    let transport = |e: reqwest::Error| AttemptError::Transport(error_chain(&e));
+    // reqwest's errors name the URL, with its password and query: leave it out (the caller
+    // names the URL, redacted).
+    let transport = |e: reqwest::Error| AttemptError::Transport(error_chain(&e.without_url()));
     let mut resp = req.body(body).send().await.map_err(transport)?;
     let status = resp.status().as_u16();
     let headers = std::mem::take(resp.headers_mut());
     let mut kept = Vec::new();
     if (200..300).contains(&status) {
-        // Read to the end (keep-alive needs it); keep it only if the protocol reads it.
+        // Read to the end (keep-alive needs it), up to the cap; keep it only if the protocol
+        // reads it.
         let keep = shared.protocol.reads_answer();
+        let cap = answer_cap(&http.api);
+        let mut read = 0usize;
         while let Some(chunk) = resp.chunk().await.map_err(transport)? {
+            read += chunk.len();
+            if read > cap {
+                return Err(AttemptError::AnswerTooLarge { cap });
+            }
             if keep {
                 kept.extend_from_slice(&chunk);
             }
@@ -296,6 +316,14 @@ async fn attempt(shared: &Shared, body: Bytes) -> Result<Reply, AttemptError> {
         headers,
         body: kept,
     })
+}
+
+/// The most of a 2xx answer's body read for this protocol.
+pub fn answer_cap(api: &Api) -> usize {
+    match api {
+        Api::Elasticsearch(_) => ES_ANSWER_CAP,
+        _ => ANSWER_CAP,
+    }
 }
 
 /// reqwest's error with its causes ("error sending request: … : connection refused").
