@@ -23,6 +23,8 @@ use crate::mark::{FileMark, Mark};
 use crate::metrics::{add, Metrics};
 
 pub const FILE_NAME: &str = "checkpoints.json";
+/// A registered file is in the written checkpoint within this long (docs/rotation.md).
+const REGISTER_WRITE_DELAY: Duration = Duration::from_millis(40);
 const VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
@@ -265,6 +267,9 @@ struct Writes {
     failing: bool,
     /// Garbage is collected once per `IDLE_TICK`, not at every message.
     last_gc: Instant,
+    /// A file registered since the last write must be written by then, whatever the bucket
+    /// and the gap say.
+    register_due: Option<Instant>,
     /// Writes that may be made now (a token bucket of `rate` and `burst`), as of `credited`.
     credit: f64,
     credited: Instant,
@@ -353,6 +358,7 @@ impl Checkpointer {
                 unsynced: false,
                 failing: false,
                 last_gc: now,
+                register_due: None,
                 credit: cadence.burst,
                 credited: now,
             },
@@ -363,6 +369,11 @@ impl Checkpointer {
     pub fn apply(&mut self, msg: Msg) {
         match msg {
             Msg::Register { mut entry, source_idx } => {
+                // A new file must be on disk soon whatever the pace of acknowledgements: if it
+                // is renamed away while the agent is down, the next start finds it only
+                // through its entry.
+                let due = Instant::now() + REGISTER_WRITE_DELAY;
+                self.writes.register_due = Some(self.writes.register_due.map_or(due, |d| d.min(due)));
                 self.files
                     .retain(|uid, l| *uid == entry.uid || (l.entry.dev, l.entry.ino) != (entry.dev, entry.ino));
                 entry.updated = unix_now();
@@ -445,7 +456,8 @@ impl Checkpointer {
     fn next_due(&self, now: Instant) -> Instant {
         let w = &self.writes;
         if self.dirty {
-            w.next_write().max(now)
+            let next = w.next_write();
+            w.register_due.map_or(next, |d| d.min(next)).max(now)
         } else if w.unsynced {
             w.last_sync + w.cadence.sync
         } else {
@@ -461,8 +473,10 @@ impl Checkpointer {
             self.collect_garbage();
         }
         self.writes.refill(now);
-        if self.dirty && now >= self.writes.next_write() {
+        let registered = self.writes.register_due.is_some_and(|d| now >= d);
+        if self.dirty && (registered || now >= self.writes.next_write()) {
             self.writes.credit -= 1.0;
+            self.writes.register_due = None;
             self.write(false);
         }
         let w = &mut self.writes;
