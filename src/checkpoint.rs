@@ -3,36 +3,38 @@
 //! One thread owns the state (`run`), fed by one channel: the tailer registers files and their
 //! identity, the sinks send acknowledgements. A file's committed offset is the minimum over the
 //! sinks that read its source, so a line is never skipped after a restart unless every sink
-//! has it. The file `checkpoints.json` in `data_dir` is written atomically (temp file, fsync,
-//! rename, fsync of the directory) at most once per interval while it changes, within 50 ms of a
-//! new file's registration, and at the end.
+//! has it. The file `checkpoints.json` in `data_dir` is replaced atomically (temp file, rename)
+//! within tens of milliseconds of an acknowledgement (see `Cadence`): a `kill -9` keeps the page
+//! cache, so only what was not yet acknowledged is sent again. Durability against a power cut
+//! costs an fsync, which is paid on a slower cadence and at the end.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use serde::{Deserialize, Serialize};
 
 use crate::mark::{FileMark, Mark};
 use crate::metrics::{add, Metrics};
 
 pub const FILE_NAME: &str = "checkpoints.json";
-/// How soon after a file is registered the checkpoint is written (registrations coalesce).
-const REGISTER_WRITE_DELAY: Duration = Duration::from_millis(50);
+/// A registered file is in the written checkpoint within this long (docs/rotation.md).
+const REGISTER_WRITE_DELAY: Duration = Duration::from_millis(40);
 const VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("create data_dir {path}: {source}")]
     CreateDir { path: PathBuf, source: io::Error },
-    #[error("read checkpoint {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
     #[error("write checkpoint {path}: {source}")]
     Write { path: PathBuf, source: io::Error },
+    #[error("data_dir {path} is not writable: {source}")]
+    NotWritable { path: PathBuf, source: io::Error },
 }
 
 /// One file generation's saved state, as stored on disk.
@@ -85,39 +87,96 @@ pub enum Msg {
 }
 
 /// Loads `data_dir/checkpoints.json`. `Ok(None)` when there is none yet: the agent's first
-/// start, where `read_from` applies. A corrupt file is moved aside (kept for inspection) and
-/// treated as absent: refusing to start would stop the pod's logging altogether, while
-/// starting over costs duplicates, which a crash-looping sidecar would not avoid either.
+/// start, where `read_from` applies. A corrupt or unreadable file (or a directory, a FIFO… in
+/// its place, or in the temporary file's) is moved aside (kept for inspection) and treated as
+/// absent: refusing to start would stop the pod's logging altogether, while starting over costs
+/// duplicates, which a crash-looping sidecar would not avoid either. Then `data_dir` must be
+/// writable: without checkpoints every restart would send everything again.
 pub fn load(data_dir: &Path) -> Result<Option<Vec<Entry>>, Error> {
     fs::create_dir_all(data_dir).map_err(|source| Error::CreateDir {
         path: data_dir.to_owned(),
         source,
     })?;
-    let path = data_dir.join(FILE_NAME);
-    let text = match fs::read(&path) {
+    clear_tmp(data_dir);
+    let loaded = read_saved(&data_dir.join(FILE_NAME));
+    check_writable(data_dir)?;
+    Ok(loaded)
+}
+
+/// The saved entries, or `None` if there are none; anything unusable is set aside.
+fn read_saved(path: &Path) -> Option<Vec<Entry>> {
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+        // A FIFO would block the read forever, a directory fail it every time.
+        Ok(meta) if !meta.is_file() && !meta.file_type().is_symlink() => {
+            tracing::error!(path = %path.display(), "checkpoint is not a regular file; moved aside, starting over");
+            set_aside(path);
+            return Some(Vec::new());
+        }
+        _ => {}
+    }
+    let text = match fs::read(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(Error::Read { path, source }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "checkpoint is unreadable; moved aside, starting over");
+            set_aside(path);
+            return Some(Vec::new());
+        }
     };
     match serde_json::from_slice::<OnDisk>(&text) {
-        Ok(d) if d.version == VERSION => Ok(Some(d.files)),
+        Ok(d) if d.version == VERSION => Some(d.files),
         Ok(d) => {
             tracing::error!(path = %path.display(), version = d.version, "checkpoint has an unknown version; starting over");
-            set_aside(&path);
-            Ok(Some(Vec::new()))
+            set_aside(path);
+            Some(Vec::new())
         }
         Err(e) => {
             tracing::error!(path = %path.display(), error = %e, "checkpoint is corrupt; moved aside, starting over");
-            set_aside(&path);
-            Ok(Some(Vec::new()))
+            set_aside(path);
+            Some(Vec::new())
         }
     }
 }
 
+fn tmp_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(format!("{FILE_NAME}.tmp"))
+}
+
+/// A temporary file left by a crash is removed; anything else in its place (a directory) would
+/// fail every write, so it is moved aside.
+fn clear_tmp(data_dir: &Path) {
+    let tmp = tmp_path(data_dir);
+    match fs::symlink_metadata(&tmp) {
+        Ok(m) if m.is_file() || m.file_type().is_symlink() => {
+            let _ = fs::remove_file(&tmp);
+        }
+        Ok(_) => {
+            tracing::error!(path = %tmp.display(), "the checkpoint's temporary path is not a regular file; moved aside");
+            set_aside(&tmp);
+        }
+        Err(_) => {}
+    }
+}
+
+/// Writes and removes the temporary file, as every checkpoint write will.
+fn check_writable(data_dir: &Path) -> Result<(), Error> {
+    let tmp = tmp_path(data_dir);
+    let probe = || -> io::Result<()> {
+        File::create(&tmp)?.write_all(b"{}")?;
+        fs::remove_file(&tmp)
+    };
+    probe().map_err(|source| Error::NotWritable {
+        path: data_dir.to_owned(),
+        source,
+    })
+}
+
 fn set_aside(path: &Path) {
-    let aside = path.with_extension(format!("corrupt-{}", unix_now()));
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(format!(".corrupt-{}", unix_now()));
     if let Err(e) = fs::rename(path, &aside) {
-        tracing::error!(path = %path.display(), error = %e, "cannot move corrupt checkpoint aside");
+        tracing::error!(path = %path.display(), error = %e, "cannot move the checkpoint aside");
     }
 }
 
@@ -128,11 +187,14 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Writes `files` to `data_dir/checkpoints.json` atomically.
-pub fn store(data_dir: &Path, files: &[Entry]) -> Result<(), Error> {
+/// Writes `files` to `data_dir/checkpoints.json` atomically: readers see the old file or the
+/// new one. `durable`: also fsync the file and the directory, so it survives a power cut; without
+/// it, it survives the process's death (the page cache is the kernel's).
+/// Returns the bytes written.
+pub fn store(data_dir: &Path, files: &[Entry], durable: bool) -> Result<usize, Error> {
     let path = data_dir.join(FILE_NAME);
-    let tmp = data_dir.join(format!("{FILE_NAME}.tmp"));
-    let write = || -> io::Result<()> {
+    let tmp = tmp_path(data_dir);
+    let write = || -> io::Result<usize> {
         let body = serde_json::to_vec(&OnDisk {
             version: VERSION,
             files: files.to_vec(),
@@ -140,12 +202,95 @@ pub fn store(data_dir: &Path, files: &[Entry]) -> Result<(), Error> {
         .map_err(io::Error::other)?;
         let mut f = File::create(&tmp)?;
         f.write_all(&body)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         fs::rename(&tmp, &path)?;
-        // The rename is durable only once the directory entry is on disk too.
-        File::open(data_dir)?.sync_all()
+        if durable {
+            // The rename is durable only once the directory entry is on disk too.
+            File::open(data_dir)?.sync_all()?;
+        }
+        Ok(body.len())
     };
     write().map_err(|source| Error::Write { path, source })
+}
+
+/// Makes the last write durable (file and directory fsynced).
+fn sync(data_dir: &Path) -> Result<(), Error> {
+    let path = data_dir.join(FILE_NAME);
+    let run = || -> io::Result<()> {
+        File::open(&path)?.sync_all()?;
+        File::open(data_dir)?.sync_all()
+    };
+    run().map_err(|source| Error::Write { path, source })
+}
+
+/// When the checkpoint is written.
+#[derive(Debug, Clone, Copy)]
+pub struct Cadence {
+    /// The shortest gap between two writes while acknowledgements keep coming; the first one
+    /// after a quiet spell is written at once. Grows with the cost of a write (ten times it),
+    /// so a huge checkpoint cannot eat the CPU.
+    pub coalesce: Duration,
+    /// Writes per second while acknowledgements keep coming, on average: each write costs
+    /// the kernel a new inode and a rename (about half a millisecond of system time on ext4),
+    /// so a steady stream is written at this rate, while a burst after a quiet spell (a
+    /// collector that just came back) is written every `coalesce`, up to `burst` writes.
+    pub rate: f64,
+    pub burst: f64,
+    /// How often the written state is fsynced (what a power cut may cost).
+    pub sync: Duration,
+    /// How often a failing write is tried again.
+    pub retry: Duration,
+}
+
+impl Default for Cadence {
+    fn default() -> Cadence {
+        Cadence {
+            coalesce: Duration::from_millis(5),
+            rate: 40.0,
+            burst: 8.0,
+            sync: Duration::from_secs(5),
+            retry: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Where the writer stands: when it last wrote and synced, whether writes fail.
+struct Writes {
+    cadence: Cadence,
+    gap: Duration,
+    last_write: Instant,
+    last_sync: Instant,
+    /// Written since the last fsync.
+    unsynced: bool,
+    failing: bool,
+    /// Garbage is collected once per `IDLE_TICK`, not at every message.
+    last_gc: Instant,
+    /// A file registered since the last write must be written by then, whatever the bucket
+    /// and the gap say.
+    register_due: Option<Instant>,
+    /// Writes that may be made now (a token bucket of `rate` and `burst`), as of `credited`.
+    credit: f64,
+    credited: Instant,
+}
+
+impl Writes {
+    /// The earliest moment the next write may be made.
+    fn next_write(&self) -> Instant {
+        let after_gap = self.last_write + self.gap;
+        if self.credit >= 1.0 {
+            return after_gap;
+        }
+        let wait = Duration::from_secs_f64((1.0 - self.credit) / self.cadence.rate.max(0.001));
+        after_gap.max(self.credited + wait)
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let earned = now.saturating_duration_since(self.credited).as_secs_f64() * self.cadence.rate;
+        self.credit = (self.credit + earned).min(self.cadence.burst);
+        self.credited = now;
+    }
 }
 
 /// Live state of one entry: the stored form plus what each sink has acknowledged.
@@ -167,6 +312,9 @@ pub struct Checkpointer {
     files: HashMap<u64, Live>,
     dirty: bool,
     metrics: Arc<Metrics>,
+    writes: Writes,
+    /// Asks the sync thread for an fsync (see `run`); `None`: fsync here.
+    sync_tx: Option<Sender<()>>,
 }
 
 impl Checkpointer {
@@ -177,6 +325,7 @@ impl Checkpointer {
         sink_count: usize,
         grace: Duration,
         metrics: Arc<Metrics>,
+        cadence: Cadence,
     ) -> Checkpointer {
         let now = Instant::now();
         let files = loaded
@@ -201,12 +350,30 @@ impl Checkpointer {
             files,
             dirty: false,
             metrics,
+            writes: Writes {
+                cadence,
+                gap: cadence.coalesce,
+                last_write: now.checked_sub(cadence.coalesce).unwrap_or(now),
+                last_sync: now,
+                unsynced: false,
+                failing: false,
+                last_gc: now,
+                register_due: None,
+                credit: cadence.burst,
+                credited: now,
+            },
+            sync_tx: None,
         }
     }
 
     pub fn apply(&mut self, msg: Msg) {
         match msg {
             Msg::Register { mut entry, source_idx } => {
+                // A new file must be on disk soon whatever the pace of acknowledgements: if it
+                // is renamed away while the agent is down, the next start finds it only
+                // through its entry.
+                let due = Instant::now() + REGISTER_WRITE_DELAY;
+                self.writes.register_due = Some(self.writes.register_due.map_or(due, |d| d.min(due)));
                 self.files
                     .retain(|uid, l| *uid == entry.uid || (l.entry.dev, l.entry.ino) != (entry.dev, entry.ino));
                 entry.updated = unix_now();
@@ -284,23 +451,109 @@ impl Checkpointer {
         }
     }
 
-    /// Writes the checkpoint file if anything changed since the last write.
+    /// When `tick` has something to do next: a pending write, an fsync, or (idle) the next
+    /// garbage collection.
+    fn next_due(&self, now: Instant) -> Instant {
+        let w = &self.writes;
+        if self.dirty {
+            let next = w.next_write();
+            w.register_due.map_or(next, |d| d.min(next)).max(now)
+        } else if w.unsynced {
+            w.last_sync + w.cadence.sync
+        } else {
+            now + IDLE_TICK
+        }
+    }
+
+    /// Writes what changed once the gap since the last write has passed (durably when the
+    /// sync interval is over), or fsyncs the last write when it is due.
+    fn tick(&mut self, now: Instant) {
+        if now >= self.writes.last_gc + IDLE_TICK {
+            self.writes.last_gc = now;
+            self.collect_garbage();
+        }
+        self.writes.refill(now);
+        let registered = self.writes.register_due.is_some_and(|d| now >= d);
+        if self.dirty && (registered || now >= self.writes.next_write()) {
+            self.writes.credit -= 1.0;
+            self.writes.register_due = None;
+            self.write(false);
+        }
+        let w = &mut self.writes;
+        if w.unsynced && now >= w.last_sync + w.cadence.sync {
+            w.unsynced = false;
+            w.last_sync = now;
+            match &self.sync_tx {
+                // Full: a sync is pending, which will cover this write too.
+                Some(tx) => drop(tx.try_send(())),
+                None => {
+                    let result = sync(&self.data_dir);
+                    self.wrote(result, true, Duration::ZERO);
+                }
+            }
+        }
+    }
+
+    /// Writes the checkpoint file if anything changed, durably (at the end of a run).
     pub fn flush(&mut self) {
         self.collect_garbage();
-        if !self.dirty {
-            return;
+        if self.dirty {
+            self.write(true);
+        } else if self.writes.unsynced {
+            let result = sync(&self.data_dir);
+            self.wrote(result, true, Duration::ZERO);
         }
+    }
+
+    fn write(&mut self, durable: bool) {
         let mut entries: Vec<Entry> = self.files.values().map(|l| l.entry.clone()).collect();
         entries.sort_by(|a, b| a.path.cmp(&b.path).then(a.uid.cmp(&b.uid)));
-        match store(&self.data_dir, &entries) {
-            Ok(()) => {
+        let result = store(&self.data_dir, &entries, durable);
+        let cost = match &result {
+            Ok(len) => {
                 self.dirty = false;
                 add(&self.metrics.checkpoint_writes, 1);
+                COST_PER_BYTE * (*len as u32)
+            }
+            Err(_) => Duration::ZERO,
+        };
+        self.wrote(result.map(drop), durable, cost);
+    }
+
+    /// Books a write or sync: the next gap (ten times the write's estimated CPU cost, at
+    /// least `coalesce`), the failure state (`/readyz`, the error count). On failure `dirty`
+    /// stays set and the next try comes after `retry`; the previous file stays valid meanwhile.
+    fn wrote(&mut self, result: Result<(), Error>, durable: bool, cost: Duration) {
+        let now = Instant::now();
+        let w = &mut self.writes;
+        w.last_write = now;
+        match result {
+            Ok(()) => {
+                if !durable {
+                    w.gap = (cost * 10).clamp(w.cadence.coalesce, MAX_GAP);
+                }
+                if durable {
+                    w.last_sync = now;
+                    w.unsynced = false;
+                } else {
+                    w.unsynced = true;
+                }
+                if w.failing {
+                    w.failing = false;
+                    self.metrics.checkpoint_failing.store(false, Ordering::Relaxed);
+                    tracing::info!(data_dir = %self.data_dir.display(), "checkpoint writes work again");
+                }
             }
             Err(e) => {
-                // Keep `dirty` so the next tick retries; the previous file stays valid.
+                w.gap = w.cadence.retry;
                 add(&self.metrics.checkpoint_errors, 1);
-                tracing::error!(error = %e, "checkpoint write failed");
+                if !w.failing {
+                    w.failing = true;
+                    self.metrics.checkpoint_failing.store(true, Ordering::Relaxed);
+                    tracing::error!(error = %e, "checkpoint write failed; not ready until it works again (retrying every {:?})", w.cadence.retry);
+                } else {
+                    tracing::debug!(error = %e, "checkpoint write failed again");
+                }
             }
         }
     }
@@ -311,30 +564,77 @@ impl Checkpointer {
     }
 }
 
+/// Idle, the thread still wakes this often to forget files gone longer than the grace.
+const IDLE_TICK: Duration = Duration::from_secs(1);
+/// A write's CPU cost, estimated from its size (serializing and copying the JSON, about 5 ns
+/// a byte in a release build): a gap derived from it, unlike one from the measured time, does
+/// not stretch when the disk is slow for a moment.
+const COST_PER_BYTE: Duration = Duration::from_nanos(5);
+/// The gap between writes never grows past this, however large the checkpoint.
+const MAX_GAP: Duration = Duration::from_secs(1);
+
 /// The checkpoint thread: applies messages until every sender is gone (the tailer and all
-/// sinks have finished), writing at most once per `interval`, then writes a last time.
-pub fn run(mut cp: Checkpointer, rx: Receiver<Msg>, interval: Duration) {
-    let mut next_write = Instant::now() + interval;
-    loop {
-        match rx.recv_timeout(next_write.saturating_duration_since(Instant::now())) {
-            Ok(msg) => {
-                // A new file is on disk within milliseconds: if it is renamed away while the
-                // agent is down, the next start finds it only through its entry.
-                if matches!(msg, Msg::Register { .. }) {
-                    next_write = next_write.min(Instant::now() + REGISTER_WRITE_DELAY);
-                }
-                cp.apply(msg)
+/// sinks have finished), writing as `Cadence` says, then writes a last time, durably. The
+/// fsyncs run on a thread of their own (`checkpoint-sync`): one can take tens of milliseconds
+/// on a busy disk, and the writes that follow acknowledgements must not wait for it.
+pub fn run(mut cp: Checkpointer, rx: Receiver<Msg>) {
+    std::thread::scope(|scope| {
+        let (sync_tx, sync_rx) = crossbeam_channel::bounded::<()>(1);
+        let (dir, metrics) = (cp.data_dir.clone(), Arc::clone(&cp.metrics));
+        let spawned = std::thread::Builder::new()
+            .name("checkpoint-sync".into())
+            .spawn_scoped(scope, move || sync_thread(&dir, &sync_rx, &metrics));
+        match spawned {
+            Ok(_) => cp.sync_tx = Some(sync_tx),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the checkpoint sync thread; syncing on the checkpoint thread")
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
         }
-        if Instant::now() >= next_write {
-            cp.flush();
-            next_write = Instant::now() + interval;
+        loop {
+            match rx.recv_deadline(cp.next_due(Instant::now())) {
+                Ok(msg) => {
+                    cp.apply(msg);
+                    // Whatever is queued already goes into the same write.
+                    for msg in rx.try_iter().take(CHECKPOINT_BATCH) {
+                        cp.apply(msg);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            cp.tick(Instant::now());
+        }
+        // Ends the sync thread; the last write is durable on its own.
+        cp.sync_tx = None;
+        cp.flush();
+    });
+}
+
+/// Fsyncs the checkpoint file and `data_dir` whenever asked, until the sender is gone. A
+/// failure is counted and logged (once until a sync works again); the next one tries again.
+fn sync_thread(data_dir: &Path, asks: &Receiver<()>, metrics: &Metrics) {
+    let mut failing = false;
+    for () in asks {
+        match sync(data_dir) {
+            Ok(()) => {
+                if failing {
+                    tracing::info!(data_dir = %data_dir.display(), "checkpoint fsync works again");
+                }
+                failing = false;
+            }
+            Err(e) => {
+                add(&metrics.checkpoint_errors, 1);
+                if !failing {
+                    tracing::error!(error = %e, "checkpoint fsync failed; a power cut could cost more than the sync interval");
+                }
+                failing = true;
+            }
         }
     }
-    cp.flush();
 }
+
+/// Messages applied before the next write is considered, so a flood cannot starve the writes.
+const CHECKPOINT_BATCH: usize = 4096;
 
 #[cfg(test)]
 mod tests {
@@ -382,6 +682,7 @@ mod tests {
             2,
             Duration::from_secs(60),
             metrics,
+            Cadence::default(),
         );
         cp.apply(Msg::Register {
             entry: entry(7, 70, 0),
@@ -425,6 +726,7 @@ mod tests {
             1,
             Duration::from_secs(60),
             Arc::default(),
+            Cadence::default(),
         );
         cp.apply(Msg::Register {
             entry: entry(2, 5, 0),
@@ -443,6 +745,7 @@ mod tests {
             1,
             Duration::ZERO,
             Arc::default(),
+            Cadence::default(),
         );
         cp.apply(Msg::Register {
             entry: entry(2, 6, 0),
@@ -459,5 +762,72 @@ mod tests {
         fs::write(dir.path().join(FILE_NAME), b"{not json").unwrap();
         assert_eq!(load(dir.path()).unwrap(), Some(vec![]));
         assert!(!dir.path().join(FILE_NAME).exists());
+    }
+
+    /// An ack is on disk tens of milliseconds later, and a stream of acks is coalesced into
+    /// far fewer writes.
+    #[test]
+    fn acks_are_written_within_tens_of_milliseconds_and_coalesced() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let cp = Checkpointer::new(
+            dir.path().into(),
+            vec![],
+            vec![vec![0]],
+            1,
+            Duration::from_secs(60),
+            Arc::clone(&metrics),
+            Cadence::default(),
+        );
+        let (tx, rx) = crossbeam_channel::bounded(64);
+        let thread = std::thread::spawn(move || run(cp, rx));
+        tx.send(Msg::Register {
+            entry: entry(1, 10, 0),
+            source_idx: 0,
+        })
+        .unwrap();
+        for off in 1..=200u64 {
+            tx.send(Msg::Ack {
+                sink: 0,
+                marks: vec![mark(1, off * 10)],
+            })
+            .unwrap();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let last_ack = Instant::now();
+        let on_disk = |want: u64| {
+            let text = fs::read(dir.path().join(FILE_NAME)).unwrap_or_default();
+            serde_json::from_slice::<OnDisk>(&text).is_ok_and(|d| d.files.iter().any(|e| e.at.offset == want))
+        };
+        while !on_disk(2000) {
+            assert!(
+                last_ack.elapsed() < Duration::from_secs(5),
+                "the last ack never reached the disk"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let took = last_ack.elapsed();
+        let writes = metrics.checkpoint_writes.load(Ordering::Relaxed);
+        assert!(took < Duration::from_millis(500), "written {took:?} after the ack");
+        assert!(writes < 100, "200 acks in ~200 ms took {writes} writes");
+        drop(tx);
+        thread.join().unwrap();
+        assert!(!dir.path().join(format!("{FILE_NAME}.tmp")).exists());
+    }
+
+    #[test]
+    fn a_directory_in_the_checkpoints_place_or_the_temporary_ones_is_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join(FILE_NAME).join("x")).unwrap();
+        fs::create_dir_all(dir.path().join(format!("{FILE_NAME}.tmp"))).unwrap();
+        assert_eq!(load(dir.path()).unwrap(), Some(vec![]));
+        store(dir.path(), &[entry(1, 2, 3)], false).unwrap();
+        assert_eq!(load(dir.path()).unwrap().unwrap().len(), 1);
+        let aside = fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains(".corrupt-"))
+            .count();
+        assert_eq!(aside, 2);
     }
 }

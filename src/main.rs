@@ -212,7 +212,9 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
             });
         }
         if let Some(
-            tailship::checkpoint::Error::CreateDir { source, .. } | tailship::checkpoint::Error::Write { source, .. },
+            tailship::checkpoint::Error::CreateDir { source, .. }
+            | tailship::checkpoint::Error::Write { source, .. }
+            | tailship::checkpoint::Error::NotWritable { source, .. },
         ) = cause.downcast_ref::<tailship::checkpoint::Error>()
         {
             if matches!(
@@ -255,6 +257,10 @@ fn run(settings: Settings) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("start the async runtime")?;
+    let mut signals = {
+        let _entered = runtime.enter();
+        Signals::install()?
+    };
     let listener = settings.metrics_address.map(tailship::server::bind).transpose()?;
     let data_dir = settings.data_dir.clone();
     let pipeline = Pipeline::start(settings).context("start the pipeline")?;
@@ -265,7 +271,7 @@ fn run(settings: Settings) -> anyhow::Result<()> {
             tracing::info!(address = %bound, "metrics endpoint listening");
         }
         tracing::info!(data_dir = %data_dir.display(), version = env!("CARGO_PKG_VERSION"), "tailship started");
-        wait_for_signal().await;
+        signals.stop_requested().await;
         anyhow::Ok(())
     })?;
     tracing::info!("shutting down: draining files and delivering what was read");
@@ -274,13 +280,36 @@ fn run(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+/// The signals the agent handles, installed before the pipeline starts: from then on SIGHUP
+/// (by convention "reload your config") is logged and ignored until reloading exists, since
+/// its default action would kill the agent with no drain and no checkpoint; SIGTERM and SIGINT
+/// arriving during the start are seen once it is done.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Needs the runtime entered (tokio registers the handlers with its driver).
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("install the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("install the SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("install the SIGHUP handler")?,
+        })
+    }
+
+    /// Waits for SIGTERM or SIGINT.
+    async fn stop_requested(&mut self) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return tracing::info!("SIGTERM received"),
+                _ = self.int.recv() => return tracing::info!("SIGINT received"),
+                _ = self.hup.recv() => tracing::warn!("SIGHUP received: reloading the config is not supported; ignored (restart the agent to apply a new config)"),
+            }
+        }
     }
 }
 

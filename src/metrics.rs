@@ -31,6 +31,9 @@ pub struct Metrics {
     pub ready: AtomicBool,
     /// Set when shutdown began: `/readyz` turns 503 so no new traffic is routed here.
     pub stopping: AtomicBool,
+    /// Set while checkpoint writes fail (`data_dir` went read-only, full…): `/readyz` turns
+    /// 503, since a restart would then send everything again.
+    pub checkpoint_failing: AtomicBool,
     /// The in-flight budget, read when rendering (it keeps its own count).
     pub budget: Option<Arc<Budget>>,
     pub sources: Vec<SourceMetrics>,
@@ -84,9 +87,13 @@ pub struct SinkMetrics {
     pub batches_sent: AtomicU64,
     pub bytes_sent: AtomicU64,
     pub retries: AtomicU64,
+    /// Failed attempts and rejected batches (each attempt counts once).
     pub errors: AtomicU64,
-    /// 1 while the sink has a working connection/output, 0 while it is retrying.
+    /// 1 when the sink's last attempt was accepted (or none was made yet), 0 after a failed or
+    /// rejected one.
     pub up: AtomicU64,
+    /// Unix time in milliseconds of the last accepted attempt; 0 before the first.
+    pub last_success_ms: AtomicU64,
     /// HTTP sinks: answers by status class (`[0]` = 1xx … `[4]` = 5xx).
     pub http_status: [AtomicU64; 5],
     /// HTTP sinks: requests that got no answer (connect error, timeout, reset).
@@ -284,7 +291,7 @@ impl Metrics {
         one(
             "tailship_inflight_bytes",
             "gauge",
-            "Bytes read but not yet acknowledged by every sink.",
+            "Bytes read but not yet acknowledged by every sink, and the HTTP sinks' request bodies.",
             inflight,
         );
         one(
@@ -379,13 +386,13 @@ impl Metrics {
             (
                 "tailship_send_errors_total",
                 "counter",
-                "Send or connect errors.",
+                "Failed send attempts and rejected batches (HTTP 4xx, dead-lettered).",
                 |s| &s.errors,
             ),
             (
                 "tailship_sink_up",
                 "gauge",
-                "1 while the sink's output is working.",
+                "1 when the sink's last attempt was accepted, 0 while it fails or is rejected.",
                 |s| &s.up,
             ),
         ];
@@ -397,6 +404,20 @@ impl Metrics {
                 help,
                 "sink",
                 &mut self.sinks.iter().map(|s| (s.name.clone(), get(field(s)))),
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP tailship_sink_last_success_timestamp_seconds Unix time of the sink's last accepted attempt (0: none yet).\n# TYPE tailship_sink_last_success_timestamp_seconds gauge"
+        );
+        for s in &self.sinks {
+            let ms = get(&s.last_success_ms);
+            let _ = writeln!(
+                out,
+                "tailship_sink_last_success_timestamp_seconds{{sink=\"{}\"}} {}.{:03}",
+                escape_label(&s.name),
+                ms / 1000,
+                ms % 1000
             );
         }
         self.render_http(out);
@@ -428,6 +449,21 @@ impl Metrics {
 }
 
 impl SinkMetrics {
+    /// An attempt the collector accepted (or the output took).
+    pub fn succeeded(&self) {
+        self.up.store(1, Ordering::Relaxed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.last_success_ms.store(now, Ordering::Relaxed);
+    }
+
+    /// An attempt that failed or was rejected.
+    pub fn failed(&self) {
+        add(&self.errors, 1);
+        self.up.store(0, Ordering::Relaxed);
+    }
+
     /// Whether this sink has done anything only an HTTP sink does (a batch submitted, a request
     /// answered or failed). The HTTP families show such sinks only, so a `stdout`, `file` or
     /// `tcp` sink exports no HTTP counters or histograms; an HTTP sink's appear with its first

@@ -42,7 +42,6 @@ const ADAPT_QUEUE: usize = 4;
 /// More adapt workers than this would only add threads: parsing runs at hundreds of MB/s a core.
 const MAX_ADAPT_WORKERS: usize = 8;
 const CHECKPOINT_QUEUE: usize = 4096;
-const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -149,6 +148,7 @@ fn start_sinks(
             checkpoints: checkpoints.clone(),
             metrics: Arc::clone(metrics),
             hard_stop: hard_stop.clone(),
+            budget: Arc::clone(budget),
         };
         threads.spawn(&format!("sink-{}", sink.name), move || ship::run(ctx))?;
     }
@@ -242,10 +242,9 @@ impl Pipeline {
             settings.sinks.len(),
             settings.checkpoint_grace,
             Arc::clone(&metrics),
+            checkpoint::Cadence::default(),
         );
-        threads.spawn("checkpoint", move || {
-            checkpoint::run(checkpointer, cp_rx, CHECKPOINT_INTERVAL)
-        })?;
+        threads.spawn("checkpoint", move || checkpoint::run(checkpointer, cp_rx))?;
         // A few renderings' buffers kept for reuse: one per adapt worker and sink in flight.
         let buffers = Buffers::new(2 * MAX_ADAPT_WORKERS);
         let sinks = start_sinks(&settings, &budget, &buffers, &cp_tx, &metrics, &hard_stop, &mut threads)?;

@@ -1,6 +1,6 @@
 //! The metrics and health endpoint: `GET /metrics` (Prometheus text), `/healthz` (the
-//! process is alive and serving) and `/readyz` (the first scan is done and no shutdown has
-//! begun). Routed by axum on the tokio runtime that also waits for signals.
+//! process is alive and serving) and `/readyz` (the first scan is done, no shutdown has
+//! begun, and checkpoints can be written). Routed by axum on the tokio runtime that also waits for signals.
 //!
 //! The port may be reachable from other pods, so a client is not trusted to be quick or few:
 //! each connection gets `HEADER_READ_TIMEOUT` to send its request head and
@@ -122,6 +122,11 @@ async fn metrics_text(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
 async fn ready(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
     if m.stopping.load(Ordering::Relaxed) {
         (StatusCode::SERVICE_UNAVAILABLE, "stopping\n")
+    } else if m.checkpoint_failing.load(Ordering::Relaxed) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "checkpoints cannot be written to data_dir\n",
+        )
     } else if m.ready.load(Ordering::Relaxed) {
         (StatusCode::OK, "ready\n")
     } else {

@@ -30,6 +30,7 @@ use self::backoff::Backoff;
 use self::batcher::{Batch, Deliver};
 use self::encode::Encoder;
 use self::output::Output;
+use crate::budget::Budget;
 use crate::checkpoint::Msg;
 use crate::config::SinkSettings;
 use crate::metrics::{add, Metrics};
@@ -50,6 +51,8 @@ pub struct SinkContext {
     pub metrics: Arc<Metrics>,
     /// Set when the shutdown deadline passed: stop retrying, acknowledge nothing more.
     pub hard_stop: HardStop,
+    /// The in-flight byte budget: HTTP sinks charge their request bodies to it.
+    pub budget: Arc<Budget>,
 }
 
 /// Runs the sink until the adapt stage is gone and the last batch is delivered (or the hard
@@ -67,6 +70,7 @@ pub fn run(ctx: SinkContext) {
         checkpoints,
         metrics,
         hard_stop,
+        budget: _,
     } = ctx;
     metrics.sinks[index].up.store(1, Ordering::Relaxed);
     let mut sink = ByteSink {
@@ -108,8 +112,7 @@ impl Deliver for ByteSink {
         let m = &self.metrics.sinks[self.index];
         let mut failures = 0u64;
         while let Err(e) = self.output.write(&batch.bytes) {
-            add(&m.errors, 1);
-            m.up.store(0, Ordering::Relaxed);
+            m.failed();
             if self.hard_stop.is_set() {
                 tracing::warn!(sink = %self.name, error = %e, records = batch.records, "giving up at the shutdown deadline; these lines will be read again at the next start");
                 return false;
@@ -126,7 +129,7 @@ impl Deliver for ByteSink {
             tracing::info!(sink = %self.name, failures, "sink recovered");
         }
         self.backoff.reset();
-        m.up.store(1, Ordering::Relaxed);
+        m.succeeded();
         add(&m.records_sent, batch.records as u64);
         add(&m.batches_sent, 1);
         add(&m.bytes_sent, batch.bytes.len() as u64);

@@ -214,9 +214,12 @@ fn http_server_that_never_answers_times_out_retries_and_loses_nothing() {
     assert!(errors >= 4.0, "requests time out and are retried: {errors}");
     assert_eq!(rx.unique("h"), 0);
     // The tailer stopped at its budget (which one read of 256 KiB may cross) rather than
-    // reading the whole file into memory.
+    // reading the whole file into memory. The request bodies of the batches in flight
+    // (`concurrency` = 2, each at most `max_bytes` = 1 MiB and one record) are charged to the
+    // budget too, once made from records already read: they may take it past the cap.
     let inflight = m.get("tailship_inflight_bytes").unwrap();
-    assert!(inflight <= (1048576 + (256 << 10)) as f64, "in flight {inflight}");
+    let bound = 1048576 + (256 << 10) + 2 * (1048576 + (64 << 10));
+    assert!(inflight <= bound as f64, "in flight {inflight} > {bound}");
     assert!(
         m.get("tailship_bytes_read_total").unwrap() < file_len as f64,
         "a stuck collector stops the reading"

@@ -26,6 +26,9 @@ mod convert;
 /// Every line of several growing files arrives exactly once, in order; the record's keys;
 /// `**` globs and excludes; the metrics and health endpoints.
 mod delivery;
+/// Checkpoints on ack: duplicates after kill -9 (tcp with rename + copytruncate, http with
+/// 500/429), and an http sink's RSS through an outage and catch-up.
+mod durability;
 /// Odd files: a 10 MiB line, no final newline, empty, invalid UTF-8, deleted, unreadable,
 /// directories and FIFOs matching the glob; the json format; read_from = end.
 mod edge;
@@ -34,6 +37,9 @@ mod fanout;
 /// Every `examples/formats/` config on real logs: loghub's CSVs as the oracle (syslog, regex),
 /// combined, Java stack traces joined by the multiline preset, nested JSON.
 mod formats;
+/// Truthful health: a sink rejecting everything, data_dir not writable at start or later, a
+/// checkpoint path taken by a directory or FIFO, SIGHUP ignored.
+mod health;
 /// The hostile app next door (issue 11): forged pod directories, secrets in URLs and config
 /// errors, an endless answer body, 4,000 idle connections to the metrics port, a file name
 /// with a newline.

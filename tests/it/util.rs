@@ -475,8 +475,11 @@ impl Config {
 // The agent process
 // ---------------------------------------------------------------------------------------------
 
+/// The agent under test: the binary cargo built, or `TAILSHIP_IT_BIN` (another build, to
+/// measure a before/after pair with the same tests, e.g. `scripts/duplicates.sh`).
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_tailship")
+    static BIN: OnceLock<String> = OnceLock::new();
+    BIN.get_or_init(|| std::env::var("TAILSHIP_IT_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_tailship").to_owned()))
 }
 
 /// CPU and memory of a process, from `/proc`.

@@ -31,8 +31,14 @@
 //! settled), this file (the sink: its window of batches and in-order acknowledgement).
 //!
 //! Memory: a batch keeps its chunks (and their in-flight budget) until it is acknowledged,
-//! like every sink, plus its encoded bytes while its request is running; at most
-//! `concurrency` requests run at once, so a dead collector stops the tailer, not the heap.
+//! like every sink. Its request body counts against the same budget (`max_inflight_bytes`):
+//! the encoded NDJSON from its hand-off to its acknowledgement, a body built from the records
+//! or compressed while its request runs. The window holds at most `concurrency` batches,
+//! running or finished (a finished one waits there for an earlier one still retrying), so a
+//! dead or slow collector stops the tailer, not the heap, and a `kill -9` sends again at most
+//! one batch per request that was in flight, plus what was acknowledged in the checkpoint's
+//! last few milliseconds. What is outside the budget is bounded by the batch size: the batch being filled, the
+//! reused buffers, a body while it is compressed, the answers (docs/performance.md).
 
 pub mod client;
 pub mod payload;
@@ -53,6 +59,7 @@ use self::protocol::Protocol;
 use super::batcher::{self, Batch, Deliver};
 use super::deadletter::DeadLetter;
 use super::SinkContext;
+use crate::budget::{Budget, BudgetGuard};
 use crate::checkpoint::Msg;
 use crate::config::{Api, HttpSettings, SinkKind};
 use crate::mark::FileMark;
@@ -105,6 +112,8 @@ struct Shared {
     metrics: Arc<Metrics>,
     hard_stop: HardStop,
     done: crossbeam_channel::Sender<(u64, Outcome)>,
+    /// Request bodies are charged to it.
+    budget: Arc<Budget>,
     /// Batch buffers back from acknowledged batches, reused for new ones: a fresh 1 MiB
     /// buffer per batch costs page faults that showed up as a third of the sink's CPU.
     spare: std::sync::Mutex<Vec<Vec<u8>>>,
@@ -128,6 +137,8 @@ struct InFlight {
     marks: Vec<FileMark>,
     /// Delivered or dead-lettered: acknowledged once every earlier batch is too.
     settled: bool,
+    /// The encoded body's share of the in-flight budget, released at the ack.
+    _charge: BudgetGuard,
 }
 
 /// Runs an `http` sink until the adapt stage is gone and every batch is settled (or the hard
@@ -141,6 +152,7 @@ pub fn run(ctx: SinkContext) {
         checkpoints,
         metrics,
         hard_stop,
+        budget,
     } = ctx;
     let SinkKind::Http(http) = &settings.kind else {
         return;
@@ -197,6 +209,7 @@ pub fn run(ctx: SinkContext) {
         metrics: Arc::clone(&metrics),
         hard_stop: hard_stop.clone(),
         done: done_tx,
+        budget,
         spare: std::sync::Mutex::new(Vec::new()),
     });
     metrics.sinks[index].up.store(1, Ordering::Relaxed);
@@ -313,10 +326,11 @@ impl Deliver for HttpSink {
         self.settle(event)
     }
 
-    /// Starts the batch's request, first waiting (and settling what finishes) until fewer than
-    /// `concurrency` requests run.
+    /// Starts the batch's request, first waiting (and settling what finishes) until the
+    /// window holds fewer than `concurrency` batches: finished ones waiting for an earlier one
+    /// count too, as each holds its body and would be sent again after a crash.
     fn deliver(&mut self, batch: &mut Batch) -> bool {
-        while self.window.iter().filter(|f| !f.settled).count() >= self.shared.http.concurrency {
+        while self.window.len() >= self.shared.http.concurrency {
             select! {
                 recv(self.done_rx) -> d => {
                     if !d.is_ok_and(|d| self.settle(d)) {
@@ -329,6 +343,7 @@ impl Deliver for HttpSink {
         let shared = &self.shared;
         let marks = std::mem::take(&mut batch.marks);
         let parts = std::mem::take(&mut batch.parts);
+        let charge = shared.budget.take(batch.bytes.len());
         let payload = if shared.http.api == Api::Plain {
             let capacity = batch.bytes.capacity();
             let fresh = shared
@@ -353,6 +368,7 @@ impl Deliver for HttpSink {
             payload,
             marks,
             settled: false,
+            _charge: charge,
         });
         true
     }

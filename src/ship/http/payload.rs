@@ -76,6 +76,11 @@ impl Payload {
         Payload::Records { parts, at }
     }
 
+    /// Whether `body` is this payload's own encoded bytes (not a copy).
+    pub fn holds(&self, body: &Bytes) -> bool {
+        matches!(self, Payload::Ndjson { bytes, .. } if bytes.as_ptr() == body.as_ptr() && bytes.len() == body.len())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

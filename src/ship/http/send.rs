@@ -3,7 +3,6 @@
 //! classification of answers, compression on the blocking pool.
 
 use std::io::Write as _;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -93,6 +92,9 @@ pub(super) async fn send_until_settled(shared: &Shared, payload: &Payload) -> Ou
                 return Outcome::Done { dead };
             }
         };
+        // A body of its own (built from the records, or compressed) is memory the batch's
+        // charge does not cover: held against the budget while its attempts run.
+        let _charge = (!payload.holds(&body)).then(|| shared.budget.take(body.len()));
         loop {
             if shared.hard_stop.is_set() {
                 return Outcome::Abandoned;
@@ -110,8 +112,7 @@ pub(super) async fn send_until_settled(shared: &Shared, payload: &Payload) -> Ou
                 Judged::Again(f) => f,
             };
             if !failed.partial {
-                add(&m.errors, 1);
-                m.up.store(0, Ordering::Relaxed);
+                m.failed();
             }
             if http.retry.max_retries.is_some_and(|max| retries >= max) {
                 let why = format!("{} (gave up after {retries} retries, retry.max_retries)", failed.what);
@@ -167,7 +168,7 @@ fn judge(
     };
     if (200..300).contains(&r.status) {
         add(&m.http_status[1], 1);
-        m.up.store(1, Ordering::Relaxed);
+        m.succeeded();
         return match accepted(shared, payload, pending, dead, &r.body) {
             None => Judged::Settled,
             Some(f) => Judged::Again(f),
@@ -184,6 +185,8 @@ fn judge(
         logsafe::escape(&String::from_utf8_lossy(&r.body))
     );
     if !retryable(r.status) {
+        // Settled, but not delivered: a failure for the health metrics.
+        m.failed();
         dead.add(payload, pending, &what);
         return Judged::Settled;
     }
@@ -218,12 +221,21 @@ fn accepted(
         }
         Answer::PerItem(verdicts) => {
             let mut again = Vec::new();
+            let mut rejected = false;
             for (r, verdict) in pending.iter().zip(verdicts) {
                 match verdict {
                     Verdict::Done => {}
                     Verdict::Retry => again.push(*r),
-                    Verdict::Reject(why) => dead.add(payload, std::slice::from_ref(r), &why),
+                    Verdict::Reject(why) => {
+                        rejected = true;
+                        dead.add(payload, std::slice::from_ref(r), &why);
+                    }
                 }
+            }
+            if rejected || !again.is_empty() {
+                // The collector works (the request was answered 2xx), so `up` stays; items
+                // rejected or to be sent again make the attempt a failed one all the same.
+                add(&shared.m().errors, 1);
             }
             if again.is_empty() {
                 return None;
