@@ -248,7 +248,7 @@ impl Default for Cadence {
     fn default() -> Cadence {
         Cadence {
             coalesce: Duration::from_millis(5),
-            rate: 40.0,
+            rate: 20.0,
             burst: 8.0,
             sync: Duration::from_secs(5),
             retry: Duration::from_secs(1),
