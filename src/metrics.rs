@@ -210,12 +210,13 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         self.render_process(&mut out);
+        self.render_state(&mut out);
         self.render_sources(&mut out);
         self.render_sinks(&mut out);
         out
     }
 
-    /// The process-wide counters and gauges.
+    /// The process-wide counters of the tailer.
     fn render_process(&self, out: &mut String) {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut one = |name: &str, kind: &str, help: &str, v: u64| {
@@ -281,6 +282,14 @@ impl Metrics {
             "Files that started being tailed.",
             get(&self.files_discovered),
         );
+    }
+
+    /// The process-wide gauges, and the checkpoint's counters.
+    fn render_state(&self, out: &mut String) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut one = |name: &str, kind: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        };
         one(
             "tailship_open_files",
             "gauge",
@@ -354,7 +363,7 @@ impl Metrics {
         }
     }
 
-    /// Per sink, and the lag of every file.
+    /// Per sink, then the HTTP families and the lag.
     fn render_sinks(&self, out: &mut String) {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         type SinkField = fn(&SinkMetrics) -> &AtomicU64;
@@ -421,6 +430,11 @@ impl Metrics {
             );
         }
         self.render_http(out);
+        self.render_lag(out);
+    }
+
+    /// How far behind the files are: in all, and per file when `per_file` is set.
+    fn render_lag(&self, out: &mut String) {
         let lag = self.file_lag.lock().unwrap_or_else(|p| p.into_inner());
         let total: u64 = lag.values().sum();
         let mut rows: Vec<(String, u64)> = if self.per_file {

@@ -14,11 +14,10 @@
 
 use std::sync::Arc;
 
-use crate::budget::Budget;
-use crate::chunk::{Chunk, FileMeta};
+use crate::chunk::FileMeta;
 use crate::config::Encoding;
 use crate::mark::Mark;
-use crate::record::{Body, Buffers, Context, Field, Records, Rendering, Text, Value};
+use crate::record::{Body, Context, Field, Records, Text, Value};
 use crate::ship::escape::{escape_into, escape_line_into};
 use crate::timefmt;
 
@@ -245,20 +244,6 @@ pub struct Encoder {
     shared: Option<Shared>,
 }
 
-/// Sources whose NDJSON several sinks write: the same text, since an NDJSON record depends on
-/// nothing but the record. For those, the first sink to reach a batch renders all of it into
-/// `Records::rendering` and every sink copies runs of it, so a second sink costs a copy, not
-/// a second encoding.
-#[derive(Clone)]
-pub struct Shared {
-    /// Indexed by source.
-    pub sources: Arc<[bool]>,
-    /// Renderings are charged to it, like the batch they belong to.
-    pub budget: Arc<Budget>,
-    /// Where renderings take their byte buffers from and give them back to.
-    pub buffers: Arc<Buffers>,
-}
-
 /// Records written by one call, for a batch's rendering: after each, the position after it
 /// and the output's length.
 type Ends<'a> = Option<&'a mut Vec<(usize, usize)>>;
@@ -334,46 +319,6 @@ impl Encoder {
             return copy_rendered(r, from, out, limits);
         }
         self.ndjson(records, from, out, limits, None)
-    }
-
-    /// Where a rendering of `records` gets its memory, if they come from a shared source.
-    fn shares(&self, records: &Records) -> Option<Shared> {
-        let s = self.shared.as_ref()?;
-        let source = records.context.file.source;
-        s.sources.get(source).copied().unwrap_or(false).then(|| s.clone())
-    }
-
-    /// For an adapt worker (`adapt::stage::Prerender`): the rendering of a batch of parsed
-    /// records (a `Table`) of a source in `shared.sources`. Parsing leaves a table's text to
-    /// escape and its times to format, about half of a structured record's cost; done here it
-    /// runs on the worker that owns the file, in parallel with other files. Batches of `raw`
-    /// lines are left to the sinks: their encoding is the copy itself, and a sink writes it
-    /// straight into its batch.
-    pub fn prerender(&mut self, records: &Records) -> Option<Rendering> {
-        if self.encoding != Encoding::Ndjson || !matches!(records.body, Body::Table(_)) {
-            return None;
-        }
-        let shared = self.shares(records)?;
-        Some(self.render(records, &shared))
-    }
-
-    /// All of `records` as NDJSON, with where each record ends.
-    fn render(&mut self, records: &Records, shared: &Shared) -> Rendering {
-        let all = Limits {
-            max_events: usize::MAX,
-            max_bytes: usize::MAX,
-        };
-        let mut r = Rendering {
-            bytes: shared.buffers.take(),
-            ends: Vec::new(),
-            budget: None,
-            pool: Some(Arc::clone(&shared.buffers)),
-        };
-        // NDJSON of raw lines is about three times their size, of parsed lines about twice.
-        r.bytes.reserve(records.data().len() * 3 + 4096);
-        self.ndjson(records, 0, &mut r.bytes, all, Some(&mut r.ends));
-        r.budget = Some(shared.budget.take(r.heap_bytes()));
-        r
     }
 
     /// `encode` for NDJSON, written here; `ends` collects where each record ends.
@@ -535,23 +480,6 @@ impl Encoder {
     }
 }
 
-/// `encode` from a batch's rendering: the whole records from position `from` that fit the
-/// limits, copied as one run.
-fn copy_rendered(r: &Rendering, from: usize, out: &mut Vec<u8>, limits: Limits) -> (usize, usize) {
-    // Records before `from` are those whose position-after is at most `from`.
-    let first = r.ends.partition_point(|&(pos, _)| pos <= from);
-    let start = if first == 0 { 0 } else { r.ends[first - 1].1 };
-    let base = out.len();
-    let (mut k, mut end) = (first, start);
-    while k < r.ends.len() && !limits.reached(k - first, base + (end - start)) {
-        end = r.ends[k].1;
-        k += 1;
-    }
-    out.extend_from_slice(&r.bytes[start..end]);
-    let pos = if k == first { from } else { r.ends[k - 1].0 };
-    (pos, k - first)
-}
-
 /// Text as a JSON string (a literal is one already).
 #[inline]
 fn write_text(out: &mut Vec<u8>, records: &Records, text: Text) {
@@ -588,47 +516,6 @@ fn write_value(out: &mut Vec<u8>, records: &Records, v: &Value) {
     }
 }
 
-/// `Encoding::Raw`: each line as read (without its `\r\n` or `\n`) plus `\n`. When the lines
-/// to copy hold no `\r`, that is the input bytes themselves, copied as one run.
-fn encode_passthrough(chunk: &Chunk, from: usize, out: &mut Vec<u8>, limits: Limits) -> (usize, usize) {
-    let data = &chunk.data[..];
-    // Find where the per-line limits would stop, assuming output bytes = input bytes.
-    let base = out.len();
-    let (mut pos, mut records) = (from, 0);
-    let mut stopped = false;
-    for nl in memchr::memchr_iter(b'\n', &data[from..]) {
-        if limits.reached(records, base + (pos - from)) {
-            stopped = true;
-            break;
-        }
-        pos = from + nl + 1;
-        records += 1;
-    }
-    let unterminated = !stopped && pos < data.len() && !limits.reached(records, base + (pos - from));
-    if unterminated {
-        pos = data.len();
-        records += 1;
-    }
-    let run = &data[from..pos];
-    if memchr::memchr(b'\r', run).is_none() {
-        out.extend_from_slice(run);
-        if unterminated {
-            out.push(b'\n');
-        }
-        return (pos, records);
-    }
-    // Some line ends in `\r\n`: the output differs from the input, so go line by line.
-    let (mut pos, mut records) = (from, 0);
-    while pos < data.len() && !limits.reached(records, out.len()) {
-        let line = chunk.line_at(pos);
-        out.extend_from_slice(&data[pos..line.end]);
-        out.push(b'\n');
-        pos = line.next;
-        records += 1;
-    }
-    (pos, records)
-}
-
 impl Encoder {
     /// One record as an NDJSON line without its newline, for the protocol sinks that carry the
     /// whole record (a Loki line, a Splunk event, an Elasticsearch document) and for the
@@ -646,5 +533,11 @@ impl Encoder {
     }
 }
 
+mod passthrough;
+mod shared;
 #[cfg(test)]
 mod tests;
+
+use passthrough::encode_passthrough;
+use shared::copy_rendered;
+pub use shared::Shared;

@@ -17,6 +17,7 @@ use crate::budget::Budget;
 use crate::chunk::Chunk;
 use crate::config::Format;
 use crate::metrics::Metrics;
+use crate::record::Buffers;
 
 const OBSERVED: i64 = 1_795_614_680_123_456_789;
 const OBSERVED_TEXT: &str = "2026-11-25T13:51:20.123456789Z";

@@ -158,32 +158,9 @@ pub fn run(ctx: SinkContext) {
         return;
     };
     let sink = settings.name.clone();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .max_blocking_threads(http.concurrency.max(2))
-        .thread_name(format!("http-{sink}"))
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(source) => {
-            // Nothing is acknowledged, so the tailer stops at its budget: lines wait on disk.
-            tracing::error!(error = %Error::Runtime { sink: sink.clone(), source }, "http sink cannot run");
-            return;
-        }
-    };
-    // The files were checked at validation; if one went bad since, keep trying (logged)
-    // rather than exit: the lines wait on disk meanwhile.
-    let client = loop {
-        match client(&sink, http) {
-            Ok(c) => break c,
-            Err(e) => {
-                tracing::error!(error = %e, "http sink cannot build its client; retrying in 5s");
-                if hard_stop.sleep(Duration::from_secs(5)) {
-                    return;
-                }
-            }
-        }
+    let Some(runtime) = runtime(&sink, http) else { return };
+    let Some(client) = built_client(&sink, http, &hard_stop) else {
+        return;
     };
     let protocol = protocol::of(http);
     let parts = match RequestParts::new(http, protocol.as_ref()) {
@@ -228,6 +205,38 @@ pub fn run(ctx: SinkContext) {
     let encode = http.api == Api::Plain;
     batcher::run(&records, &mut encoder, settings.batch, encode, &hard_stop, &mut h);
     h.close();
+}
+
+/// The sink's tokio runtime. Without one nothing is acknowledged, so the tailer stops at its
+/// budget: lines wait on disk.
+fn runtime(sink: &str, http: &HttpSettings) -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(http.concurrency.max(2))
+        .thread_name(format!("http-{sink}"))
+        .enable_all()
+        .build()
+        .map_err(|source| {
+            let sink = sink.to_owned();
+            tracing::error!(error = %Error::Runtime { sink, source }, "http sink cannot run");
+        })
+        .ok()
+}
+
+/// The sink's client. Its files were checked at validation; if one went bad since, keep
+/// trying (logged) rather than exit: the lines wait on disk meanwhile. `None` at the hard stop.
+fn built_client(sink: &str, http: &HttpSettings, hard_stop: &HardStop) -> Option<reqwest::Client> {
+    loop {
+        match client(sink, http) {
+            Ok(c) => return Some(c),
+            Err(e) => {
+                tracing::error!(error = %e, "http sink cannot build its client; retrying in 5s");
+                if hard_stop.sleep(Duration::from_secs(5)) {
+                    return None;
+                }
+            }
+        }
+    }
 }
 
 /// An HTTP sink's side of the batcher: the window of batches whose requests are running.

@@ -1,0 +1,148 @@
+//! The checkpoint file on disk: read at start (a bad one is moved aside, never a crash loop),
+//! replaced atomically (temporary file, rename) at every write, fsynced on its own cadence.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::{Entry, Error, OnDisk, FILE_NAME, VERSION};
+
+/// Loads `data_dir/checkpoints.json`. `Ok(None)` when there is none yet: the agent's first
+/// start, where `read_from` applies. A corrupt or unreadable file (or a directory, a FIFO… in
+/// its place, or in the temporary file's) is moved aside (kept for inspection) and treated as
+/// absent: refusing to start would stop the pod's logging altogether, while starting over costs
+/// duplicates, which a crash-looping sidecar would not avoid either. Then `data_dir` must be
+/// writable: without checkpoints every restart would send everything again.
+pub fn load(data_dir: &Path) -> Result<Option<Vec<Entry>>, Error> {
+    fs::create_dir_all(data_dir).map_err(|source| Error::CreateDir {
+        path: data_dir.to_owned(),
+        source,
+    })?;
+    clear_tmp(data_dir);
+    let loaded = read_saved(&data_dir.join(FILE_NAME));
+    check_writable(data_dir)?;
+    Ok(loaded)
+}
+
+/// The saved entries, or `None` if there are none; anything unusable is set aside.
+pub(super) fn read_saved(path: &Path) -> Option<Vec<Entry>> {
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+        // A FIFO would block the read forever, a directory fail it every time.
+        Ok(meta) if !meta.is_file() && !meta.file_type().is_symlink() => {
+            tracing::error!(path = %path.display(), "checkpoint is not a regular file; moved aside, starting over");
+            set_aside(path);
+            return Some(Vec::new());
+        }
+        _ => {}
+    }
+    let text = match fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "checkpoint is unreadable; moved aside, starting over");
+            set_aside(path);
+            return Some(Vec::new());
+        }
+    };
+    match serde_json::from_slice::<OnDisk>(&text) {
+        Ok(d) if d.version == VERSION => Some(d.files),
+        Ok(d) => {
+            tracing::error!(path = %path.display(), version = d.version, "checkpoint has an unknown version; starting over");
+            set_aside(path);
+            Some(Vec::new())
+        }
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "checkpoint is corrupt; moved aside, starting over");
+            set_aside(path);
+            Some(Vec::new())
+        }
+    }
+}
+
+pub(super) fn tmp_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(format!("{FILE_NAME}.tmp"))
+}
+
+/// A temporary file left by a crash is removed; anything else in its place (a directory) would
+/// fail every write, so it is moved aside.
+pub(super) fn clear_tmp(data_dir: &Path) {
+    let tmp = tmp_path(data_dir);
+    match fs::symlink_metadata(&tmp) {
+        Ok(m) if m.is_file() || m.file_type().is_symlink() => {
+            let _ = fs::remove_file(&tmp);
+        }
+        Ok(_) => {
+            tracing::error!(path = %tmp.display(), "the checkpoint's temporary path is not a regular file; moved aside");
+            set_aside(&tmp);
+        }
+        Err(_) => {}
+    }
+}
+
+/// Writes and removes the temporary file, as every checkpoint write will.
+pub(super) fn check_writable(data_dir: &Path) -> Result<(), Error> {
+    let tmp = tmp_path(data_dir);
+    let probe = || -> io::Result<()> {
+        File::create(&tmp)?.write_all(b"{}")?;
+        fs::remove_file(&tmp)
+    };
+    probe().map_err(|source| Error::NotWritable {
+        path: data_dir.to_owned(),
+        source,
+    })
+}
+
+pub(super) fn set_aside(path: &Path) {
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(format!(".corrupt-{}", unix_now()));
+    if let Err(e) = fs::rename(path, &aside) {
+        tracing::error!(path = %path.display(), error = %e, "cannot move the checkpoint aside");
+    }
+}
+
+pub(super) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Writes `files` to `data_dir/checkpoints.json` atomically: readers see the old file or the
+/// new one. `durable`: also fsync the file and the directory, so it survives a power cut; without
+/// it, it survives the process's death (the page cache is the kernel's).
+/// Returns the bytes written.
+pub fn store(data_dir: &Path, files: &[Entry], durable: bool) -> Result<usize, Error> {
+    let path = data_dir.join(FILE_NAME);
+    let tmp = tmp_path(data_dir);
+    let write = || -> io::Result<usize> {
+        let body = serde_json::to_vec(&OnDisk {
+            version: VERSION,
+            files: files.to_vec(),
+        })
+        .map_err(io::Error::other)?;
+        let mut f = File::create(&tmp)?;
+        f.write_all(&body)?;
+        if durable {
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, &path)?;
+        if durable {
+            // The rename is durable only once the directory entry is on disk too.
+            File::open(data_dir)?.sync_all()?;
+        }
+        Ok(body.len())
+    };
+    write().map_err(|source| Error::Write { path, source })
+}
+
+/// Makes the last write durable (file and directory fsynced).
+pub(super) fn sync(data_dir: &Path) -> Result<(), Error> {
+    let path = data_dir.join(FILE_NAME);
+    let run = || -> io::Result<()> {
+        File::open(&path)?.sync_all()?;
+        File::open(data_dir)?.sync_all()
+    };
+    run().map_err(|source| Error::Write { path, source })
+}

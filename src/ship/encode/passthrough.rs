@@ -1,0 +1,45 @@
+//! `encoding = "raw"`: the lines as they were read, one per line.
+
+use super::Limits;
+use crate::chunk::Chunk;
+
+/// `Encoding::Raw`: each line as read (without its `\r\n` or `\n`) plus `\n`. When the lines
+/// to copy hold no `\r`, that is the input bytes themselves, copied as one run.
+pub(super) fn encode_passthrough(chunk: &Chunk, from: usize, out: &mut Vec<u8>, limits: Limits) -> (usize, usize) {
+    let data = &chunk.data[..];
+    // Find where the per-line limits would stop, assuming output bytes = input bytes.
+    let base = out.len();
+    let (mut pos, mut records) = (from, 0);
+    let mut stopped = false;
+    for nl in memchr::memchr_iter(b'\n', &data[from..]) {
+        if limits.reached(records, base + (pos - from)) {
+            stopped = true;
+            break;
+        }
+        pos = from + nl + 1;
+        records += 1;
+    }
+    let unterminated = !stopped && pos < data.len() && !limits.reached(records, base + (pos - from));
+    if unterminated {
+        pos = data.len();
+        records += 1;
+    }
+    let run = &data[from..pos];
+    if memchr::memchr(b'\r', run).is_none() {
+        out.extend_from_slice(run);
+        if unterminated {
+            out.push(b'\n');
+        }
+        return (pos, records);
+    }
+    // Some line ends in `\r\n`: the output differs from the input, so go line by line.
+    let (mut pos, mut records) = (from, 0);
+    while pos < data.len() && !limits.reached(records, out.len()) {
+        let line = chunk.line_at(pos);
+        out.extend_from_slice(&data[pos..line.end]);
+        out.push(b'\n');
+        pos = line.next;
+        records += 1;
+    }
+    (pos, records)
+}
