@@ -1,8 +1,8 @@
 //! The adapt stage as threads: a few workers (one per core by default) turn the tailer's
 //! chunks into `Records`, once per source, and hand them to every sink that reads the source.
 //!
-//! Order: the tailer sends all the chunks of one file generation to the same worker (lane
-//! `uid % workers`), so a file's records leave in the order of its lines, while different
+//! Order: the tailer sends all the chunks of one file generation to the same worker (its lane
+//! is dealt in turn at its first chunk, `tail/lanes.rs`), so a file's records leave in the order of its lines, while different
 //! files are parsed in parallel. Joining state (`Assembler`: split container lines, multiline
 //! events) is per file, so it lives in the worker that owns the file.
 //!

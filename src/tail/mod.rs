@@ -20,6 +20,7 @@ pub mod discover;
 pub mod file;
 pub mod identity;
 mod index;
+mod lanes;
 mod ledger;
 pub mod lines;
 mod park;
@@ -41,6 +42,7 @@ use crossbeam_channel::{select, Receiver, Sender};
 
 use self::discover::Root;
 use self::file::{FileKey, Tracked};
+use self::lanes::Lanes;
 use self::ledger::Ledger;
 use self::lines::Split;
 use self::park::Parking;
@@ -61,7 +63,7 @@ pub struct TailContext {
     /// Checkpoint entries from the last run; `None` on the agent's first start.
     pub saved: Option<Vec<Entry>>,
     /// The adapt stage's lanes. All the chunks of one file generation go to the same lane
-    /// (`uid % lanes`), which is what keeps a file's records in order downstream.
+    /// (`lanes.rs`), which is what keeps a file's records in order downstream.
     pub lanes: Vec<Sender<Arc<Chunk>>>,
     pub checkpoints: Sender<Msg>,
     pub budget: Arc<Budget>,
@@ -89,7 +91,7 @@ pub struct Tailer {
     parking: Parking,
     /// Paths whose open failed, so the failure is logged once, not at every rescan.
     failed: HashSet<PathBuf>,
-    lanes: Vec<Sender<Arc<Chunk>>>,
+    lanes: Lanes,
     ledger: Ledger,
     budget: Arc<Budget>,
     metrics: Arc<Metrics>,
@@ -127,7 +129,7 @@ pub fn run(ctx: TailContext) {
         by_path: HashMap::new(),
         parking: Parking::default(),
         failed: HashSet::new(),
-        lanes,
+        lanes: Lanes::new(lanes),
         ledger: Ledger::new(checkpoints),
         budget,
         metrics,

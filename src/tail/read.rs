@@ -153,7 +153,16 @@ impl Tailer {
         if self.lanes.is_empty() {
             return;
         }
-        let lane = &self.lanes[(f.uid % self.lanes.len() as u64) as usize];
+        let uid = f.uid;
+        if self.lanes.wants_pruning() {
+            let live = self
+                .files
+                .values()
+                .map(|f| f.uid)
+                .chain(self.parking.parked.values().map(|p| p.uid));
+            self.lanes.keep_only(&live.collect());
+        }
+        let lane = self.lanes.of(uid);
         // A lane is full only while the sinks behind it are stalled; waiting here is the
         // backpressure, but the hard stop must still get through.
         select! {
