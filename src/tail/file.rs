@@ -19,6 +19,23 @@ use crate::chunk::FileMeta;
 /// `(device, inode)`.
 pub type FileKey = (u64, u64);
 
+/// Opens `path` for tailing: regular files only, checked on the open descriptor. The app next
+/// door may swap a FIFO (or a device) in between discovery's type check and this open; a
+/// plain open of a FIFO blocks until a writer comes, which would freeze the tailer, so the open
+/// does not block (`O_NONBLOCK`, which changes nothing for a regular file) and anything but a
+/// regular file is refused.
+pub fn open_regular(path: &std::path::Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    if !file.metadata()?.file_type().is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    Ok(file)
+}
+
 pub struct Tracked {
     pub key: FileKey,
     pub uid: u64,
@@ -185,6 +202,31 @@ mod tests {
     use super::*;
     use std::io::Write;
     use std::os::unix::fs::FileExt;
+
+    /// A FIFO with no writer: a plain open would block for ever; this one returns at once,
+    /// refusing it, while a regular file opens.
+    #[test]
+    fn open_regular_refuses_a_fifo_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("swapped.log");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo must be installed");
+        assert!(made.success(), "mkfifo failed");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let at = fifo.clone();
+        std::thread::spawn(move || tx.send(open_regular(&at).map(|_| ()).map_err(|e| e.kind())));
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("opening a FIFO must not block");
+        assert_eq!(got, Err(io::ErrorKind::InvalidInput));
+        let plain = dir.path().join("app.log");
+        std::fs::write(&plain, b"line\n").unwrap();
+        let mut text = String::new();
+        open_regular(&plain).unwrap().read_to_string(&mut text).unwrap();
+        assert_eq!(text, "line\n");
+    }
 
     fn tracked(file: File) -> Tracked {
         let now = Instant::now();

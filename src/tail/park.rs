@@ -209,14 +209,14 @@ impl Tailer {
         let Some(p) = self.parking.parked.remove(&key) else {
             return;
         };
-        let at_path = File::open(&p.path)
+        let at_path = super::file::open_regular(&p.path)
             .ok()
             .filter(|f| f.metadata().is_ok_and(|m| (m.dev(), m.ino()) == key));
         let attached = at_path.is_some();
         let moved = || {
             let dir = p.path.parent()?;
             let found = index::find([dir], &[key].into_iter().collect()).remove(&key)?;
-            let file = File::open(&found.path).ok()?;
+            let file = super::file::open_regular(&found.path).ok()?;
             file.metadata()
                 .is_ok_and(|m| (m.dev(), m.ino()) == key)
                 .then_some((file, found.path))

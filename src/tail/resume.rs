@@ -181,7 +181,9 @@ impl Tailer {
     /// Drains the file saved as `e`, now at `path`, from its checkpoint, if it is still ours.
     fn resume_renamed(&mut self, e: &Entry, path: &Path, source: usize) {
         let key = (e.dev, e.ino);
-        let Ok(file) = File::open(path) else { return };
+        let Ok(file) = super::file::open_regular(path) else {
+            return;
+        };
         let Ok(size) = file.metadata().map(|m| m.len()) else {
             return;
         };

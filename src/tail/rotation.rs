@@ -3,7 +3,7 @@
 //! away before we opened it is followed to its new name; a truncation (copytruncate) starts
 //! a new generation, after reading the lines only the copy still holds.
 
-use std::fs::{self, File};
+use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -181,7 +181,9 @@ impl Tailer {
             {
                 continue;
             }
-            let Ok(file) = File::open(&path) else { continue };
+            let Ok(file) = super::file::open_regular(&path) else {
+                continue;
+            };
             let same_head = identity::fingerprint_matches(&file, fp).unwrap_or(false);
             let same_tail =
                 same_head && identity::read_at(&file, end - last.len() as u64, last.len()).is_ok_and(|b| b == last);

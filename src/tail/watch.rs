@@ -6,7 +6,7 @@
 //! what the tailer does when it sees one.
 
 use std::collections::HashSet;
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -335,7 +335,7 @@ impl Tailer {
 
     /// Opens a newly found file and starts tailing it.
     fn open(&mut self, path: &Path, source: usize, initial: bool) {
-        let file = match File::open(path) {
+        let file = match super::file::open_regular(path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return,
             Err(e) => return self.open_failed(path, &e),

@@ -633,3 +633,50 @@ fn a_file_name_with_a_newline_forges_no_log_line_and_is_warned_about_once() {
     assert!(about_file >= 1, "the unreadable file is warned about:\n{stderr}");
     fs::set_permissions(&bad_dir, fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+/// The app swaps a FIFO in and out under a matched name (renamed over it, so the name always
+/// exists) while another file grows. A plain open of a FIFO waits for a writer: one that lands
+/// between discovery's type check and the open would freeze the tailer. The good file's lines
+/// must keep arriving, and the agent must stop cleanly.
+#[test]
+fn a_fifo_swapped_in_under_a_matched_name_never_blocks_the_tailer() {
+    let dir = TestDir::new("fifo-swap");
+    let logs = dir.subdir("logs");
+    let good = logs.join("good.log");
+    fs::write(&good, corpus().lines("good", 0, 100)).unwrap();
+    let rx = Receiver::ndjson();
+    let cfg = Config::tcp(&dir, &[format!("{}/*.log", logs.display())], &rx).top("rescan_interval = \"50ms\"");
+    let mut agent = Agent::start(&dir, &cfg);
+    wait_tag(&mut agent, &rx, "good", 100);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (stop, logs) = (Arc::clone(&stop), logs.clone());
+        thread::spawn(move || {
+            let swap = logs.join("swap.log");
+            let mut swaps = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let fifo = logs.join("fifo.tmp");
+                let made = Command::new("mkfifo")
+                    .arg(&fifo)
+                    .status()
+                    .expect("mkfifo must be installed");
+                assert!(made.success(), "mkfifo failed");
+                fs::rename(&fifo, &swap).unwrap();
+                let plain = logs.join("plain.tmp");
+                fs::write(&plain, "swapped in\n").unwrap();
+                fs::rename(&plain, &swap).unwrap();
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+    for step in 1..=10u64 {
+        append(&good, &corpus().lines("good", step * 100, 100));
+        wait_tag(&mut agent, &rx, "good", (step + 1) * 100);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    assert!(swaps >= 20, "the swap loop ran only {swaps} times");
+    stop_clean(&mut agent, &rx);
+}
