@@ -663,15 +663,15 @@ mod tests {
         assert!(!text.contains("tailship_http_requests_total{sink=\"tcp\""), "{text}");
     }
 
-    /// The README's metric list names every family the agent exports.
+    /// docs/metrics.md names every family the agent exports.
     #[test]
-    fn the_readme_names_every_metric() {
+    fn the_docs_name_every_metric() {
         let mut m = Metrics::new(&["app".into()], &["h".into()], Budget::new(1 << 20));
         m.per_file = true;
         m.sinks[0].batch_records.observe(1);
         m.file_lag.lock().unwrap().insert("/f".into(), 1);
         let text = m.render();
-        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md")).unwrap();
         let families: Vec<&str> = text
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE "))
@@ -682,6 +682,6 @@ mod tests {
             .iter()
             .filter(|f| !readme.contains(&format!("`{f}`")) && !readme.contains(&format!("`{f}{{")))
             .collect();
-        assert!(missing.is_empty(), "README.md does not name {missing:?}");
+        assert!(missing.is_empty(), "docs/metrics.md does not name {missing:?}");
     }
 }
