@@ -75,6 +75,49 @@ pub struct Tracked {
     pub limit: Option<u64>,
 }
 
+/// Who a file generation is and where its reading stands, when it is opened or reopened.
+pub struct Position {
+    pub uid: u64,
+    pub source: usize,
+    pub generation: u32,
+    pub id_seed: Option<u64>,
+    pub fp: Fingerprint,
+    pub offset: u64,
+    /// The bytes just before `offset` (see `Tracked::last_bytes`).
+    pub last_bytes: Vec<u8>,
+}
+
+impl Tracked {
+    /// `file` (`key`, at `path`, `size` bytes at its last stat), to be read from `at.offset` on
+    /// with nothing buffered yet.
+    pub fn new(key: FileKey, file: File, path: PathBuf, size: u64, max_line_bytes: usize, at: Position) -> Tracked {
+        let now = Instant::now();
+        Tracked {
+            key,
+            uid: at.uid,
+            source: at.source,
+            file,
+            path,
+            attached: true,
+            generation: at.generation,
+            id_seed: at.id_seed,
+            fp: at.fp,
+            meta: None,
+            read_offset: at.offset,
+            buf_offset: at.offset,
+            buf: BytesMut::new(),
+            splitter: LineSplitter::new(max_line_bytes),
+            last_bytes: at.last_bytes,
+            partial_since: now,
+            last_growth: now,
+            dirty: true,
+            at_eof: false,
+            size,
+            limit: None,
+        }
+    }
+}
+
 /// What a read attempt found.
 pub enum ReadResult {
     /// `n` bytes were read; `splits` holds the complete lines (if any).
@@ -229,30 +272,16 @@ mod tests {
     }
 
     fn tracked(file: File) -> Tracked {
-        let now = Instant::now();
-        Tracked {
-            key: (0, 0),
+        let at = Position {
             uid: 1,
             source: 0,
-            file,
-            path: PathBuf::from("/t.log"),
-            attached: true,
             generation: 0,
             id_seed: None,
             fp: Fingerprint::default(),
-            meta: None,
-            read_offset: 0,
-            buf_offset: 0,
-            buf: BytesMut::new(),
-            splitter: LineSplitter::new(1 << 20),
+            offset: 0,
             last_bytes: Vec::new(),
-            partial_since: now,
-            last_growth: now,
-            dirty: true,
-            at_eof: false,
-            size: 0,
-            limit: None,
-        }
+        };
+        Tracked::new((0, 0), file, PathBuf::from("/t.log"), 0, 1 << 20, at)
     }
 
     fn read_all(t: &mut Tracked) -> (Vec<u8>, bool) {

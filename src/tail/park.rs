@@ -14,14 +14,10 @@ use std::collections::{HashSet, VecDeque};
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use bytes::BytesMut;
-
-use super::file::{FileKey, Tracked};
+use super::file::{FileKey, Position, Tracked};
 use super::identity::Fingerprint;
 use super::index;
-use super::lines::LineSplitter;
 use super::Tailer;
 use crate::config::{SinkKind, SinkSettings};
 use crate::metrics::add;
@@ -254,31 +250,19 @@ impl Tailer {
     }
 
     fn reopened(&self, key: FileKey, p: Parked, file: File, path: PathBuf, attached: bool) -> Tracked {
-        let now = Instant::now();
-        let size = file.metadata().map_or(0, |m| m.len());
-        Tracked {
-            key,
+        let at = Position {
             uid: p.uid,
             source: p.source,
-            file,
-            path,
-            attached,
             generation: p.generation,
             id_seed: p.id_seed,
             fp: p.fp,
-            meta: None,
-            read_offset: p.read_offset,
-            buf_offset: p.read_offset,
-            buf: BytesMut::new(),
-            splitter: LineSplitter::new(self.sources[p.source].max_line_bytes),
+            offset: p.read_offset,
             last_bytes: p.last_bytes,
-            partial_since: now,
-            last_growth: now,
-            dirty: true,
-            at_eof: false,
-            size,
-            limit: None,
-        }
+        };
+        let size = file.metadata().map_or(0, |m| m.len());
+        let mut t = Tracked::new(key, file, path, size, self.sources[p.source].max_line_bytes, at);
+        t.attached = attached;
+        t
     }
 }
 

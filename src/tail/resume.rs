@@ -7,15 +7,12 @@ use std::collections::{BTreeSet, HashSet};
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, UNIX_EPOCH};
-
-use bytes::BytesMut;
+use std::time::{Duration, UNIX_EPOCH};
 
 use super::discover;
-use super::file::{FileKey, Tracked};
+use super::file::{FileKey, Position, Tracked};
 use super::identity::{self, Fingerprint};
 use super::index;
-use super::lines::LineSplitter;
 use super::Tailer;
 use crate::checkpoint::Entry;
 use crate::config::ReadFrom;
@@ -71,30 +68,17 @@ impl Tailer {
         let uid = start.uid.unwrap_or_else(|| new_uid(key, start.generation));
         let last_bytes = identity::bytes_before(&file, start.offset)?;
         let at = Mark::at(start.offset, &last_bytes);
-        let now = Instant::now();
-        let t = Tracked {
-            key,
+        let position = Position {
             uid,
             source,
-            file,
-            path: path.to_owned(),
-            attached: true,
             generation: start.generation,
             id_seed: start.id_seed,
             fp,
-            meta: None,
-            read_offset: start.offset,
-            buf_offset: start.offset,
-            buf: BytesMut::new(),
-            splitter: LineSplitter::new(self.sources[source].max_line_bytes),
+            offset: start.offset,
             last_bytes,
-            partial_since: now,
-            last_growth: now,
-            dirty: true,
-            at_eof: false,
-            size,
-            limit: None,
         };
+        let max_line_bytes = self.sources[source].max_line_bytes;
+        let t = Tracked::new(key, file, path.to_owned(), size, max_line_bytes, position);
         self.ledger.register(&t, &self.sources[source].name, at);
         Ok(t)
     }
