@@ -13,7 +13,8 @@ use crossbeam_channel::Sender;
 
 use crate::chunk::Chunk;
 
-/// Past this many remembered generations, those no longer tailed are forgotten.
+/// Past this many remembered generations (or twice what the last pruning kept), those no
+/// longer tailed are forgotten.
 const PRUNE_AT: usize = 1024;
 
 pub struct Lanes {
@@ -22,6 +23,9 @@ pub struct Lanes {
     of: HashMap<u64, usize>,
     /// The lane the next new generation gets.
     next: usize,
+    /// `of` is pruned when it grows past this: twice what the last pruning kept (at least
+    /// `PRUNE_AT`), so a node tailing thousands of files does not prune at every chunk.
+    prune_at: usize,
 }
 
 impl Lanes {
@@ -30,6 +34,7 @@ impl Lanes {
             senders,
             of: HashMap::new(),
             next: 0,
+            prune_at: PRUNE_AT,
         }
     }
 
@@ -52,12 +57,13 @@ impl Lanes {
 
     /// Whether enough generations are remembered that it is worth forgetting the gone ones.
     pub fn wants_pruning(&self) -> bool {
-        self.of.len() > PRUNE_AT
+        self.of.len() > self.prune_at
     }
 
     /// Forgets every generation not in `live` (open or parked files).
     pub fn keep_only(&mut self, live: &HashSet<u64>) {
         self.of.retain(|uid, _| live.contains(uid));
+        self.prune_at = (2 * self.of.len()).max(PRUNE_AT);
     }
 }
 
@@ -78,5 +84,27 @@ mod tests {
         lanes.keep_only(&HashSet::from([12]));
         assert!(lanes.of(12).same_channel(&b), "a live generation is kept");
         assert_eq!(lanes.of.len(), 1);
+    }
+
+    /// With more live generations than `PRUNE_AT`, pruning is not asked for again until the
+    /// map has doubled: never at every chunk.
+    #[test]
+    fn pruning_waits_until_the_map_doubles() {
+        let (a, _ra) = crossbeam_channel::unbounded();
+        let mut lanes = Lanes::new(vec![a]);
+        let live: HashSet<u64> = (0..2 * PRUNE_AT as u64).collect();
+        for uid in &live {
+            lanes.of(*uid);
+        }
+        assert!(lanes.wants_pruning());
+        lanes.keep_only(&live);
+        assert!(
+            !lanes.wants_pruning(),
+            "all live: nothing to prune until the map doubles"
+        );
+        for uid in 2 * PRUNE_AT as u64..4 * PRUNE_AT as u64 + 1 {
+            lanes.of(uid);
+        }
+        assert!(lanes.wants_pruning());
     }
 }
