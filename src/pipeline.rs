@@ -32,6 +32,8 @@ use crate::ship::{self, SinkContext};
 use crate::stop::{self, HardStop, Trigger};
 use crate::tail::{self, TailContext};
 
+/// Rendering buffers kept for reuse (`record::Buffers`).
+const RENDERING_BUFFERS: usize = 4;
 /// Record batches queued per sink: each holds a chunk and its table, so the byte budget, not
 /// this count, is what bounds memory.
 const SINK_QUEUE: usize = 1024;
@@ -245,8 +247,10 @@ impl Pipeline {
             checkpoint::Cadence::default(),
         );
         threads.spawn("checkpoint", move || checkpoint::run(checkpointer, cp_rx))?;
-        // A few renderings' buffers kept for reuse: one per adapt worker and sink in flight.
-        let buffers = Buffers::new(2 * MAX_ADAPT_WORKERS);
+        // Renderings' buffers kept for reuse. Idle ones are memory outside the budget (each
+        // about three reads' worth), so only a few: enough that a busy stream reuses its
+        // buffers instead of faulting fresh pages in for every chunk.
+        let buffers = Buffers::new(RENDERING_BUFFERS);
         let sinks = start_sinks(&settings, &budget, &buffers, &cp_tx, &metrics, &hard_stop, &mut threads)?;
         let lanes = start_adapt(&settings, sinks, &budget, &buffers, &metrics, &hard_stop, &mut threads)?;
         let shutdown_timeout = settings.shutdown_timeout;
