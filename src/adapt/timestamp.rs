@@ -511,10 +511,19 @@ impl FixedLayout {
     }
 }
 
+/// Why a `timestamp_format` cannot be used, with the layout as written.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum LayoutError {
+    #[error("invalid timestamp_format {0:?}")]
+    Syntax(String),
+    #[error("timestamp_format {0:?} needs a date (or %s) and an hour")]
+    NoDateOrHour(String),
+}
+
 impl Layout {
     /// Checks `format` for chrono syntax errors up front, so a bad layout is a config error and
     /// not a per-line failure.
-    pub fn new(format: &str) -> Result<Layout, String> {
+    pub fn new(format: &str) -> Result<Layout, LayoutError> {
         use chrono::format::{Fixed, Item, Numeric};
         let mut has_year = false;
         let mut has_offset = false;
@@ -526,7 +535,7 @@ impl Layout {
         };
         for item in StrftimeItems::new(format) {
             match item {
-                Item::Error => return Err(format!("invalid timestamp_format {format:?}")),
+                Item::Error => return Err(LayoutError::Syntax(format.to_owned())),
                 Item::Numeric(Numeric::Year | Numeric::YearMod100 | Numeric::IsoYear | Numeric::IsoYearMod100, _) => {
                     has_year = true
                 }
@@ -551,7 +560,7 @@ impl Layout {
             }
         }
         if !has_date || !has_time {
-            return Err(format!("timestamp_format {format:?} needs a date (or %s) and an hour"));
+            return Err(LayoutError::NoDateOrHour(format.to_owned()));
         }
         Ok(Layout {
             format: format.to_owned(),

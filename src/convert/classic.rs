@@ -65,43 +65,50 @@ pub(super) fn read(
             let Some(o) = open.as_mut() else {
                 return Err(error(line_no, format!("{trimmed:?}: an entry before any [SECTION]")));
             };
-            entry(o, line, line_no, vars).map_err(|m| error(line_no, m))?;
+            entry(o, line, line_no, vars).map_err(|Message(m)| error(line_no, m))?;
         }
     }
     close(open, fb);
     Ok(())
 }
 
-/// Adds one indented line to the open section.
-fn entry(o: &mut Open, line: &str, line_no: usize, vars: &[(String, String)]) -> Result<(), String> {
+/// Adds one indented line to the open section; an error is the message for
+/// `ConvertError::Syntax`, which the caller gives its path and line.
+fn entry(o: &mut Open, line: &str, line_no: usize, vars: &[(String, String)]) -> Result<(), Message> {
     let indent: String = line.chars().take_while(|c| *c == ' ' || *c == '\t').collect();
     match &o.indent {
         None => o.indent = Some((indent, line_no)),
         Some((first, first_line)) if *first != indent => {
-            return Err(format!(
+            return Err(Message(format!(
                 "indented by {} where line {first_line} of the same section is indented by {} \
                  (Fluent Bit needs one indentation per section)",
                 describe(&indent),
                 describe(first)
-            ))
+            )))
         }
         Some(_) => {}
     }
     let body = line.trim();
     let (key, value) = match body.split_once([' ', '\t']) {
         Some((k, v)) => (k, v.trim()),
-        None => return Err(format!("key {body:?} has no value")),
+        None => return Err(Message(format!("key {body:?} has no value"))),
     };
     let value = substitute(value, vars);
     if o.kind == "multiline_parser" && key.eq_ignore_ascii_case("rule") {
-        let rule = parse_rule(&value, line_no)
-            .ok_or_else(|| format!("rule {value:?}: write it as \"state\" \"/regex/\" \"next_state\""))?;
+        let rule = parse_rule(&value, line_no).ok_or_else(|| {
+            Message(format!(
+                "rule {value:?}: write it as \"state\" \"/regex/\" \"next_state\""
+            ))
+        })?;
         o.section.rules.push(rule);
     } else {
         o.section.push(key, &value, line_no);
     }
     Ok(())
 }
+
+/// What is wrong with one entry, in words (the line and path are the caller's).
+struct Message(String);
 
 fn describe(indent: &str) -> String {
     let tabs = indent.chars().filter(|c| *c == '\t').count();

@@ -51,8 +51,8 @@ pub enum RegexError {
     Pattern(#[from] regex::Error),
     #[error("the pattern has no named capture (write e.g. `(?P<message>.*)`)")]
     NoNamedCapture,
-    #[error("{0}")]
-    TimestampFormat(String),
+    #[error(transparent)]
+    TimestampFormat(#[from] timestamp::LayoutError),
     #[error("timestamp_format is set but the pattern has no `timestamp` capture")]
     FormatWithoutTimestamp,
 }
@@ -110,7 +110,7 @@ impl RegexParser {
             if p.timestamp.is_none() {
                 return Err(RegexError::FormatWithoutTimestamp);
             }
-            p.layout = Some(Layout::new(f).map_err(RegexError::TimestampFormat)?);
+            p.layout = Some(Layout::new(f)?);
         }
         Ok(p)
     }
