@@ -220,6 +220,14 @@ impl<'d> Builder<'d> {
     /// Appends `list` as contiguous fields (nested maps after them) and returns their span.
     fn fields(&mut self, list: &[ParsedField<'_>]) -> (u32, u32) {
         let start = self.table.fields.len();
+        if start + list.len() > self.table.fields.capacity() {
+            // A chunk's records have about as many fields each: room for the rest of its lines
+            // at this record's count, where doubling would copy the whole vector a dozen times
+            // per chunk (3 % of `combined`'s instructions).
+            let records = &self.table.records;
+            let rest = records.capacity().saturating_sub(records.len()).max(1);
+            self.table.fields.reserve(list.len() * rest);
+        }
         let placeholder = Field {
             key: Text::Static(""),
             value: Value::Bool(false),

@@ -54,7 +54,11 @@ impl Encoder {
         };
         let mut r = Rendering {
             bytes: shared.buffers.take(),
-            ends: Vec::new(),
+            // A table knows its record count; raw lines are not counted for this.
+            ends: match &records.body {
+                Body::Table(t) => Vec::with_capacity(t.records.len()),
+                Body::Lines { .. } => Vec::new(),
+            },
             budget: None,
             pool: Some(Arc::clone(&shared.buffers)),
         };
