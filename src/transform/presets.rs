@@ -112,7 +112,7 @@ fn luhn(text: &[u8]) -> bool {
             (_, dd) => dd,
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 #[cfg(test)]

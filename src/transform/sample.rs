@@ -50,7 +50,7 @@ impl Sample {
             }
             let n = seen.entry(key.into_owned()).or_insert(0);
             *n += 1;
-            (*n - 1) % self.rate == 0
+            (*n - 1).is_multiple_of(self.rate)
         })
     }
 }
