@@ -111,24 +111,7 @@ fn validate(
     problem: &mut dyn FnMut(String, String),
 ) -> (Option<String>, Option<Kind>) {
     match t {
-        TransformFileConfig::Filter { name, keep, drop } => {
-            let (text, keep, k) = match (keep, drop) {
-                (Some(c), None) => (c, true, "keep"),
-                (None, Some(c)) => (c, false, "drop"),
-                _ => {
-                    problem(
-                        key("keep"),
-                        "give one of keep = \"<condition>\" or drop = \"<condition>\"".into(),
-                    );
-                    return (name, None);
-                }
-            };
-            let kind = Condition::parse(&text)
-                .map_err(|e| problem(key(k), e.to_string()))
-                .ok()
-                .map(|condition| Kind::Filter(Filter { condition, keep }));
-            (name, kind)
-        }
+        TransformFileConfig::Filter { name, keep, drop } => (name, filter(keep, drop, key, problem)),
         TransformFileConfig::Fields {
             name,
             lift,
@@ -146,12 +129,8 @@ fn validate(
                 set: set.into_iter().collect(),
                 add: add.into_iter().collect(),
             };
-            let kind = edits
-                .check()
-                .map_err(|e| problem(key("type"), e.to_string()))
-                .ok()
-                .map(Kind::Fields);
-            (name, kind)
+            let kind = edits.check().map_err(|e| problem(key("type"), e.to_string())).ok();
+            (name, kind.map(Kind::Fields))
         }
         TransformFileConfig::Redact {
             name,
@@ -162,27 +141,8 @@ fn validate(
             mask,
             hash_key,
         } => {
-            let replace = match (mask, hash_key) {
-                (Some(_), Some(_)) => {
-                    problem(key("mask"), "give mask or hash_key, not both".into());
-                    return (name, None);
-                }
-                (_, Some(k)) => Replace::Hash(k.into_bytes()),
-                (m, None) => Replace::Mask(m.unwrap_or_else(|| DEFAULT_MASK.to_owned())),
-            };
-            let kind = Redact::new(&presets, &patterns, message.unwrap_or(true), fields, replace)
-                .map_err(|e| {
-                    let k = match &e {
-                        RedactError::Preset { .. } => "presets".to_owned(),
-                        RedactError::Pattern { index, .. } => format!("patterns[{index}]"),
-                        RedactError::ShortKey => "hash_key".to_owned(),
-                        RedactError::Build(_) | RedactError::Nothing => "patterns".to_owned(),
-                    };
-                    problem(key(&k), e.to_string());
-                })
-                .ok()
-                .map(Kind::Redact);
-            (name, kind)
+            let lists = (presets, patterns, fields);
+            (name, redact(lists, message, mask, hash_key, key, problem))
         }
         TransformFileConfig::Sample {
             name,
@@ -195,16 +155,11 @@ fn validate(
             }
             let keep_level = match keep_level.as_deref().unwrap_or("warn") {
                 "none" => None,
-                l => match level(l) {
-                    Some(l) => Some(l),
-                    None => {
-                        problem(
-                            key("keep_level"),
-                            format!("{l:?} is not a level: trace, debug, info, warn, error, fatal or none"),
-                        );
-                        None
-                    }
-                },
+                l => level(l).or_else(|| {
+                    let message = format!("{l:?} is not a level: trace, debug, info, warn, error, fatal or none");
+                    problem(key("keep_level"), message);
+                    None
+                }),
             };
             let by = by_key(by, key, problem);
             (name, Some(Kind::Sample(Sample::new(rate, by, keep_level))))
@@ -217,6 +172,60 @@ fn validate(
             (name, Some(Kind::Throttle(Throttle::new(rate, by))))
         }
     }
+}
+
+/// A `filter`: exactly one of `keep` and `drop`, a condition that parses.
+fn filter(
+    keep: Option<String>,
+    drop: Option<String>,
+    key: &dyn Fn(&str) -> String,
+    problem: &mut dyn FnMut(String, String),
+) -> Option<Kind> {
+    let (text, keep, k) = match (keep, drop) {
+        (Some(c), None) => (c, true, "keep"),
+        (None, Some(c)) => (c, false, "drop"),
+        _ => {
+            let message = "give one of keep = \"<condition>\" or drop = \"<condition>\"";
+            problem(key("keep"), message.into());
+            return None;
+        }
+    };
+    let condition = Condition::parse(&text)
+        .map_err(|e| problem(key(k), e.to_string()))
+        .ok()?;
+    Some(Kind::Filter(Filter { condition, keep }))
+}
+
+/// A `redact`: its patterns build, a mask or a long enough key.
+fn redact(
+    (presets, patterns, fields): (Vec<String>, Vec<String>, Vec<String>),
+    message: Option<bool>,
+    mask: Option<String>,
+    hash_key: Option<String>,
+    key: &dyn Fn(&str) -> String,
+    problem: &mut dyn FnMut(String, String),
+) -> Option<Kind> {
+    let replace = match (mask, hash_key) {
+        (Some(_), Some(_)) => {
+            problem(key("mask"), "give mask or hash_key, not both".into());
+            return None;
+        }
+        (_, Some(k)) => Replace::Hash(k.into_bytes()),
+        (m, None) => Replace::Mask(m.unwrap_or_else(|| DEFAULT_MASK.to_owned())),
+    };
+    let built = Redact::new(&presets, &patterns, message.unwrap_or(true), fields, replace);
+    let r = built
+        .map_err(|e| {
+            let k = match &e {
+                RedactError::Preset { .. } => "presets".to_owned(),
+                RedactError::Pattern { index, .. } => format!("patterns[{index}]"),
+                RedactError::ShortKey => "hash_key".to_owned(),
+                RedactError::Build(_) | RedactError::Nothing => "patterns".to_owned(),
+            };
+            problem(key(&k), e.to_string());
+        })
+        .ok()?;
+    Some(Kind::Redact(r))
 }
 
 fn by_key(by: Option<String>, key: &dyn Fn(&str) -> String, problem: &mut dyn FnMut(String, String)) -> Option<KeyOf> {
