@@ -21,6 +21,8 @@
 //!   per second (e.g. `10M`) for `E2E_SECONDS` (default 30), a write every 10 ms, and report
 //!   the agent's share of one core; `E2E_BYTES` is then ignored
 //! - `E2E_INFLIGHT` the agent's `max_inflight_bytes` (default: the agent's default)
+//! - `E2E_TRANSFORMS` the source's `transforms`: TOML as written after `transforms = `, or
+//!   `redact` for a `redact` with every preset (what docs/performance.md measures)
 //! - `E2E_BIN`      run this agent binary instead of the one cargo built (a before/after pair
 //!   measured with the same harness)
 //! - `E2E_RESULT`   append this run's figures to this file as one JSON line (what
@@ -150,13 +152,18 @@ fn main() {
     fs::write(
         &config,
         format!(
-            "data_dir = {data}\n{inflight}[metrics]\nenabled = false\n\n[[sources]]\nname = \"bench\"\ninclude = [{glob}]\nformat = \"{format}\"\nread_from = \"beginning\"\n\n[[sinks]]\n{sink_lines}\n",
+            "data_dir = {data}\n{inflight}[metrics]\nenabled = false\n\n[[sources]]\nname = \"bench\"\ninclude = [{glob}]\nformat = \"{format}\"\nread_from = \"beginning\"\n{transforms}\n[[sinks]]\n{sink_lines}\n",
             // JSON string escaping is valid TOML basic-string escaping.
             data = serde_json::to_string(&run.join("data").to_string_lossy()).unwrap(),
             inflight = std::env::var("E2E_INFLIGHT")
                 .map(|v| format!("max_inflight_bytes = {}\n", parse_size(&v)))
                 .unwrap_or_default(),
             glob = serde_json::to_string(&format!("{}/*.log", input.display())).unwrap(),
+            transforms = match std::env::var("E2E_TRANSFORMS").as_deref() {
+                Err(_) => String::new(),
+                Ok("redact") => "transforms = [{ type = \"redact\", presets = [\"credit_card\", \"email\", \"ipv4\", \"ipv6\", \"bearer\", \"jwt\", \"aws_access_key\", \"password\"] }]\n".to_owned(),
+                Ok(t) => format!("transforms = {t}\n"),
+            },
         ),
     )
     .unwrap();

@@ -43,6 +43,16 @@ pub struct Metrics {
     pub file_lag: Mutex<HashMap<String, u64>>,
     /// Export `file_lag` per file (`metrics.per_file`); their sum is always exported.
     pub per_file: bool,
+    /// What each dropping transform dropped (`transform::Transforms::counters`).
+    pub transform_drops: Vec<DropCounter>,
+}
+
+/// The records one transform dropped, and why (`filtered`, `sampled`, `throttled`).
+#[derive(Debug)]
+pub struct DropCounter {
+    pub transform: String,
+    pub reason: &'static str,
+    pub count: Arc<AtomicU64>,
 }
 
 #[derive(Debug, Default)]
@@ -56,6 +66,8 @@ pub struct SourceMetrics {
     pub bad_timestamps: AtomicU64,
     /// Files of an `auto` source, by the format detected (index: `DETECTABLE`).
     pub detected_files: [AtomicU64; DETECTABLE.len()],
+    /// Files the source's globs match now (set by the tailer at each scan).
+    pub files: AtomicU64,
 }
 
 /// The formats `auto` picks, in the order of `SourceMetrics::detected_files`.
@@ -344,6 +356,27 @@ impl Metrics {
             "source",
             &mut self.sources.iter().map(|s| (s.name.clone(), get(&s.bad_timestamps))),
         );
+        labelled(
+            out,
+            "tailship_source_files",
+            "gauge",
+            "Files the source's globs match (0: a glob matches nothing, see the warning in the log).",
+            "source",
+            &mut self.sources.iter().map(|s| (s.name.clone(), get(&s.files))),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tailship_transform_dropped_total Records a transform dropped by design, by transform and reason.\n# TYPE tailship_transform_dropped_total counter"
+        );
+        for d in &self.transform_drops {
+            let _ = writeln!(
+                out,
+                "tailship_transform_dropped_total{{transform=\"{}\",reason=\"{}\"}} {}",
+                escape_label(&d.transform),
+                d.reason,
+                get(&d.count)
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP tailship_auto_detected_files_total Files of `auto` sources, by the format detected.\n# TYPE tailship_auto_detected_files_total counter"

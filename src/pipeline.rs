@@ -27,7 +27,7 @@ use crate::checkpoint::{self, Checkpointer};
 use crate::config::{Api, Encoding, Settings, SinkKind, SinkSettings};
 use crate::metrics::Metrics;
 use crate::record::Buffers;
-use crate::ship::encode::{self, Encoder};
+use crate::ship::encode::{self, Encoder, Shape};
 use crate::ship::{self, SinkContext};
 use crate::stop::{self, HardStop, Trigger};
 use crate::tail::{self, TailContext};
@@ -102,16 +102,32 @@ fn writes_ndjson(sink: &SinkSettings) -> bool {
         }
 }
 
-/// For each source, whether at least `n` sinks write its records as NDJSON.
-fn ndjson_sources(settings: &Settings, n: usize) -> Arc<[bool]> {
+/// For each source, the shape its NDJSON is rendered in once for every sink of that shape
+/// (`record::Rendering`): the shape of the first sink that writes it as NDJSON.
+fn rendered_shapes(settings: &Settings) -> Vec<Option<Arc<Shape>>> {
     (0..settings.sources.len())
         .map(|s| {
-            settings
+            let first = settings
                 .sinks
                 .iter()
-                .filter(|k| k.inputs.contains(&s) && writes_ndjson(k))
-                .count()
-                >= n
+                .find(|k| k.inputs.contains(&s) && writes_ndjson(k));
+            first.map(|k| Arc::clone(&k.shape))
+        })
+        .collect()
+}
+
+/// For each source, whether at least `n` sinks write its records as NDJSON in `shape`, the
+/// shape it is rendered in.
+fn ndjson_sources(settings: &Settings, shape: &Shape, n: usize) -> Arc<[bool]> {
+    let rendered = rendered_shapes(settings);
+    (0..settings.sources.len())
+        .map(|s| {
+            let same = settings
+                .sinks
+                .iter()
+                .filter(|k| k.inputs.contains(&s) && writes_ndjson(k) && *k.shape == *shape)
+                .count();
+            rendered[s].as_deref() == Some(shape) && same >= n
         })
         .collect()
 }
@@ -127,12 +143,12 @@ fn start_sinks(
     threads: &mut Threads,
 ) -> Result<Vec<Lane>, Error> {
     let mut lanes = Vec::new();
-    let shared = encode::Shared {
-        sources: ndjson_sources(settings, 2),
-        budget: Arc::clone(budget),
-        buffers: Arc::clone(buffers),
-    };
     for (index, sink) in settings.sinks.iter().enumerate() {
+        let shared = encode::Shared {
+            sources: ndjson_sources(settings, &sink.shape, 2),
+            budget: Arc::clone(budget),
+            buffers: Arc::clone(buffers),
+        };
         let (tx, rx) = crossbeam_channel::bounded(SINK_QUEUE);
         lanes.push(Lane {
             tx,
@@ -142,7 +158,7 @@ fn start_sinks(
             index,
             settings: sink.clone(),
             encoder: if writes_ndjson(sink) {
-                Encoder::sharing(sink.encoding, shared.clone())
+                Encoder::sharing(sink.encoding, shared).with_shape(Arc::clone(&sink.shape))
             } else {
                 Encoder::new(sink.encoding)
             },
@@ -178,22 +194,32 @@ fn start_adapt(
         let (tx, rx) = crossbeam_channel::bounded(ADAPT_QUEUE);
         lanes.push(tx);
         // Parsed records are rendered as NDJSON on the worker for the sources a sink writes
-        // that way (`Encoder::prerender`).
-        let mut render = Encoder::sharing(
-            Encoding::Ndjson,
-            encode::Shared {
-                sources: ndjson_sources(settings, 1),
-                budget: Arc::clone(budget),
-                buffers: Arc::clone(buffers),
-            },
-        );
+        // that way (`Encoder::prerender`), in the shape of the source's first such sink: one
+        // encoder per shape, each rendering the sources rendered in its shape.
+        let mut shapes: Vec<Arc<Shape>> = Vec::new();
+        for s in rendered_shapes(settings).into_iter().flatten() {
+            if !shapes.iter().any(|k| **k == *s) {
+                shapes.push(s);
+            }
+        }
+        let mut renderers: Vec<Encoder> = shapes
+            .into_iter()
+            .map(|shape| {
+                let shared = encode::Shared {
+                    sources: ndjson_sources(settings, &shape, 1),
+                    budget: Arc::clone(budget),
+                    buffers: Arc::clone(buffers),
+                };
+                Encoder::sharing(Encoding::Ndjson, shared).with_shape(shape)
+            })
+            .collect();
         let worker = Worker::new(
             Arc::clone(&plans),
             &settings.resource,
             Arc::clone(budget),
             Arc::clone(metrics),
         )
-        .with_prerender(Box::new(move |r| render.prerender(r)));
+        .with_prerender(Box::new(move |r| renderers.iter_mut().find_map(|e| e.prerender(r))));
         let outputs = sinks
             .iter()
             .map(|l| Lane {
@@ -227,6 +253,7 @@ impl Pipeline {
         let budget = Budget::new(settings.max_inflight_bytes);
         let mut metrics = Metrics::new(&source_names, &sink_names, Arc::clone(&budget));
         metrics.per_file = settings.metrics_per_file;
+        metrics.transform_drops = settings.sources.iter().flat_map(|s| s.transforms.counters()).collect();
         let metrics = Arc::new(metrics);
         let (trigger, hard_stop) = stop::hard_stop();
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);

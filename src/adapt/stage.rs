@@ -51,6 +51,8 @@ pub struct SourcePlan {
     /// Add `k8s.*` resource attributes read off `/var/log/pods/…` paths (never over the
     /// resource's own).
     pub kubernetes_path_metadata: bool,
+    /// What runs on every batch right after it is made (`transform`).
+    pub transforms: Transforms,
 }
 
 impl From<Format> for SourcePlan {
@@ -59,6 +61,7 @@ impl From<Format> for SourcePlan {
             adapter: Adapter::from(format),
             static_fields: Arc::from(Vec::new()),
             kubernetes_path_metadata: false,
+            transforms: Transforms::default(),
         }
     }
 }
@@ -75,6 +78,7 @@ impl From<&SourceSettings> for SourcePlan {
             },
             static_fields: s.fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             kubernetes_path_metadata: s.kubernetes_path_metadata,
+            transforms: s.transforms.clone(),
         }
     }
 }
@@ -123,7 +127,6 @@ pub struct Worker {
     budget: Arc<Budget>,
     resource: Arc<BTreeMap<String, String>>,
     files: HashMap<u64, FileState>,
-    transforms: Transforms,
     metrics: Arc<Metrics>,
     /// Renders a batch in the sinks' wire text here, on the worker, where batches of several
     /// files are made in parallel, instead of on each sink's one thread (set by the pipeline,
@@ -146,7 +149,6 @@ impl Worker {
             budget,
             resource: Arc::new(resource.clone()),
             files: HashMap::new(),
-            transforms: Transforms::default(),
             metrics,
             prerender: None,
         }
@@ -160,7 +162,12 @@ impl Worker {
 
     /// What runs on every batch once it is made: the transforms, then the rendering.
     fn finish(&mut self, records: &mut Records) {
-        self.transforms.apply(records);
+        if let Some(plan) = self.plans.get(records.context.file.source) {
+            if !plan.transforms.is_empty() {
+                plan.transforms.apply(records);
+                recharge(&self.budget, records);
+            }
+        }
         if let Some(render) = self.prerender.as_mut() {
             if let Some(r) = render(records) {
                 let _ = records.rendering.set(r);
@@ -362,6 +369,16 @@ fn charge(budget: &Arc<Budget>, body: &Body) -> Option<BudgetGuard> {
     match body {
         Body::Table(t) => Some(budget.take(t.heap_bytes())),
         Body::Lines { .. } => None,
+    }
+}
+
+/// Charges a table that transforms made or grew (from a `Lines` body, or with edited text in
+/// its arena) for all it holds now, in place of its earlier charge.
+fn recharge(budget: &Arc<Budget>, records: &mut Records) {
+    if let Body::Table(t) = &records.body {
+        if t.transformed {
+            records.budget = Some(budget.take(t.heap_bytes()));
+        }
     }
 }
 

@@ -71,6 +71,9 @@ pub(super) struct SourceFileConfig {
     /// Reject lines that break the format's RFC instead of salvaging them (`STRICT_FORMATS`).
     #[serde(default)]
     pub(super) strict: bool,
+    /// What runs on the source's records after they are made, in order.
+    #[serde(default)]
+    pub(super) transforms: Vec<super::transform::TransformFileConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,6 +124,9 @@ pub(super) struct SinkFileConfig {
     pub(super) line: Option<String>,
     // The splunk_hec sink's own key (it shares `index` and `line`).
     pub(super) sourcetype: Option<String>,
+    /// The NDJSON record's key names: a preset, and names over it (record key → name).
+    pub(super) shape: Option<String>,
+    pub(super) keys: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -16,6 +16,7 @@ mod http;
 mod resource;
 mod sink;
 mod source;
+mod transform;
 
 use self::file::{duration, FileConfig};
 pub use self::http::{

@@ -2,11 +2,13 @@
 //! validation from the file's keys. The HTTP sinks' own keys are validated in `config::http`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::file::SinkFileConfig;
 use super::http::{http_keys_set, validate_http, HttpSettings};
 use super::source::SourceSettings;
+use crate::ship::encode::{Shape, ShapeError};
 
 #[derive(Debug, Clone)]
 pub struct SinkSettings {
@@ -16,6 +18,8 @@ pub struct SinkSettings {
     /// Indexes into `Settings::sources` of the sources this sink reads.
     pub inputs: Vec<usize>,
     pub batch: BatchSettings,
+    /// The names of the NDJSON record's top-level keys (`shape`, `keys`).
+    pub shape: Arc<Shape>,
 }
 
 #[derive(Debug, Clone)]
@@ -139,12 +143,52 @@ fn validate(
             format!("{} is too small; at least 1024", batch.max_bytes),
         );
     }
+    let shape = shape(s, &kind, encoding, &at, problem);
     SinkSettings {
         name,
         kind,
         encoding,
         inputs,
         batch,
+        shape,
+    }
+}
+
+/// The sink's `shape` and `keys`: for the sinks whose payload is the NDJSON record itself
+/// (stdout, file, tcp, http). The protocol sinks write their own documents.
+fn shape(
+    s: &SinkFileConfig,
+    kind: &SinkKind,
+    encoding: Encoding,
+    at: &dyn Fn(&str) -> String,
+    problem: &mut dyn FnMut(String, String),
+) -> Arc<Shape> {
+    if s.shape.is_none() && s.keys.is_none() {
+        return Arc::default();
+    }
+    let key = if s.shape.is_some() { "shape" } else { "keys" };
+    let plain = match kind {
+        SinkKind::Http(h) => h.api == super::Api::Plain,
+        _ => true,
+    };
+    if !plain || encoding != Encoding::Ndjson {
+        problem(
+            at(key),
+            "only an NDJSON stdout, file, tcp or http sink takes a shape".into(),
+        );
+        return Arc::default();
+    }
+    let keys: Vec<(String, String)> = s.keys.clone().unwrap_or_default().into_iter().collect();
+    match Shape::build(s.shape.as_deref(), &keys) {
+        Ok(shape) => Arc::new(shape),
+        Err(e) => {
+            let key = match &e {
+                ShapeError::Preset(_) => "shape",
+                ShapeError::Key(_) | ShapeError::Empty(_) | ShapeError::Twice(_) => "keys",
+            };
+            problem(at(key), e.to_string());
+            Arc::default()
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use super::file::{duration, MultilineFileConfig, SourceFileConfig};
 use super::{DEFAULT_MAX_LINE_BYTES, DEFAULT_PARTIAL_LINE_TIMEOUT};
 use crate::adapt::multiline::Rule;
 use crate::adapt::regex::{RegexError, RegexParser};
+use crate::transform::Transforms;
 
 #[derive(Debug, Clone)]
 pub struct SourceSettings {
@@ -34,6 +35,8 @@ pub struct SourceSettings {
     /// Reject lines that break the format's RFC rather than salvage them with a
     /// `parse_warning` (only the `STRICT_FORMATS`).
     pub strict: bool,
+    /// What runs on the source's records after adapt (`config::transform`).
+    pub transforms: Transforms,
 }
 
 /// How a source's lines are turned into records (see `adapt`).
@@ -114,8 +117,13 @@ pub(super) fn validate_all(
         problem("sources".into(), "at least one [[sources]] entry is needed".into());
     }
     let mut out: Vec<SourceSettings> = Vec::new();
-    for (i, s) in sources.into_iter().enumerate() {
-        let settings = validate(i, s, global_fields, node_mode, problem);
+    let mut transform_names = Vec::new();
+    for (i, mut s) in sources.into_iter().enumerate() {
+        let transforms = std::mem::take(&mut s.transforms);
+        let mut settings = validate(i, s, global_fields, node_mode, problem);
+        let at = |k: &str| format!("sources[{i}].{k}");
+        settings.transforms =
+            super::transform::validate_all(transforms, &settings.name, &at, &mut transform_names, problem);
         if out.iter().any(|o| o.name == settings.name) {
             problem(
                 format!("sources[{i}].name"),
@@ -205,6 +213,7 @@ fn validate(
         fields: fields.into_iter().collect(),
         kubernetes_path_metadata,
         strict: s.strict,
+        transforms: Transforms::default(),
     }
 }
 

@@ -1,6 +1,6 @@
 //! `[SERVICE]` → tailship's top-level keys and `[metrics]`; `[FILTER]`s and sections tailship
-//! has no counterpart for → comments (tailship has no transforms yet, so a filter's effect is
-//! described, not reproduced).
+//! has no counterpart for → comments (filters are not yet mapped onto a source's transforms, so
+//! a filter's effect is described, with the transform that does it, not reproduced).
 
 use super::write::{shown, where_, Table};
 use super::{file_name, seconds, FluentBit};
@@ -67,9 +67,10 @@ pub(super) fn filters_and_others(fb: &FluentBit, notes: &mut Table) {
     for f in &fb.filters {
         let plugin = f.plugin();
         let why = match plugin.as_str() {
-            "grep" | "modify" | "record_modifier" | "nest" | "lua" | "rewrite_tag" | "throttle" => {
-                "tailship has no transforms yet (they come with a later release); records are shipped unfiltered and unchanged"
+            "grep" | "throttle" | "modify" | "record_modifier" | "nest" => {
+                "not converted: write it as the source's transforms (filter, throttle, fields: docs/transforms.md); until then records are shipped unfiltered and unchanged"
             }
+            "lua" | "rewrite_tag" => "tailship has no such transform; records are shipped unchanged",
             "kubernetes" => {
                 "tailship takes k8s.namespace.name, k8s.pod.name and k8s.container.name from the log file's path (no API calls); pod labels and annotations are not added"
             }

@@ -197,6 +197,10 @@ pub struct Table {
     pub records: Vec<Record>,
     pub fields: Vec<Field>,
     pub arena: String,
+    /// A transform changed the records (dropped, edited, redacted some, or made them from a
+    /// `Lines` body): an `encoding = "raw"` sink then writes the records' messages, not the
+    /// chunk's lines, so nothing a transform removed reaches it.
+    pub transformed: bool,
 }
 
 impl Table {
@@ -432,6 +436,29 @@ pub mod testing {
             budget: None,
             rendering: Default::default(),
         })
+    }
+
+    /// A `raw` batch (a `Lines` body) of `data` read at offset 0 of `context`'s file.
+    pub fn lines(context: Arc<Context>, data: &[u8]) -> Records {
+        let chunk = Arc::new(crate::chunk::Chunk {
+            file: Arc::clone(&context.file),
+            start: 0,
+            data: bytes::Bytes::copy_from_slice(data),
+            observed_ns: 5,
+            head_continues: false,
+            tail_truncated: false,
+            budget: crate::budget::Budget::new(1 << 30).take(data.len()),
+        });
+        Records {
+            context,
+            chunk: Some(chunk),
+            body: Body::Lines {
+                utf8: std::str::from_utf8(data).is_ok(),
+            },
+            end: Mark::at(data.len() as u64, data),
+            budget: None,
+            rendering: Default::default(),
+        }
     }
 
     fn push_map(t: &mut Table, map: &serde_json::Map<String, Json>) -> (u32, u32) {

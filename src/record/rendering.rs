@@ -22,6 +22,9 @@ pub struct Rendering {
     pub budget: Option<BudgetGuard>,
     /// Where `bytes` goes back to when the rendering is dropped.
     pub pool: Option<Arc<Buffers>>,
+    /// The key names it was written with (`ship::encode::Shape::id`): a sink of another shape
+    /// writes the batch itself.
+    pub shape: u64,
 }
 
 impl Rendering {
@@ -85,6 +88,7 @@ mod tests {
             ends: Vec::new(),
             budget: None,
             pool: Some(Arc::clone(&pool)),
+            shape: 0,
         };
         drop(make(100));
         drop(make(200));

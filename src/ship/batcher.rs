@@ -108,6 +108,14 @@ impl Batch {
                     mark,
                 });
             }
+        } else if from == 0 && encoder.end_of(records) == 0 {
+            // A batch with no record to write (a transform dropped them all): its end still
+            // moves the file's checkpoint, acknowledged with this sink batch, after the
+            // records before it.
+            self.set_mark(FileMark {
+                uid: records.context.file.uid,
+                mark: records.end,
+            });
         }
         pos
     }

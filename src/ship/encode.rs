@@ -61,39 +61,40 @@ struct Consts {
 }
 
 impl Consts {
-    fn prepare_time(&mut self, observed_ns: i64) {
+    fn prepare_time(&mut self, observed_ns: i64, keys: &Rendered) {
         if self.observed_ns == Some(observed_ns) {
             return;
         }
         let mut t = Vec::with_capacity(30);
         timefmt::rfc3339_nanos(observed_ns, &mut t);
         self.head_observed.clear();
-        self.head_observed.extend_from_slice(br#"{"timestamp":""#);
+        self.head_observed.extend_from_slice(&keys.ts_open);
         self.head_observed.extend_from_slice(&t);
-        self.head_observed.extend_from_slice(br#"","observed_timestamp":""#);
+        self.head_observed.extend_from_slice(&keys.observed);
         self.head_observed.extend_from_slice(&t);
         self.head_observed.push(b'"');
         self.head_raw.clear();
         self.head_raw.extend_from_slice(&self.head_observed);
-        self.head_raw.extend_from_slice(br#","message":""#);
+        self.head_raw.extend_from_slice(&keys.message);
+        self.head_raw.push(b'"');
         self.after_event_time.clear();
-        self.after_event_time.extend_from_slice(br#"","observed_timestamp":""#);
+        self.after_event_time.extend_from_slice(&keys.observed);
         self.after_event_time.extend_from_slice(&t);
         self.after_event_time.push(b'"');
         self.observed_ns = Some(observed_ns);
     }
 
-    fn prepare_context(&mut self, context: &Arc<Context>) {
+    fn prepare_context(&mut self, context: &Arc<Context>, keys: &Rendered) {
         if self.context.as_ref().is_some_and(|c| Arc::ptr_eq(c, context)) {
             return;
         }
         let file: &FileMeta = &context.file;
         self.file_offset.clear();
-        self.file_offset.extend_from_slice(br#"","file":"#);
+        self.file_offset.extend_from_slice(&keys.file);
         self.file_offset.extend_from_slice(file.path_json.as_bytes());
-        self.file_offset.extend_from_slice(br#","offset":"#);
+        self.file_offset.extend_from_slice(&keys.offset);
         self.id_head.clear();
-        self.id_head.extend_from_slice(br#","id":""#);
+        self.id_head.extend_from_slice(&keys.id);
         escape_into(&mut self.id_head, file.id_prefix.as_bytes());
         self.static_fields.clear();
         for (i, (k, v)) in context.static_fields.iter().enumerate() {
@@ -106,7 +107,7 @@ impl Consts {
         }
         self.record_end.clear();
         if !context.resource.is_empty() {
-            self.record_end.extend_from_slice(br#","resource":{"#);
+            self.record_end.extend_from_slice(&keys.resource);
             for (i, (k, v)) in context.resource.iter().enumerate() {
                 if i > 0 {
                     self.record_end.push(b',');
@@ -127,7 +128,7 @@ impl Consts {
 
 /// `"` + `s` escaped + `"`.
 #[inline]
-fn write_str(out: &mut Vec<u8>, s: &[u8]) {
+pub(super) fn write_str(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
     escape_into(out, s);
     out.push(b'"');
@@ -145,24 +146,35 @@ fn write_location(out: &mut Vec<u8>, c: &Consts, skip: usize, offset: u64) {
     out.extend_from_slice(offset);
 }
 
-/// Writes `fields` members one by one, opening the object at the first.
-struct FieldsWriter {
+/// Writes `fields` members one by one, opening the object (`head`: `,"fields":{` in the
+/// sink's shape) at the first.
+struct FieldsWriter<'h> {
     open: bool,
+    head: &'h [u8],
 }
 
-impl FieldsWriter {
+impl FieldsWriter<'_> {
+    #[inline]
+    fn member(&mut self, out: &mut Vec<u8>) {
+        if self.open {
+            out.push(b',');
+        } else {
+            out.extend_from_slice(self.head);
+            self.open = true;
+        }
+    }
+
     /// A key already written as `"name":` (see `KeyCache`).
     #[inline]
     fn rendered_key(&mut self, out: &mut Vec<u8>, key: &[u8]) {
-        out.extend_from_slice(if self.open { b"," } else { b",\"fields\":{" });
-        self.open = true;
+        self.member(out);
         out.extend_from_slice(key);
     }
 
     #[inline]
     fn key(&mut self, out: &mut Vec<u8>, key: &[u8]) {
-        out.extend_from_slice(if self.open { b",\"" } else { b",\"fields\":{\"" });
-        self.open = true;
+        self.member(out);
+        out.push(b'"');
         escape_into(out, key);
         out.extend_from_slice(b"\":");
     }
@@ -171,8 +183,7 @@ impl FieldsWriter {
         if members.is_empty() {
             return;
         }
-        out.extend_from_slice(if self.open { b"," } else { b",\"fields\":{" });
-        self.open = true;
+        self.member(out);
         out.extend_from_slice(members);
     }
 
@@ -238,6 +249,8 @@ impl KeyCache {
 /// Encodes batches of records for one sink.
 pub struct Encoder {
     encoding: Encoding,
+    /// The names of the record's top-level keys (`shape`).
+    shape: Arc<Shape>,
     consts: Consts,
     /// The calendar text of the last event time's second.
     event_second: timefmt::SecondText,
@@ -259,6 +272,7 @@ impl Encoder {
     pub fn new(encoding: Encoding) -> Encoder {
         Encoder {
             encoding,
+            shape: Arc::default(),
             consts: Consts::default(),
             event_second: timefmt::SecondText::default(),
             shared: None,
@@ -273,11 +287,18 @@ impl Encoder {
         }
     }
 
+    /// The encoder with the key names of `shape` in place of the record's own.
+    pub fn with_shape(mut self, shape: Arc<Shape>) -> Encoder {
+        self.shape = shape;
+        self.consts = Consts::default();
+        self
+    }
+
     /// The position just past the last thing this encoder writes of `records`.
     pub fn end_of(&self, records: &Records) -> usize {
         match self.encoding {
-            Encoding::Raw => records.data().len(),
-            Encoding::Ndjson => records.end_position(),
+            Encoding::Raw if !transformed(records) => records.data().len(),
+            Encoding::Raw | Encoding::Ndjson => records.end_position(),
         }
     }
 
@@ -285,6 +306,7 @@ impl Encoder {
     pub fn mark_at(&self, records: &Records, pos: usize) -> Option<Mark> {
         match self.encoding {
             Encoding::Ndjson => records.mark_at(pos),
+            Encoding::Raw if transformed(records) => records.mark_at(pos),
             Encoding::Raw => {
                 let c = records.chunk.as_ref()?;
                 (pos > 0).then(|| Mark::at(c.start + pos as u64, &c.data[..pos]))
@@ -304,19 +326,28 @@ impl Encoder {
         if from >= self.end_of(records) {
             return (from, 0);
         }
+        if self.encoding == Encoding::Raw && transformed(records) {
+            return encode_messages(records, from, out, limits);
+        }
         if self.encoding == Encoding::Raw {
             return match &records.chunk {
                 Some(chunk) => encode_passthrough(chunk, from, out, limits),
                 None => (from, 0),
             };
         }
-        // A rendering made by an adapt worker, or by another sink of the source.
+        // A rendering made by an adapt worker, or by another sink of the source, in this
+        // sink's shape.
         if let Some(r) = records.rendering.get() {
-            return copy_rendered(r, from, out, limits);
+            if r.shape == self.shape.id {
+                return copy_rendered(r, from, out, limits);
+            }
+            return self.ndjson(records, from, out, limits, None);
         }
         if let Some(shared) = self.shares(records) {
             let r = records.rendering.get_or_init(|| self.render(records, &shared));
-            return copy_rendered(r, from, out, limits);
+            if r.shape == self.shape.id {
+                return copy_rendered(r, from, out, limits);
+            }
         }
         self.ndjson(records, from, out, limits, None)
     }
@@ -330,13 +361,13 @@ impl Encoder {
         limits: Limits,
         ends: Ends<'_>,
     ) -> (usize, usize) {
-        self.consts.prepare_context(&records.context);
+        self.consts.prepare_context(&records.context, &self.shape.r);
         match &records.body {
             Body::Lines { utf8 } => {
                 let Some(chunk) = records.chunk.as_ref() else {
                     return (from, 0);
                 };
-                self.consts.prepare_time(chunk.observed_ns);
+                self.consts.prepare_time(chunk.observed_ns, &self.shape.r);
                 if *utf8 {
                     self.lines_valid(records, from, out, limits, ends)
                 } else {
@@ -424,7 +455,10 @@ impl Encoder {
         let c = &self.consts;
         if continuation || truncated || !c.static_fields.is_empty() {
             out.push(b'"');
-            let mut fields = FieldsWriter { open: false };
+            let mut fields = FieldsWriter {
+                open: false,
+                head: &self.shape.r.fields,
+            };
             fields.marks(out, continuation, truncated, false);
             fields.raw_members(out, &c.static_fields);
             fields.close(out);
@@ -438,9 +472,10 @@ impl Encoder {
     fn write_record(&mut self, out: &mut Vec<u8>, records: &Records, index: usize, keys: &mut KeyCache) {
         let Body::Table(t) = &records.body else { return };
         let rec = &t.records[index];
-        self.consts.prepare_time(rec.observed_ns);
+        let names = &self.shape.r;
+        self.consts.prepare_time(rec.observed_ns, names);
         if let Some(ns) = rec.time_ns {
-            out.extend_from_slice(br#"{"timestamp":""#);
+            out.extend_from_slice(&names.ts_open);
             self.event_second.write(ns, out);
         }
         let c = &self.consts;
@@ -450,22 +485,25 @@ impl Encoder {
             &c.head_observed
         });
         if let Some(level) = rec.level {
-            out.extend_from_slice(br#","level":""#);
+            out.extend_from_slice(&names.level);
             out.extend_from_slice(level.as_str().as_bytes());
             out.push(b'"');
         }
         if let Some(m) = rec.message {
-            out.extend_from_slice(br#","message":"#);
+            out.extend_from_slice(&names.message);
             write_text(out, records, m);
         }
         if let Some(stream) = rec.stream {
-            out.extend_from_slice(br#","stream":""#);
+            out.extend_from_slice(&names.stream);
             out.extend_from_slice(stream.as_str().as_bytes());
             out.push(b'"');
         }
         write_location(out, c, 1, rec.offset);
         out.push(b'"');
-        let mut fields = FieldsWriter { open: false };
+        let mut fields = FieldsWriter {
+            open: false,
+            head: &names.fields,
+        };
         for f in records.fields(rec.fields) {
             match keys.get(records, f.key) {
                 Some(rendered) => fields.rendered_key(out, rendered),
@@ -534,10 +572,13 @@ impl Encoder {
 }
 
 mod passthrough;
+mod shape;
 mod shared;
 #[cfg(test)]
 mod tests;
 
-use passthrough::encode_passthrough;
+use passthrough::{encode_messages, encode_passthrough, transformed};
+use shape::Rendered;
+pub use shape::{Shape, ShapeError, SHAPE_NAMES, TOP_KEYS};
 use shared::copy_rendered;
 pub use shared::Shared;

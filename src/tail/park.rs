@@ -287,6 +287,7 @@ mod tests {
             encoding: crate::config::Encoding::Ndjson,
             inputs: vec![0],
             batch: Default::default(),
+            shape: Default::default(),
         };
         assert_eq!(open_file_cap(4096, 1024, 10, std::slice::from_ref(&tcp)), 947);
         assert_eq!(open_file_cap(100, 1024, 10, std::slice::from_ref(&tcp)), 100);

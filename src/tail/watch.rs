@@ -225,6 +225,7 @@ impl Tailer {
             }
         }
         self.not_seen(&seen);
+        self.count_matches(&found, initial);
         for f in self.files.values_mut() {
             if !f.attached {
                 f.dirty = true;
@@ -237,6 +238,29 @@ impl Tailer {
             .map(|f| (f.path.display().to_string(), f.size.saturating_sub(f.read_offset)))
             .collect();
         *self.metrics.file_lag.lock().unwrap_or_else(|p| p.into_inner()) = lag;
+    }
+
+    /// Says what each source watches: the `tailship_source_files` gauge, at the first scan a
+    /// line per source with its count, and at every scan a warning for a source whose globs
+    /// match nothing (a typo looks like a quiet, healthy agent otherwise). The warning names
+    /// the globs as its `path`, so the logging layer repeats it at most every
+    /// `logging::PATH_WARNING_WINDOW`.
+    fn count_matches(&self, found: &[(std::path::PathBuf, usize)], initial: bool) {
+        let mut counts = vec![0u64; self.sources.len()];
+        for (_, source) in found {
+            if let Some(c) = counts.get_mut(*source) {
+                *c += 1;
+            }
+        }
+        for ((source, n), m) in self.sources.iter().zip(counts).zip(&self.metrics.sources) {
+            m.files.store(n, std::sync::atomic::Ordering::Relaxed);
+            let globs = source.include.join(", ");
+            if n == 0 {
+                tracing::warn!(source = %source.name, path = %globs, "the source's globs match no file yet");
+            } else if initial {
+                tracing::info!(source = %source.name, files = n, path = %globs, "watching the files the source matches");
+            }
+        }
     }
 
     /// The attached files (open or parked) the reconcile did not find at their path.

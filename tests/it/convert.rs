@@ -264,9 +264,12 @@ fn outputs_filters_and_routing_from_the_classic_format() {
     c.has_comment(&["not carried over: [OUTPUT] forward", "no forward"]);
     c.has_comment(&["not carried over: [OUTPUT] stdout", "matches no tail input"]);
     c.has_comment(&["not carried over: [INPUT] cpu", "files only"]);
-    c.has_comment(&["not carried over: [FILTER] grep", "no transforms yet"]);
+    c.has_comment(&["not carried over: [FILTER] grep", "write it as the source's transforms"]);
     c.has_comment(&["Regex log aa"]);
-    c.has_comment(&["not carried over: [FILTER] modify", "no transforms yet"]);
+    c.has_comment(&[
+        "not carried over: [FILTER] modify",
+        "write it as the source's transforms",
+    ]);
     c.has_comment(&["not carried over: label job=fluentbit"]);
     c.has_comment(&["not carried over: Path_Key filename", "`file`"]);
     c.has_comment(&["not carried over: Traces_uri /v1/traces"]);

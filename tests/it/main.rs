@@ -78,3 +78,7 @@ mod restart;
 mod rotation;
 /// SIGTERM/SIGINT with lines pending: everything shipped, checkpoint written, exit 0.
 mod shutdown;
+/// Transforms on corpus lines: redaction (no card, token, key or e-mail reaches an NDJSON or a
+/// raw receiver), filter, fields, sample and throttle with their drop counts; an ECS-shaped
+/// sink beside a default one; the files each source matches.
+mod transform;

@@ -1,7 +1,32 @@
-//! `encoding = "raw"`: the lines as they were read, one per line.
+//! `encoding = "raw"`: the lines as they were read, one per line — or, once a transform has
+//! changed the batch, each record's message, so what a transform dropped or redacted never
+//! reaches a raw sink.
 
 use super::Limits;
 use crate::chunk::Chunk;
+use crate::record::{Body, Records};
+
+/// Whether a transform changed the batch (`Table::transformed`).
+pub(super) fn transformed(records: &Records) -> bool {
+    matches!(&records.body, Body::Table(t) if t.transformed)
+}
+
+/// `Encoding::Raw` of a transformed batch: each record's message (empty without one) plus
+/// `\n`, from record position `from`.
+pub(super) fn encode_messages(records: &Records, from: usize, out: &mut Vec<u8>, limits: Limits) -> (usize, usize) {
+    let Body::Table(t) = &records.body else {
+        return (from, 0);
+    };
+    let mut pos = from;
+    while pos < t.records.len() && !limits.reached(pos - from, out.len()) {
+        if let Some(m) = t.records[pos].message {
+            out.extend_from_slice(records.text(m).as_bytes());
+        }
+        out.push(b'\n');
+        pos += 1;
+    }
+    (pos, pos - from)
+}
 
 /// `Encoding::Raw`: each line as read (without its `\r\n` or `\n`) plus `\n`. When the lines
 /// to copy hold no `\r`, that is the input bytes themselves, copied as one run.

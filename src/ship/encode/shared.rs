@@ -61,9 +61,11 @@ impl Encoder {
             },
             budget: None,
             pool: Some(Arc::clone(&shared.buffers)),
+            shape: 0,
         };
         // NDJSON of raw lines is about three times their size, of parsed lines about twice.
         r.bytes.reserve(records.data().len() * 3 + 4096);
+        r.shape = self.shape.id;
         self.ndjson(records, 0, &mut r.bytes, all, Some(&mut r.ends));
         r.budget = Some(shared.budget.take(r.heap_bytes()));
         r
