@@ -43,6 +43,8 @@ pub struct Metrics {
     pub file_lag: Mutex<HashMap<String, u64>>,
     /// Export `file_lag` per file (`metrics.per_file`); their sum is always exported.
     pub per_file: bool,
+    /// The tailer's files for `GET /api/v1/status`.
+    pub board: crate::status::Board,
 }
 
 #[derive(Debug, Default)]

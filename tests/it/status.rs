@@ -1,0 +1,1 @@
+//! `tailship status` through the binary.
