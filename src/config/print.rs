@@ -148,19 +148,22 @@ fn http(h: &HttpSettings, t: &mut Table) {
         };
         t.insert("auth".into(), Value::Table(a));
     }
-    let mut tls = Table::new();
-    if let Some(ca) = &h.tls.ca_file {
-        tls.insert("ca_file".into(), path(ca));
+    // TLS keys are taken with an https:// url only.
+    if h.url.scheme() == "https" {
+        let mut tls = Table::new();
+        if let Some(ca) = &h.tls.ca_file {
+            tls.insert("ca_file".into(), path(ca));
+        }
+        if let Some((cert, key)) = &h.tls.client_cert {
+            tls.insert("cert_file".into(), path(cert));
+            tls.insert("key_file".into(), path(key));
+        }
+        tls.insert(
+            "insecure_skip_verify".into(),
+            Value::Boolean(h.tls.insecure_skip_verify),
+        );
+        t.insert("tls".into(), Value::Table(tls));
     }
-    if let Some((cert, key)) = &h.tls.client_cert {
-        tls.insert("cert_file".into(), path(cert));
-        tls.insert("key_file".into(), path(key));
-    }
-    tls.insert(
-        "insecure_skip_verify".into(),
-        Value::Boolean(h.tls.insecure_skip_verify),
-    );
-    t.insert("tls".into(), Value::Table(tls));
     t.insert("timeout".into(), duration(h.timeout));
     t.insert("concurrency".into(), int(h.concurrency));
     let mut retry = Table::new();
@@ -169,7 +172,7 @@ fn http(h: &HttpSettings, t: &mut Table) {
     retry.insert("max_retries".into(), int(h.retry.max_retries.unwrap_or(0)));
     t.insert("retry".into(), Value::Table(retry));
     let mut dl = Table::new();
-    dl.insert("dir".into(), path(&h.dead_letter.dir));
+    // Its directory is data_dir/dead-letter, not a key.
     dl.insert("max_file_bytes".into(), int(h.dead_letter.max_file_bytes));
     dl.insert("max_total_bytes".into(), int(h.dead_letter.max_total_bytes));
     t.insert("dead_letter".into(), Value::Table(dl));
