@@ -35,6 +35,11 @@ Environment:
                       proxies of the HTTP sinks
   ${VAR} and ${VAR:-default} in any string of the config are read from the environment.
 
+Signals:
+  SIGTERM, SIGINT     stop: read what is on disk, deliver it, write the checkpoint
+  SIGHUP              reload the config (also POST /-/reload, --watch-config); an
+                      invalid one is refused and the old one keeps running
+
 Exit status:
   0  stopped cleanly (SIGTERM or SIGINT), `validate` found the config valid, or
      `convert` printed the converted config

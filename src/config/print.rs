@@ -113,8 +113,11 @@ fn sink(settings: &Settings, s: &SinkSettings) -> Table {
 }
 
 fn http(h: &HttpSettings, t: &mut Table) {
-    t.insert("url".into(), Value::String(crate::logsafe::url(&h.url).to_string()));
-    t.insert("method".into(), Value::String(h.method.to_string()));
+    t.insert("url".into(), Value::String(configured_url(h)));
+    if h.api == Api::Plain {
+        // The protocols fix their method.
+        t.insert("method".into(), Value::String(h.method.to_string()));
+    }
     let headers = h.headers.iter().map(|(name, v)| (name.as_str(), secret(v)));
     t.insert("headers".into(), strings(headers));
     if h.api == Api::Plain {
@@ -226,6 +229,19 @@ fn protocol(api: &Api, t: &mut Table) {
             t.insert("line".into(), line(s.event));
         }
     }
+}
+
+/// The url as a config gives it: Elasticsearch's `/_bulk` endpoint (and its query) is added
+/// to the configured one at every load, so it is taken off again; the other protocols' paths
+/// are kept when already there. Userinfo and query values are masked (`logsafe::url`).
+fn configured_url(h: &HttpSettings) -> String {
+    let mut url = h.url.clone();
+    if let Api::Elasticsearch(_) = h.api {
+        let base = url.path().strip_suffix("/_bulk").unwrap_or(url.path()).to_owned();
+        url.set_path(&base);
+        url.set_query(None);
+    }
+    crate::logsafe::url(&url)
 }
 
 fn record_key(k: &RecordKey) -> String {

@@ -202,3 +202,64 @@ fn print_masks_secrets_and_variables_are_expanded() {
     );
     assert!(shown.contains("token = \"<masked>\""), "{shown}");
 }
+
+#[test]
+fn print_gives_a_config_with_the_same_settings_for_every_sink_type() {
+    let text = r#"
+        data_dir = "/tmp/x"
+        [[sources]]
+        name = "app"
+        include = ["/l/*.log"]
+        format = "regex"
+        pattern = '^(?P<level>\w+) (?P<message>.*)$'
+        multiline = { start = '^\w', max_lines = 7 }
+        fields = { team = "a" }
+        [[sinks]]
+        name = "h"
+        type = "http"
+        url = "https://c.example/in"
+        encoding = "json_array"
+        compression = "zstd"
+        headers = { "X-Key" = "v4lue" }
+        auth = { strategy = "basic", user = "u", password = "p4ss" }
+        tls = { insecure_skip_verify = true }
+        retry = { max_retries = 3, initial_backoff = "2s" }
+        [[sinks]]
+        name = "es"
+        type = "elasticsearch"
+        url = "http://es.example:9200"
+        data_stream = "logs-app-default"
+        [[sinks]]
+        name = "loki"
+        type = "loki"
+        url = "http://loki.example:3100"
+        labels = { app = "resource.service.name", level = "level" }
+        tenant_id = "t1"
+        line = "record"
+        [[sinks]]
+        name = "otlp"
+        type = "otlp"
+        url = "http://otel.example:4318"
+        encoding = "json"
+        [[sinks]]
+        name = "hec"
+        type = "splunk_hec"
+        url = "https://splunk.example:8088"
+        auth = { token = "t0ken" }
+        index = "main"
+        sourcetype = "app"
+        [[sinks]]
+        name = "f"
+        type = "file"
+        path = "out.ndjson"
+        encoding = "raw"
+    "#;
+    let s = Settings::parse(Path::new("/etc/t/a.toml"), Syntax::Toml, text, &no_env).unwrap();
+    let printed = s.effective();
+    let again = Settings::parse(Path::new("/etc/t/a.toml"), Syntax::Toml, &printed, &no_env)
+        .unwrap_or_else(|e| panic!("{e}\n{printed}"));
+    assert_eq!(again.effective(), printed);
+    for secret in ["v4lue", "p4ss", "t0ken"] {
+        assert!(!printed.contains(secret), "{secret}:\n{printed}");
+    }
+}
