@@ -325,8 +325,8 @@ fn run(path: &Path, settings: Settings, watch_config: bool) -> anyhow::Result<()
     let listener = settings.metrics_address.map(tailship::server::bind).transpose()?;
     let data_dir = settings.data_dir.clone();
     let agent = Agent::start(path, settings).context("start the pipeline")?;
-    // Bounded: one request waits while a reload runs; more are answered "busy" by the
-    // server's send waiting its turn (each holds one connection of the capped few).
+    // Bounded: one request is queued while a reload runs; later ones wait in the server, each
+    // holding one of its capped connections.
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
     let served = Served {
         metrics: agent.served(),
@@ -355,7 +355,9 @@ async fn supervise(
     mut requests: tokio::sync::mpsc::Receiver<ReloadRequest>,
     watch_config: bool,
 ) -> anyhow::Result<Agent> {
-    let mut progress_tick = tokio::time::interval(progress::INTERVAL);
+    // The first tick one interval in: a rate needs an interval behind it.
+    let mut progress_tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + progress::INTERVAL, progress::INTERVAL);
     progress_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut progress = Progress::new(&agent.served().read().unwrap_or_else(|p| p.into_inner()));
     let mut watch_tick = tokio::time::interval(tailship::reload::WATCH_INTERVAL);

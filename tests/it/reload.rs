@@ -98,7 +98,7 @@ fn a_reload_while_lines_flow_adds_a_sink_removes_a_source_and_loses_nothing() {
     // The source to be removed: its lines are all on disk before the reload.
     std::fs::write(b.join("b.log"), corpus().lines("b", 0, 20_000)).unwrap();
     let mut agent = start(&dir, &config_path, &[]);
-    let writer = Writer::spawn(WriterSpec::new(a.join("a.log"), "a", LINES).rate(60_000));
+    let writer = Writer::spawn(WriterSpec::new(a.join("a.log"), "a", LINES).rate(30_000));
     wait_progress(
         Some(&mut agent),
         "150,000 lines before the reload",
@@ -116,10 +116,10 @@ fn a_reload_while_lines_flow_adds_a_sink_removes_a_source_and_loses_nothing() {
         config(&data, &[app], &[("kept", &kept, &["app"]), ("added", &added, &["app"])]),
     )
     .unwrap();
+    let at_reload = writer.written();
     let (status, body) = http_post(agent.metrics_addr.unwrap(), "/-/reload");
     assert_eq!(status, 200, "{body}\n{}", agent.stderr_tail(30));
     assert!(body.starts_with("reloaded"), "{body}");
-    let at_reload = writer.written();
     assert!(
         at_reload < LINES,
         "the reload came after the writer finished: {at_reload}"
