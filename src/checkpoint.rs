@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 mod file;
 
-pub use self::file::{load, store};
+pub use self::file::{load, peek, store, PeekError};
 use self::file::{sync, unix_now};
 use crate::mark::{FileMark, Mark};
 use crate::metrics::{add, Metrics};

@@ -4,14 +4,16 @@
 #![forbid(unsafe_code)]
 
 use std::io::ErrorKind;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use tailship::config::{ConfigError, Settings};
 use tailship::logging::{EscapedFields, PathRateLimit, PATH_WARNING_WINDOW};
-use tailship::pipeline::Pipeline;
+use tailship::reload::Agent;
+use tailship::server::{ReloadRequest, Served};
+use tailship::status::progress::{self, Progress};
 
 /// `--version`: the crate version and the git commit it was built from (see build.rs).
 const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("TAILSHIP_GIT_COMMIT"), ")");
@@ -33,6 +35,11 @@ Environment:
                       proxies of the HTTP sinks
   ${VAR} and ${VAR:-default} in any string of the config are read from the environment.
 
+Signals:
+  SIGTERM, SIGINT     stop: read what is on disk, deliver it, write the checkpoint
+  SIGHUP              reload the config (also POST /-/reload, --watch-config); an
+                      invalid one is refused and the old one keeps running
+
 Exit status:
   0  stopped cleanly (SIGTERM or SIGINT), `validate` found the config valid, or
      `convert` printed the converted config
@@ -52,12 +59,15 @@ a config to start from: examples/demo.toml; coming from Fluent Bit:
     after_help = AFTER_HELP
 )]
 struct Cli {
-    /// The TOML config file.
+    /// The config file: TOML, or YAML if its name ends in .yaml or .yml.
     #[arg(long, short, env = "TAILSHIP_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Format of the agent's own logs on stderr.
     #[arg(long, value_enum, default_value = "text", global = true)]
     log_format: LogFormat,
+    /// Reload the config when its file changes (also a ConfigMap's symlink swap).
+    #[arg(long)]
+    watch_config: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -65,7 +75,21 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Check the config and exit: 0 if it is valid, 2 with every problem listed otherwise.
-    Validate,
+    Validate {
+        /// Print the effective config (defaults filled in, variables expanded, secrets masked).
+        #[arg(long)]
+        print: bool,
+    },
+    /// Show where every file and sink stands: asks the running agent (GET /api/v1/status on
+    /// the metrics address) or, when none answers, reads data_dir and the files.
+    Status {
+        /// Print JSON (the API's answer) instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Redraw every 2 seconds until every file has caught up.
+        #[arg(long)]
+        watch: bool,
+    },
     /// Print a tailship config equivalent to a Fluent Bit config (classic .conf, or .yaml/.yml),
     /// with a comment on every setting it could not carry over. See
     /// docs/switching-from-fluent-bit.md.
@@ -138,21 +162,58 @@ fn main() -> ExitCode {
     for warning in settings.warnings() {
         tracing::warn!("{warning}");
     }
-    if let Some(Command::Validate) = cli.command {
-        println!(
+    if let Some(Command::Status { json, watch }) = cli.command {
+        return status(&settings, json, watch);
+    }
+    if let Some(Command::Validate { print }) = cli.command {
+        let summary = format!(
             "{}: ok ({}, {})",
             path.display(),
             count(settings.sources.len(), "source"),
             count(settings.sinks.len(), "sink")
         );
+        // With --print, stdout is the effective config alone (a valid config file).
+        if print {
+            print!("{}", settings.effective());
+            eprintln!("{summary}");
+        } else {
+            println!("{summary}");
+        }
         return ExitCode::SUCCESS;
     }
-    match run(settings) {
+    match run(&path, settings, cli.watch_config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             report(&e);
             ExitCode::from(1)
         }
+    }
+}
+
+/// `tailship status`: the tables (or JSON) once, or redrawn until every file has caught up.
+fn status(settings: &Settings, json: bool, watch: bool) -> ExitCode {
+    loop {
+        let status = match tailship::status::gather(settings) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("tailship status: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let text = if json {
+            serde_json::to_string_pretty(&status).unwrap_or_default() + "\n"
+        } else {
+            tailship::status::render::table(&status)
+        };
+        if watch && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            // Clear the screen and go home: the tables redrawn in place.
+            print!("\x1b[2J\x1b[H");
+        }
+        print!("{text}");
+        if !watch || tailship::status::caught_up(&status) {
+            return ExitCode::SUCCESS;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(2));
     }
 }
 
@@ -251,7 +312,7 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn run(settings: Settings) -> anyhow::Result<()> {
+fn run(path: &Path, settings: Settings, watch_config: bool) -> anyhow::Result<()> {
     raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -263,27 +324,82 @@ fn run(settings: Settings) -> anyhow::Result<()> {
     };
     let listener = settings.metrics_address.map(tailship::server::bind).transpose()?;
     let data_dir = settings.data_dir.clone();
-    let pipeline = Pipeline::start(settings).context("start the pipeline")?;
-    let metrics = std::sync::Arc::clone(&pipeline.metrics);
-    runtime.block_on(async {
+    let agent = Agent::start(path, settings).context("start the pipeline")?;
+    // Bounded: one request is queued while a reload runs; later ones wait in the server, each
+    // holding one of its capped connections.
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+    let served = Served {
+        metrics: agent.served(),
+        reloads: agent.reloads(),
+        reload: Some(reload_tx),
+    };
+    let agent = runtime.block_on(async {
         if let Some(listener) = listener {
-            let bound = tailship::server::serve(listener, metrics)?;
+            let bound = tailship::server::serve(listener, served)?;
             tracing::info!(address = %bound, "metrics endpoint listening");
         }
         tracing::info!(data_dir = %data_dir.display(), version = env!("CARGO_PKG_VERSION"), "tailship started");
-        signals.stop_requested().await;
-        anyhow::Ok(())
+        supervise(agent, &mut signals, reload_rx, watch_config).await
     })?;
     tracing::info!("shutting down: draining files and delivering what was read");
-    let in_time = pipeline.stop();
+    let in_time = agent.stop();
     tracing::info!(in_time, "stopped");
     Ok(())
 }
 
-/// The signals the agent handles, installed before the pipeline starts: from then on SIGHUP
-/// (by convention "reload your config") is logged and ignored until reloading exists, since
-/// its default action would kill the agent with no drain and no checkpoint; SIGTERM and SIGINT
-/// arriving during the start are seen once it is done.
+/// Runs until SIGTERM or SIGINT, reloading the config on SIGHUP, `POST /-/reload` and, with
+/// `--watch-config`, when the file changes; logs the progress of a large backlog.
+async fn supervise(
+    mut agent: Agent,
+    signals: &mut Signals,
+    mut requests: tokio::sync::mpsc::Receiver<ReloadRequest>,
+    watch_config: bool,
+) -> anyhow::Result<Agent> {
+    // The first tick one interval in: a rate needs an interval behind it.
+    let mut progress_tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + progress::INTERVAL, progress::INTERVAL);
+    progress_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut progress = Progress::new(&agent.served().read().unwrap_or_else(|p| p.into_inner()));
+    let mut watch_tick = tokio::time::interval(tailship::reload::WATCH_INTERVAL);
+    watch_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_text = tailship::reload::read_config(agent.path());
+    loop {
+        let (why, answer) = tokio::select! {
+            _ = signals.term.recv() => { tracing::info!("SIGTERM received"); return Ok(agent) }
+            _ = signals.int.recv() => { tracing::info!("SIGINT received"); return Ok(agent) }
+            _ = signals.hup.recv() => ("SIGHUP", None),
+            Some(req) = requests.recv() => ("POST /-/reload", Some(req.answer)),
+            _ = watch_tick.tick(), if watch_config => {
+                let text = tailship::reload::read_config(agent.path());
+                if text.is_none() || text == last_text {
+                    continue;
+                }
+                ("the config file changed", None)
+            }
+            _ = progress_tick.tick() => {
+                progress.tick(&agent.served().read().unwrap_or_else(|p| p.into_inner()));
+                continue;
+            }
+        };
+        // The drain blocks: off the runtime's thread, so the endpoints keep answering.
+        let (back, outcome) = tokio::task::spawn_blocking(move || {
+            let outcome = agent.reload(why);
+            (agent, outcome)
+        })
+        .await
+        .context("reload")?;
+        agent = back;
+        last_text = tailship::reload::read_config(agent.path());
+        let outcome = outcome?;
+        if let Some(answer) = answer {
+            let _ = answer.send(outcome);
+        }
+    }
+}
+
+/// The signals the agent handles, installed before the pipeline starts, so SIGTERM and SIGINT
+/// arriving during the start are seen once it is done, and SIGHUP (by convention "reload your
+/// config", which by default would kill the agent with no drain) reloads.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
@@ -299,17 +415,6 @@ impl Signals {
             int: signal(SignalKind::interrupt()).context("install the SIGINT handler")?,
             hup: signal(SignalKind::hangup()).context("install the SIGHUP handler")?,
         })
-    }
-
-    /// Waits for SIGTERM or SIGINT.
-    async fn stop_requested(&mut self) {
-        loop {
-            tokio::select! {
-                _ = self.term.recv() => return tracing::info!("SIGTERM received"),
-                _ = self.int.recv() => return tracing::info!("SIGINT received"),
-                _ = self.hup.recv() => tracing::warn!("SIGHUP received: reloading the config is not supported; ignored (restart the agent to apply a new config)"),
-            }
-        }
     }
 }
 

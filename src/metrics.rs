@@ -45,6 +45,8 @@ pub struct Metrics {
     pub per_file: bool,
     /// What each dropping transform dropped (`transform::Transforms::counters`).
     pub transform_drops: Vec<DropCounter>,
+    /// The tailer's files for `GET /api/v1/status`.
+    pub board: crate::status::Board,
 }
 
 /// The records one transform dropped, and why (`filtered`, `sampled`, `throttled`).

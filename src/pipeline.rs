@@ -29,6 +29,7 @@ use crate::metrics::Metrics;
 use crate::record::Buffers;
 use crate::ship::encode::{self, Encoder, Shape};
 use crate::ship::{self, SinkContext};
+use crate::status::Board;
 use crate::stop::{self, HardStop, Trigger};
 use crate::tail::{self, TailContext};
 
@@ -254,9 +255,23 @@ impl Pipeline {
         let mut metrics = Metrics::new(&source_names, &sink_names, Arc::clone(&budget));
         metrics.per_file = settings.metrics_per_file;
         metrics.transform_drops = settings.sources.iter().flat_map(|s| s.transforms.counters()).collect();
+        metrics.board = Board::new(
+            &settings.data_dir,
+            settings
+                .sources
+                .iter()
+                .map(|s| (s.name.clone(), s.format.name().to_owned()))
+                .collect(),
+            settings
+                .sinks
+                .iter()
+                .map(|s| (s.name.clone(), s.kind.type_name().to_owned()))
+                .collect(),
+        );
         let metrics = Arc::new(metrics);
         let (trigger, hard_stop) = stop::hard_stop();
-        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+        // One message at most: `stop_for_reload`'s, before the disconnection.
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
         let (cp_tx, cp_rx) = crossbeam_channel::bounded(CHECKPOINT_QUEUE);
         // Nothing is sent on it: each thread's sender is dropped when the thread returns.
         let (finished_tx, finished) = crossbeam_channel::bounded::<()>(0);
@@ -300,6 +315,15 @@ impl Pipeline {
             finished,
             shutdown_timeout,
         })
+    }
+
+    /// `stop` before a new pipeline takes over (a reload): the same drain, but an unterminated
+    /// last line is left for the new pipeline to read whole instead of being shipped now.
+    pub fn stop_for_reload(self) -> bool {
+        if let Some(tx) = &self.stop_tx {
+            let _ = tx.try_send(());
+        }
+        self.stop()
     }
 
     /// Graceful stop: drain, deliver, checkpoint; cut short at `shutdown_timeout`. Returns

@@ -1,6 +1,9 @@
 //! The metrics and health endpoint: `GET /metrics` (Prometheus text), `/healthz` (the
-//! process is alive and serving) and `/readyz` (the first scan is done, no shutdown has
-//! begun, and checkpoints can be written). Routed by axum on the tokio runtime that also waits for signals.
+//! process is alive and serving), `/readyz` (the first scan is done, no shutdown has
+//! begun, and checkpoints can be written) and `GET /api/v1/status` (`tailship status`, JSON:
+//! file paths only to callers on this host or with `metrics.per_file`, see docs/status.md)
+//! and `POST /-/reload` (read the config again, `reload.rs`; callers on this host only).
+//! Routed by axum on the tokio runtime that also waits for signals.
 //!
 //! The port may be reachable from other pods, so a client is not trusted to be quick or few:
 //! each connection gets `HEADER_READ_TIMEOUT` to send its request head and
@@ -12,20 +15,21 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, Request, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tower_service::Service as _;
 
 use crate::metrics::Metrics;
+use crate::reload::{Outcome, Reloads};
 
 /// A client that has not sent its whole request head by then is disconnected.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,8 +55,29 @@ pub fn bind(address: SocketAddr) -> Result<std::net::TcpListener, Error> {
     Ok(listener)
 }
 
+/// What the endpoints serve: the running pipeline's metrics (replaced by a reload), the
+/// reload counters, and where `POST /-/reload` asks for one.
+#[derive(Clone)]
+pub struct Served {
+    pub metrics: Arc<RwLock<Arc<Metrics>>>,
+    pub reloads: Arc<Reloads>,
+    /// `None`: reloading is not offered.
+    pub reload: Option<mpsc::Sender<ReloadRequest>>,
+}
+
+impl Served {
+    fn current(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics.read().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// A reload asked for over HTTP, and where its outcome goes.
+pub struct ReloadRequest {
+    pub answer: oneshot::Sender<Outcome>,
+}
+
 /// Serves on `listener` until the runtime stops. Returns the bound address.
-pub fn serve(listener: std::net::TcpListener, metrics: Arc<Metrics>) -> Result<SocketAddr, Error> {
+pub fn serve(listener: std::net::TcpListener, served: Served) -> Result<SocketAddr, Error> {
     let address = listener.local_addr().map_err(|source| Error {
         address: SocketAddr::from(([0, 0, 0, 0], 0)),
         source,
@@ -63,7 +88,9 @@ pub fn serve(listener: std::net::TcpListener, metrics: Arc<Metrics>) -> Result<S
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
-        .with_state(metrics);
+        .route("/api/v1/status", get(status))
+        .route("/-/reload", post(reload))
+        .with_state(served);
     tokio::spawn(accept(listener, app));
     Ok(bound)
 }
@@ -98,9 +125,11 @@ async fn accept(listener: tokio::net::TcpListener, app: Router) {
             continue;
         };
         let app = app.clone();
+        let caller = Caller::of(&stream);
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 let mut app = app.clone();
+                req.extensions_mut().insert(caller);
                 async move { Ok::<_, Infallible>(app.call(req).await.unwrap_or_else(|never| match never {})) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
@@ -115,11 +144,13 @@ async fn accept(listener: tokio::net::TcpListener, app: Router) {
     }
 }
 
-async fn metrics_text(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], m.render())
+async fn metrics_text(State(s): State<Served>) -> impl IntoResponse {
+    let text = s.current().render() + &s.reloads.render();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
-async fn ready(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+async fn ready(State(s): State<Served>) -> impl IntoResponse {
+    let m = s.current();
     if m.stopping.load(Ordering::Relaxed) {
         (StatusCode::SERVICE_UNAVAILABLE, "stopping\n")
     } else if m.checkpoint_failing.load(Ordering::Relaxed) {
@@ -131,5 +162,63 @@ async fn ready(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
         (StatusCode::OK, "ready\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+    }
+}
+
+/// Who is asking: a caller on this host (loopback, or this very address: `kubectl exec` into
+/// the pod) may see what the agent would not show the network, such as file paths.
+#[derive(Debug, Clone, Copy)]
+struct Caller {
+    local: bool,
+}
+
+impl Caller {
+    fn of(stream: &tokio::net::TcpStream) -> Caller {
+        let local = match (stream.peer_addr(), stream.local_addr()) {
+            (Ok(peer), Ok(me)) => peer.ip().is_loopback() || peer.ip() == me.ip(),
+            _ => false,
+        };
+        Caller { local }
+    }
+}
+
+async fn status(State(s): State<Served>, Extension(caller): Extension<Caller>) -> impl IntoResponse {
+    let m = s.current();
+    let files_shown = caller.local || m.per_file;
+    // Reads the checkpoint file: off the runtime's thread.
+    let status = tokio::task::spawn_blocking(move || crate::status::report::report(&m, files_shown)).await;
+    match status.ok().and_then(|s| serde_json::to_vec(&s).ok()) {
+        Some(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        None => (StatusCode::INTERNAL_SERVER_ERROR, "status unavailable\n").into_response(),
+    }
+}
+
+/// `POST /-/reload`: 200 when the new config runs (or nothing changed), 422 with the problems
+/// when it is refused (the old config keeps running).
+async fn reload(State(s): State<Served>, Extension(caller): Extension<Caller>) -> impl IntoResponse {
+    if !caller.local {
+        return (
+            StatusCode::FORBIDDEN,
+            "reload is taken from this host only\n".to_owned(),
+        );
+    }
+    let Some(tx) = s.reload else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "reloading is not offered\n".to_owned());
+    };
+    let (answer, outcome) = oneshot::channel();
+    if tx.send(ReloadRequest { answer }).await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping\n".to_owned());
+    }
+    match outcome.await {
+        Ok(Outcome::Applied { gap }) => (
+            StatusCode::OK,
+            format!("reloaded (shipping paused {} ms)\n", gap.as_millis()),
+        ),
+        Ok(Outcome::Unchanged) => (StatusCode::OK, "unchanged\n".to_owned()),
+        Ok(Outcome::Refused(problems)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("refused; the old config keeps running:\n{}\n", problems.join("\n")),
+        ),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping\n".to_owned()),
     }
 }

@@ -25,6 +25,36 @@ pub fn load(data_dir: &Path) -> Result<Option<Vec<Entry>>, Error> {
     Ok(loaded)
 }
 
+/// A checkpoint file that `peek` cannot use.
+#[derive(Debug, thiserror::Error)]
+pub enum PeekError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{path} is not a checkpoint: {source}")]
+    Corrupt { path: PathBuf, source: serde_json::Error },
+    #[error("{path} has version {version}, this tailship reads {VERSION}")]
+    Version { path: PathBuf, version: u32 },
+}
+
+/// The saved entries of `data_dir`, read without changing anything (`tailship status` while
+/// an agent may be running): `Ok(None)` when there is no checkpoint yet.
+pub fn peek(data_dir: &Path) -> Result<Option<Vec<Entry>>, PeekError> {
+    let path = data_dir.join(FILE_NAME);
+    let text = match fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(PeekError::Read { path, source }),
+    };
+    match serde_json::from_slice::<OnDisk>(&text) {
+        Ok(d) if d.version == VERSION => Ok(Some(d.files)),
+        Ok(d) => Err(PeekError::Version {
+            path,
+            version: d.version,
+        }),
+        Err(source) => Err(PeekError::Corrupt { path, source }),
+    }
+}
+
 /// The saved entries, or `None` if there are none; anything unusable is set aside.
 pub(super) fn read_saved(path: &Path) -> Option<Vec<Entry>> {
     match fs::symlink_metadata(path) {

@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 
+use super::syntax::{Node, Value};
 use super::Problem;
 
 /// What a redacted value is shown as in a config message.
@@ -30,20 +31,20 @@ impl Redactions {
     }
 
     /// Records the values of the secret keys of the (expanded) file.
-    pub(super) fn add_secrets(&mut self, value: &toml::Value, key: &str) {
-        match value {
-            toml::Value::String(s) if is_secret_key(key) => self.add(key, s),
-            toml::Value::Array(items) => {
+    pub(super) fn add_secrets(&mut self, node: &Node, key: &str) {
+        match &node.value {
+            Value::String(s) if is_secret_key(key) => self.add(key, s),
+            Value::List(items) => {
                 for (i, item) in items.iter().enumerate() {
                     self.add_secrets(item, &format!("{key}[{i}]"));
                 }
             }
-            toml::Value::Table(table) => {
-                for (k, v) in table {
+            Value::Map(entries) => {
+                for (k, v) in entries {
                     let child = if key.is_empty() {
-                        k.clone()
+                        k.name.clone()
                     } else {
-                        format!("{key}.{k}")
+                        format!("{key}.{}", k.name)
                     };
                     self.add_secrets(v, &child);
                 }
@@ -107,14 +108,14 @@ pub(super) enum ExpandError {
 /// Expands `${VAR}` (and `$${` as a literal `${`) in every string of the parsed file, so the
 /// error can name the key whose value referenced an unset variable.
 pub(super) fn expand_value(
-    value: &mut toml::Value,
+    node: &mut Node,
     key: String,
     env: &dyn Fn(&str) -> Option<String>,
     problems: &mut Vec<Problem>,
     redactions: &mut Redactions,
 ) {
-    match value {
-        toml::Value::String(s) => match expand_str(s, env) {
+    match &mut node.value {
+        Value::String(s) => match expand_str(s, env) {
             Ok(expanded) => {
                 if expanded != *s {
                     // What each variable gave, and the whole value it is part of.
@@ -129,17 +130,17 @@ pub(super) fn expand_value(
                 message: e.to_string(),
             }),
         },
-        toml::Value::Array(items) => {
+        Value::List(items) => {
             for (i, item) in items.iter_mut().enumerate() {
                 expand_value(item, format!("{key}[{i}]"), env, problems, redactions);
             }
         }
-        toml::Value::Table(table) => {
-            for (k, v) in table.iter_mut() {
+        Value::Map(entries) => {
+            for (k, v) in entries.iter_mut() {
                 let child = if key.is_empty() {
-                    k.clone()
+                    k.name.clone()
                 } else {
-                    format!("{key}.{k}")
+                    format!("{key}.{}", k.name)
                 };
                 expand_value(v, child, env, problems, redactions);
             }

@@ -1,4 +1,6 @@
-//! Configuration: the TOML file as the user writes it (`file`), `${VAR}` expansion (`expand`),
+//! Configuration: the file as the user writes it, TOML or YAML, read into one tree that keeps
+//! every value's line and column (`syntax`) and into the serde structs of `file` (by `de`,
+//! which lists every unknown key at once), `${VAR}` expansion (`expand`),
 //! and `validate()`, which turns it into the runtime `Settings` the pipeline uses — plain
 //! structs built once at start — reporting every problem at once with the key it is about.
 //! By concern: `source` (files, formats, joining), `sink` (outputs, batching), `http` (the
@@ -10,13 +12,18 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod de;
 mod expand;
 mod file;
 mod http;
+mod print;
 mod resource;
 mod sink;
 mod source;
 mod transform;
+mod syntax;
+#[cfg(test)]
+mod syntax_tests;
 
 use self::file::{duration, FileConfig};
 pub use self::http::{
@@ -30,6 +37,7 @@ pub use self::source::{
     Format, MultilineSettings, ReadFrom, SourceSettings, DEFAULT_MULTILINE_MAX_BYTES, DEFAULT_MULTILINE_MAX_LINES,
     DEFAULT_MULTILINE_TIMEOUT_MS, FORMAT_NAMES, STRICT_FORMATS,
 };
+pub use self::syntax::Syntax;
 
 /// Checkpoints live here when the config does not say otherwise.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/tailship";
@@ -102,50 +110,94 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Reads, expands and validates the config at `path`.
+    /// Reads, expands and validates the config at `path`: YAML if it ends in `.yaml` or
+    /// `.yml`, TOML otherwise.
     pub fn load(path: &Path) -> Result<Settings, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Settings::from_toml(path, &text, &|name| std::env::var(name).ok())
+        Settings::parse(path, Syntax::of(path), &text, &|name| std::env::var(name).ok())
     }
 
-    /// Parses `text` (the contents of `path`), expanding `${VAR}` in string values with `env`.
+    /// Parses TOML `text` (the contents of `path`), expanding `${VAR}` in string values with `env`.
     pub fn from_toml(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
-        let mut value: toml::Value = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        Settings::parse(path, Syntax::Toml, text, env)
+    }
+
+    /// Parses `text` (the contents of `path`) in `syntax`, expanding `${VAR}` in string values
+    /// with `env`. Every problem names its key, line and column; all of them are reported.
+    pub fn parse(
+        path: &Path,
+        syntax: Syntax,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Settings, ConfigError> {
+        let invalid = |problems| ConfigError::Invalid {
             path: path.to_owned(),
-            message: syntax_error(text, &e),
+            problems,
+        };
+        let mut tree = syntax::parse(syntax, text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
         })?;
         let mut problems = Vec::new();
         let mut redactions = expand::Redactions::default();
-        expand::expand_value(&mut value, String::new(), env, &mut problems, &mut redactions);
+        expand::expand_value(&mut tree, String::new(), env, &mut problems, &mut redactions);
         if !problems.is_empty() {
-            return Err(ConfigError::Invalid {
-                path: path.to_owned(),
-                problems,
-            });
+            return Err(invalid(located(&tree, problems)));
         }
-        redactions.add_secrets(&value, "");
+        redactions.add_secrets(&tree, "");
         // From here on a message may quote a value: never one from a variable or a secret key.
-        let file: FileConfig = value.try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
-            path: path.to_owned(),
-            message: redactions.scrub(&e.to_string(), None).into_owned(),
-        })?;
+        let (file, mut unknown) = de::read::<FileConfig>(&tree);
+        // In the file's order (TOML's parser keeps array tables apart from the other keys).
+        unknown.sort_by_key(|u| (u.at.line, u.at.column));
+        let mut problems: Vec<Problem> = unknown
+            .iter()
+            .map(|u| Problem {
+                key: format!("{} ({})", u.path, u.at),
+                message: u.message(),
+            })
+            .collect();
+        let file = match file {
+            Ok(file) => file,
+            Err(e) => {
+                let key = if e.path.is_empty() { "(top level)" } else { &e.path };
+                let at = e.at.unwrap_or(tree.at);
+                problems.push(Problem {
+                    key: format!("{key} ({at})"),
+                    message: redactions.scrub(&e.message, Some(&e.path)).into_owned(),
+                });
+                return Err(invalid(problems));
+            }
+        };
         // Relative paths in the file are relative to the file, not to wherever the agent
         // happens to be started from.
         let base = std::path::absolute(path)
             .ok()
             .and_then(|p| p.parent().map(Path::to_path_buf))
             .unwrap_or_else(|| PathBuf::from("/"));
-        validate(file, &base, env).map_err(|mut problems| {
-            redactions.scrub_problems(&mut problems);
-            ConfigError::Invalid {
-                path: path.to_owned(),
-                problems,
+        match validate(file, &base, env) {
+            Ok(settings) if problems.is_empty() => Ok(settings),
+            Ok(_) => Err(invalid(problems)),
+            Err(mut more) => {
+                redactions.scrub_problems(&mut more);
+                problems.extend(located(&tree, more));
+                Err(invalid(problems))
             }
-        })
+        }
     }
+}
+
+/// `problems` with the line and column of their key added to it.
+fn located(tree: &syntax::Node, problems: Vec<Problem>) -> Vec<Problem> {
+    problems
+        .into_iter()
+        .map(|p| Problem {
+            key: format!("{} ({})", p.key, tree.locate(&p.key)),
+            message: p.message,
+        })
+        .collect()
 }
 
 impl Settings {
@@ -175,18 +227,6 @@ impl Settings {
         }
         out
     }
-}
-
-/// A TOML syntax error as "line L, column C: what", without the line itself: the line may
-/// hold a secret (`token = "…`), and a message about the config never shows one.
-fn syntax_error(text: &str, e: &toml::de::Error) -> String {
-    let Some(start) = e.span().map(|s| s.start.min(text.len())) else {
-        return e.message().to_owned();
-    };
-    let before = text.get(..start).unwrap_or("");
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    format!("line {line}, column {column}: {}", e.message())
 }
 
 /// The top-level keys that are not a source, a sink or the resource.

@@ -30,6 +30,24 @@ pub enum SinkKind {
     Http(Box<HttpSettings>),
 }
 
+impl SinkKind {
+    /// The sink's `type` in the config.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SinkKind::Stdout => "stdout",
+            SinkKind::File { .. } => "file",
+            SinkKind::Tcp { .. } => "tcp",
+            SinkKind::Http(h) => match h.api {
+                super::Api::Plain => "http",
+                super::Api::Elasticsearch(_) => "elasticsearch",
+                super::Api::Loki(_) => "loki",
+                super::Api::Otlp { .. } => "otlp",
+                super::Api::SplunkHec(_) => "splunk_hec",
+            },
+        }
+    }
+}
+
 /// What a sink writes per record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {

@@ -27,12 +27,13 @@ mod park;
 mod read;
 mod resume;
 mod rotation;
+mod status;
 mod watch;
 
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -68,7 +69,9 @@ pub struct TailContext {
     pub checkpoints: Sender<Msg>,
     pub budget: Arc<Budget>,
     pub metrics: Arc<Metrics>,
-    /// Disconnected when a graceful shutdown begins: stop discovering, drain, return.
+    /// Disconnected when a graceful shutdown begins: stop discovering, drain, return. A
+    /// message before it says the stop is for a reload: a line still being written is then
+    /// left for the next pipeline rather than shipped in two pieces.
     pub shutdown: Receiver<()>,
     /// Set when the shutdown deadline passed: stop at once.
     pub hard_stop: HardStop,
@@ -89,8 +92,9 @@ pub struct Tailer {
     by_path: HashMap<PathBuf, FileKey>,
     /// Files whose descriptor was closed to stay within the cap, and those waiting for one.
     parking: Parking,
-    /// Paths whose open failed, so the failure is logged once, not at every rescan.
-    failed: HashSet<PathBuf>,
+    /// Paths whose open failed, with why (for `tailship status`), so the failure is logged
+    /// once, not at every rescan.
+    failed: HashMap<PathBuf, String>,
     lanes: Lanes,
     ledger: Ledger,
     budget: Arc<Budget>,
@@ -128,7 +132,7 @@ pub fn run(ctx: TailContext) {
         files: HashMap::new(),
         by_path: HashMap::new(),
         parking: Parking::default(),
-        failed: HashSet::new(),
+        failed: HashMap::new(),
         lanes: Lanes::new(lanes),
         ledger: Ledger::new(checkpoints),
         budget,
@@ -146,6 +150,8 @@ struct LoopState {
     /// While draining: per file, the size it had when the shutdown began. Lines written
     /// after that are left for the next start, so a busy writer cannot hold us up.
     drain_to: Option<HashMap<FileKey, u64>>,
+    /// The stop is for a reload: unterminated last lines stay unread (`TailContext::shutdown`).
+    for_reload: bool,
 }
 
 impl Tailer {
@@ -168,6 +174,7 @@ impl Tailer {
             next_rescan: Instant::now() + self.rescan_interval,
             next_detached_poll: Instant::now() + DETACHED_POLL,
             drain_to: None,
+            for_reload: false,
         };
         while !self.hard_stop.is_set() {
             let draining = state.drain_to.is_some();
@@ -193,7 +200,7 @@ impl Tailer {
             }
         }
         drop(watch);
-        self.finish();
+        self.finish(state.for_reload);
     }
 
     /// The events inotify queued while we read, and the reconcile when it is due (or when
@@ -247,10 +254,11 @@ impl Tailer {
         let events = if draining { &never_ev } else { &watch.events };
         select! {
             recv(events) -> ev => if let Ok(ev) = ev { self.on_event(ev) },
-            recv(stop) -> _ => {
+            recv(stop) -> msg => {
                 // Stop discovery: no more events; read what is on disk now.
                 watch.stop();
                 state.drain_to = Some(self.begin_drain());
+                state.for_reload = msg.is_ok();
             }
             recv(freed) -> _ => {}
             recv(self.hard_stop.channel()) -> _ => {}
@@ -269,8 +277,8 @@ impl Tailer {
         targets
     }
 
-    fn finish(&mut self) {
-        if !self.hard_stop.is_set() {
+    fn finish(&mut self, for_reload: bool) {
+        if !self.hard_stop.is_set() && !for_reload {
             // Shutdown: the pod may be ending, so an unterminated last line would be lost
             // with the volume; ship it now (a later restart resumes after it).
             let keys: Vec<FileKey> = self.files.keys().copied().collect();

@@ -72,7 +72,7 @@ pub fn process_cap(configured: usize, sinks: &[SinkSettings]) -> usize {
 /// A file whose descriptor was closed to make room: enough to go on where it stopped.
 pub struct Parked {
     pub uid: u64,
-    source: usize,
+    pub source: usize,
     pub path: PathBuf,
     generation: u32,
     id_seed: Option<u64>,

@@ -231,13 +231,14 @@ impl Tailer {
                 f.dirty = true;
             }
         }
-        self.failed.retain(|p| p.exists());
+        self.failed.retain(|p, _| p.exists());
         let lag = self
             .files
             .values()
             .map(|f| (f.path.display().to_string(), f.size.saturating_sub(f.read_offset)))
             .collect();
         *self.metrics.file_lag.lock().unwrap_or_else(|p| p.into_inner()) = lag;
+        self.publish_status();
     }
 
     /// Says what each source watches: the `tailship_source_files` gauge, at the first scan a
@@ -323,7 +324,8 @@ impl Tailer {
         }
         if !meta.file_type().is_file() && !meta.file_type().is_char_device() {
             // FIFOs and sockets would block or never end; they are not log files.
-            if self.failed.insert(path.to_owned()) {
+            let why = "not a regular file".to_owned();
+            if self.failed.insert(path.to_owned(), why).is_none() {
                 tracing::warn!(path = %path.display(), "matched path is not a regular file; skipped");
             }
             return;
@@ -385,7 +387,7 @@ impl Tailer {
     }
 
     pub(super) fn open_failed(&mut self, path: &Path, e: &io::Error) {
-        if self.failed.insert(path.to_owned()) {
+        if self.failed.insert(path.to_owned(), e.to_string()).is_none() {
             add(&self.metrics.open_errors, 1);
             tracing::warn!(path = %path.display(), error = %e, "cannot open file; will retry at the next rescan");
         }

@@ -38,7 +38,7 @@ mod fanout;
 /// combined, Java stack traces joined by the multiline preset, nested JSON.
 mod formats;
 /// Truthful health: a sink rejecting everything, data_dir not writable at start or later, a
-/// checkpoint path taken by a directory or FIFO, SIGHUP ignored.
+/// checkpoint path taken by a directory or FIFO, SIGHUP with an unchanged config.
 mod health;
 /// The hostile app next door (issue 11): forged pod directories, secrets in URLs and config
 /// errors, an endless answer body, 4,000 idle connections to the metrics port, a file name
@@ -72,6 +72,9 @@ mod perf_chart;
 /// The sidecar pod in Docker: the scratch image, webapp + log-agent sharing /var/log and the
 /// network namespace, a collector found by DNS, restarts, SIGTERM (skipped without Docker).
 mod pod;
+/// Hot reload: 500,000 lines through a reload that adds a sink and removes a source and a
+/// sink; an invalid config refused; `--watch-config` on a ConfigMap symlink swap.
+mod reload;
 /// `kill -9` in the middle of a run and restart from the checkpoint: at-least-once.
 mod restart;
 /// rename+create and copytruncate rotation while writing at full speed.
@@ -82,3 +85,5 @@ mod shutdown;
 /// raw receiver), filter, fields, sample and throttle with their drop counts; an ECS-shaped
 /// sink beside a default one; the files each source matches.
 mod transform;
+/// `tailship status` against a running agent and a stopped one; `validate --print` on YAML.
+mod status;

@@ -81,6 +81,11 @@ pub struct RegexParser {
 }
 
 impl RegexParser {
+    /// The pattern as written (for `tailship validate --print`).
+    pub fn pattern(&self) -> &str {
+        self.re.as_str()
+    }
+
     /// Compiles `pattern`; `timestamp_format` is an optional strftime-like layout for the
     /// `timestamp` capture.
     pub fn new(pattern: &str, timestamp_format: Option<&str>) -> Result<RegexParser, RegexError> {
