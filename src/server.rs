@@ -1,5 +1,5 @@
 //! The metrics and health endpoint: `GET /metrics` (Prometheus text), `/healthz` (the
-//! process is alive and serving) and `/readyz` (the first scan is done, no shutdown has
+//! tailer and every sink make progress or wait for something not theirs, see `liveness`) and `/readyz` (the first scan is done, no shutdown has
 //! begun, and checkpoints can be written). Routed by axum on the tokio runtime that also waits for signals.
 //!
 //! The port may be reachable from other pods, so a client is not trusted to be quick or few:
@@ -61,7 +61,7 @@ pub fn serve(listener: std::net::TcpListener, metrics: Arc<Metrics>) -> Result<S
     let bound = address;
     let app = Router::new()
         .route("/metrics", get(metrics_text))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(health))
         .route("/readyz", get(ready))
         .with_state(metrics);
     tokio::spawn(accept(listener, app));
@@ -117,6 +117,19 @@ async fn accept(listener: tokio::net::TcpListener, app: Router) {
 
 async fn metrics_text(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], m.render())
+}
+
+/// 200 while the tailer and every sink make progress (or wait for something that is not
+/// theirs to do); 503 naming the one that has been busy without progress past `stall_timeout`,
+/// so the kubelet restarts an agent that is stuck rather than one whose collector is down.
+async fn health(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    match m.stalled() {
+        Some((thread, busy)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("stalled: {thread} busy for {}s without progress\n", busy.as_secs()),
+        ),
+        None => (StatusCode::OK, "ok\n".to_owned()),
+    }
 }
 
 async fn ready(State(m): State<Arc<Metrics>>) -> impl IntoResponse {

@@ -16,6 +16,7 @@
 //! taking turns past it). `index` finds files by inode; `ledger` is all the tailer tells the
 //! checkpoint.
 
+mod admit;
 pub mod discover;
 pub mod file;
 pub mod identity;
@@ -40,6 +41,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, Sender};
 
+use self::admit::Admission;
 use self::discover::Root;
 use self::file::{FileKey, Tracked};
 use self::lanes::Lanes;
@@ -79,6 +81,8 @@ pub struct Tailer {
     roots: Vec<Root>,
     rescan_interval: Duration,
     rotate_wait: Duration,
+    /// Open files that have not grown for this long are parked (`park`).
+    close_inactive: Duration,
     read_bytes: usize,
     /// The open-file cap: `max_open_files`, held below the descriptor limit (`park`).
     max_open_files: usize,
@@ -89,6 +93,8 @@ pub struct Tailer {
     by_path: HashMap<PathBuf, FileKey>,
     /// Files whose descriptor was closed to stay within the cap, and those waiting for one.
     parking: Parking,
+    /// Which matched paths may be opened (links, the agent's own files), and opening them.
+    admission: Admission,
     /// Paths whose open failed, so the failure is logged once, not at every rescan.
     failed: HashSet<PathBuf>,
     lanes: Lanes,
@@ -115,8 +121,10 @@ pub fn run(ctx: TailContext) {
     let mut t = Tailer {
         roots: discover::roots(&settings.sources),
         sources: settings.sources.clone(),
+        admission: Admission::new(&settings.sources, settings.agent_files.clone()),
         rescan_interval: settings.rescan_interval,
         rotate_wait: settings.rotate_wait,
+        close_inactive: settings.close_inactive,
         read_bytes: settings.read_buffer_bytes,
         max_open_files: park::process_cap(settings.max_open_files, &settings.sinks),
         first_start: saved.is_none(),
@@ -137,6 +145,12 @@ pub fn run(ctx: TailContext) {
         splits: Vec::new(),
     };
     t.run_loop(&shutdown);
+}
+
+/// What ended the tailer's wait, when it brings work.
+enum Woke {
+    Event(notify::Event),
+    Stop,
 }
 
 /// The main loop's clocks, and the shutdown drain once it has begun.
@@ -170,6 +184,7 @@ impl Tailer {
             drain_to: None,
         };
         while !self.hard_stop.is_set() {
+            self.metrics.tail_heartbeat.beat();
             let draining = state.drain_to.is_some();
             if !draining {
                 self.take_events(&mut watch, &mut state);
@@ -194,6 +209,7 @@ impl Tailer {
         }
         drop(watch);
         self.finish();
+        self.metrics.tail_heartbeat.finished();
     }
 
     /// The events inotify queued while we read, and the reconcile when it is due (or when
@@ -206,6 +222,9 @@ impl Tailer {
         if overflow || Instant::now() >= state.next_rescan {
             watch.watch_roots(&self.roots);
             self.rescan(false);
+            if let Some(idle_since) = Instant::now().checked_sub(self.close_inactive) {
+                self.close_inactive(idle_since);
+            }
             if overflow {
                 // Files the last run saved and we have not found yet may have been renamed
                 // while the events were lost: look for them by inode too.
@@ -245,16 +264,26 @@ impl Tailer {
         let freed = if blocked { self.budget.freed() } else { &never };
         let stop = if draining { &never } else { shutdown };
         let events = if draining { &never_ev } else { &watch.events };
-        select! {
-            recv(events) -> ev => if let Ok(ev) = ev { self.on_event(ev) },
-            recv(stop) -> _ => {
+        let hard_stop = self.hard_stop.channel();
+        // Waiting for events, budget or time is not a stall (`liveness`); what is done once
+        // woken is the tailer's own work again.
+        let woke = self.metrics.tail_heartbeat.wait_for(|| {
+            select! {
+                recv(events) -> ev => ev.ok().map(Woke::Event),
+                recv(stop) -> _ => Some(Woke::Stop),
+                recv(freed) -> _ => None,
+                recv(hard_stop) -> _ => None,
+                default(timeout) => None,
+            }
+        });
+        match woke {
+            Some(Woke::Event(ev)) => self.on_event(ev),
+            Some(Woke::Stop) => {
                 // Stop discovery: no more events; read what is on disk now.
                 watch.stop();
                 state.drain_to = Some(self.begin_drain());
             }
-            recv(freed) -> _ => {}
-            recv(self.hard_stop.channel()) -> _ => {}
-            default(timeout) => {}
+            None => {}
         }
     }
 
