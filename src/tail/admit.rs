@@ -5,9 +5,10 @@
 //! the open. So a matched path is resolved (every link on the way), the file it leads to must
 //! lie where the source's `follow_symlinks` allows, and it is opened by its resolved path with
 //! `O_NOFOLLOW` (a link swapped in at the last name since fails the open) and checked on the
-//! open descriptor: a regular file, at the resolved path still (the kernel's name for the
-//! descriptor, so a directory swapped for a link since is caught), and none of the agent's own
-//! files (compared by device and inode, so a hard link is caught too) whatever the setting.
+//! open descriptor: a regular file, and none of the agent's own files (compared by device and
+//! inode, so a hard link is caught too) whatever the setting. (A directory on the way swapped
+//! for a link between the resolution and the open is not caught; checking the descriptor's
+//! name under /proc would refuse files renamed by a rotation just after the open, and lose them.)
 
 use std::fs::{self, File};
 use std::io;
@@ -32,8 +33,6 @@ pub enum Refused {
     AgentFile,
     #[error("it is not a regular file")]
     NotRegular,
-    #[error("a link on its way changed while it was opened")]
-    Changed,
     #[error(transparent)]
     Io(#[from] io::Error),
 }
@@ -86,12 +85,6 @@ impl Admission {
             return Err(Refused::NotRegular);
         }
         let file = super::file::open_regular(&real)?;
-        // The kernel's name for what was opened; without /proc (not mounted) the checks
-        // before the open stand alone.
-        let fd_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
-        if fs::read_link(fd_path).is_ok_and(|opened| opened != real) {
-            return Err(Refused::Changed);
-        }
         let m = file.metadata()?;
         if self.is_own((m.dev(), m.ino()), &real) {
             return Err(Refused::AgentFile);
@@ -209,7 +202,6 @@ mod tests {
             Err(Refused::Link) => "link",
             Err(Refused::AgentFile) => "own",
             Err(Refused::NotRegular) => "not regular",
-            Err(Refused::Changed) => "changed",
             Err(Refused::Io(_)) => "io",
         }
     }
