@@ -37,6 +37,11 @@ impl Budget {
         self.used.load(Ordering::Relaxed)
     }
 
+    /// `max_inflight_bytes`.
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
     /// Room left under the cap (0 when full).
     pub fn available(&self) -> usize {
         self.cap.saturating_sub(self.used())
@@ -68,6 +73,13 @@ impl Budget {
 pub struct BudgetGuard {
     budget: Arc<Budget>,
     bytes: usize,
+}
+
+impl BudgetGuard {
+    /// The bytes this guard holds.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
 }
 
 impl Drop for BudgetGuard {

@@ -21,6 +21,7 @@ pub mod checkpoint;
 pub mod chunk;
 pub mod config;
 pub mod convert;
+pub mod liveness;
 pub mod logging;
 pub mod logsafe;
 pub mod mark;

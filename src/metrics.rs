@@ -8,9 +8,11 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::adapt::detect::Detected;
 use crate::budget::Budget;
+use crate::liveness::Heartbeat;
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -21,6 +23,7 @@ pub struct Metrics {
     pub lines_split: AtomicU64,
     pub invalid_utf8_lines: AtomicU64,
     pub open_errors: AtomicU64,
+    pub files_refused: AtomicU64,
     pub partial_lines_flushed: AtomicU64,
     pub files_closed_before_eof: AtomicU64,
     pub files_discovered: AtomicU64,
@@ -47,6 +50,11 @@ pub struct Metrics {
     pub transform_drops: Vec<DropCounter>,
     /// The tailer's files for `GET /api/v1/status`.
     pub board: crate::status::Board,
+    /// The tailer thread's progress (`liveness`).
+    pub tail_heartbeat: Heartbeat,
+    /// `/healthz` fails when the tailer or a sink is busy this long without progress;
+    /// `None`: never.
+    pub stall_timeout: Option<Duration>,
 }
 
 /// The records one transform dropped, and why (`filtered`, `sampled`, `throttled`).
@@ -117,6 +125,8 @@ pub struct SinkMetrics {
     pub bytes_compressed: AtomicU64,
     /// Records written to the dead-letter file (rejected by the collector).
     pub dead_letter_records: AtomicU64,
+    /// The sink thread's progress (`liveness`).
+    pub heartbeat: Heartbeat,
     /// Records per batch sent.
     pub batch_records: Histogram,
     /// Seconds from sending a request to its answer (or error), every attempt.
@@ -220,6 +230,16 @@ impl Metrics {
         }
     }
 
+    /// The thread (`tail` or `sink <name>`) busy without progress for longer than
+    /// `stall_timeout`, and for how long.
+    pub fn stalled(&self) -> Option<(String, Duration)> {
+        let limit = self.stall_timeout?;
+        let tail = std::iter::once(("tail".to_owned(), &self.tail_heartbeat));
+        let sinks = self.sinks.iter().map(|s| (format!("sink {:?}", s.name), &s.heartbeat));
+        tail.chain(sinks)
+            .find_map(|(name, h)| h.busy_for().filter(|d| *d > limit).map(|d| (name, d)))
+    }
+
     /// The Prometheus text exposition (version 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
@@ -277,6 +297,12 @@ impl Metrics {
             "counter",
             "Files that matched but could not be opened or read.",
             get(&self.open_errors),
+        );
+        one(
+            "tailship_files_refused_total",
+            "counter",
+            "Matched paths not tailed: a link leading where its source does not follow, one of the agent's own files, not a regular file.",
+            get(&self.files_refused),
         );
         one(
             "tailship_partial_lines_flushed_total",

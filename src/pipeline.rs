@@ -54,6 +54,9 @@ pub enum Error {
     Spawn { name: String, source: std::io::Error },
 }
 
+/// How long the threads get to return once the hard stop fired.
+const HARD_STOP_GRACE: Duration = Duration::from_secs(5);
+
 /// The threads started so far, and the channel their ends disconnect.
 struct Threads {
     handles: Vec<JoinHandle<()>>,
@@ -268,6 +271,7 @@ impl Pipeline {
                 .map(|s| (s.name.clone(), s.kind.type_name().to_owned()))
                 .collect(),
         );
+        metrics.stall_timeout = Some(settings.stall_timeout);
         let metrics = Arc::new(metrics);
         let (trigger, hard_stop) = stop::hard_stop();
         // One message at most: `stop_for_reload`'s, before the disconnection.
@@ -340,8 +344,19 @@ impl Pipeline {
             }
             _ => true,
         };
+        // Every waiting thread also waits on the hard stop; one stuck where it cannot see it
+        // (a syscall that never returns) is left behind, and ends with the process.
+        let all_ended = in_time
+            || !matches!(
+                self.finished.recv_deadline(Instant::now() + HARD_STOP_GRACE),
+                Err(RecvTimeoutError::Timeout)
+            );
         for t in std::mem::take(&mut self.threads) {
-            let _ = t.join();
+            if all_ended || t.is_finished() {
+                let _ = t.join();
+            } else {
+                tracing::warn!(thread = t.thread().name().unwrap_or("?"), grace = ?HARD_STOP_GRACE, "a thread did not stop at the hard stop; exiting without it");
+            }
         }
         in_time
     }

@@ -1,8 +1,9 @@
 //! The metrics and health endpoint: `GET /metrics` (Prometheus text), `/healthz` (the
-//! process is alive and serving), `/readyz` (the first scan is done, no shutdown has
-//! begun, and checkpoints can be written) and `GET /api/v1/status` (`tailship status`, JSON:
-//! file paths only to callers on this host or with `metrics.per_file`, see docs/status.md)
-//! and `POST /-/reload` (read the config again, `reload.rs`; callers on this host only).
+//! process serves, and the tailer and every sink make progress or wait for something not
+//! theirs, see `liveness`), `/readyz` (the first scan is done, no shutdown has begun, and
+//! checkpoints can be written), `GET /api/v1/status` (`tailship status`, JSON: file paths
+//! only to callers on this host or with `metrics.per_file`, see docs/status.md) and
+//! `POST /-/reload` (read the config again, `reload.rs`; callers on this host only).
 //! Routed by axum on the tokio runtime that also waits for signals.
 //!
 //! The port may be reachable from other pods, so a client is not trusted to be quick or few:
@@ -86,7 +87,7 @@ pub fn serve(listener: std::net::TcpListener, served: Served) -> Result<SocketAd
     let bound = address;
     let app = Router::new()
         .route("/metrics", get(metrics_text))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(health))
         .route("/readyz", get(ready))
         .route("/api/v1/status", get(status))
         .route("/-/reload", post(reload))
@@ -147,6 +148,19 @@ async fn accept(listener: tokio::net::TcpListener, app: Router) {
 async fn metrics_text(State(s): State<Served>) -> impl IntoResponse {
     let text = s.current().render() + &s.reloads.render();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+/// 200 while the tailer and every sink make progress (or wait for something that is not
+/// theirs to do); 503 naming the one that has been busy without progress past `stall_timeout`,
+/// so the kubelet restarts an agent that is stuck rather than one whose collector is down.
+async fn health(State(s): State<Served>) -> impl IntoResponse {
+    match s.current().stalled() {
+        Some((thread, busy)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("stalled: {thread} busy for {}s without progress\n", busy.as_secs()),
+        ),
+        None => (StatusCode::OK, "ok\n".to_owned()),
+    }
 }
 
 async fn ready(State(s): State<Served>) -> impl IntoResponse {

@@ -176,3 +176,60 @@ pub(super) fn sync(data_dir: &Path) -> Result<(), Error> {
     };
     run().map_err(|source| Error::Write { path, source })
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A valid checkpoint to mutate: the reader sees near-misses more often than noise.
+    const VALID: &str = r#"{"version":1,"files":[{"uid":7,"source":"app","path":"/var/log/a.log","dev":2049,"ino":131,"fp_len":12,"fp_hash":99,"generation":0,"id_seed":5,"offset":120,"validator_len":4,"validator":77,"updated":1796000000}]}"#;
+
+    /// Whatever `checkpoints.json` holds, `load` never panics nor fails a writable `data_dir`:
+    /// an unusable file is moved aside (a second load finds none), and what loads survives a
+    /// store and a second load unchanged. (The same property as `fuzz/fuzz_targets/checkpoint.rs`,
+    /// run here on every test run.)
+    fn check(bytes: &[u8]) {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(FILE_NAME), bytes).unwrap();
+        let entries = load(dir.path())
+            .expect("a writable data_dir loads")
+            .expect("a file was there");
+        if entries.is_empty() {
+            let again = load(dir.path()).expect("loads");
+            assert!(again.is_none() || again == Some(Vec::new()), "{again:?}");
+        } else {
+            store(dir.path(), &entries, false).expect("stores");
+            assert_eq!(load(dir.path()).expect("loads"), Some(entries));
+        }
+    }
+
+    #[test]
+    fn the_valid_example_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(FILE_NAME), VALID).unwrap();
+        assert_eq!(load(dir.path()).unwrap().map(|e| e.len()), Some(1));
+        check(VALID.as_bytes());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_bytes_load_or_are_set_aside(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            check(&bytes);
+        }
+
+        #[test]
+        fn a_mutated_checkpoint_loads_or_is_set_aside(at in 0..VALID.len(), cut in any::<bool>(), byte in any::<u8>()) {
+            let mut bytes = VALID.as_bytes().to_vec();
+            if cut {
+                bytes.truncate(at);
+            } else {
+                bytes[at] = byte;
+            }
+            check(&bytes);
+        }
+    }
+}

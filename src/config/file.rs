@@ -18,6 +18,8 @@ pub(super) struct FileConfig {
     pub(super) shutdown_timeout: Option<DurationValue>,
     pub(super) rescan_interval: Option<DurationValue>,
     pub(super) rotate_wait: Option<DurationValue>,
+    pub(super) stall_timeout: Option<DurationValue>,
+    pub(super) close_inactive: Option<DurationValue>,
     pub(super) checkpoint_grace: Option<DurationValue>,
     pub(super) max_open_files: Option<usize>,
     pub(super) read_buffer_bytes: Option<usize>,
@@ -68,6 +70,11 @@ pub(super) struct SourceFileConfig {
     /// `"path"`: namespace/pod/container from the kubelet's `/var/log/pods/…` path (the default
     /// in node mode); `"none"` (the default when the agent has a pod identity, a sidecar).
     pub(super) kubernetes_metadata: Option<String>,
+    /// Which symbolic links the source follows: `"within_root"` (the default), `"any"`, `"none"`.
+    pub(super) follow_symlinks: Option<String>,
+    /// Directories a link may also lead into under `"within_root"`.
+    #[serde(default)]
+    pub(super) symlink_roots: Vec<PathBuf>,
     /// Reject lines that break the format's RFC instead of salvaging them (`STRICT_FORMATS`).
     #[serde(default)]
     pub(super) strict: bool,

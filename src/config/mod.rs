@@ -16,6 +16,7 @@ mod de;
 mod expand;
 mod file;
 mod http;
+mod own;
 mod print;
 mod resource;
 mod sink;
@@ -31,11 +32,12 @@ pub use self::http::{
     LineKind, LokiSettings, RecordKey, RetrySettings, Secret, SplunkSettings, TlsSettings, DEFAULT_ES_INDEX,
     DEFAULT_LOKI_LABELS, LOKI_PUSH_PATH, OTLP_LOGS_PATH, SPLUNK_EVENT_PATH,
 };
+pub use self::own::AgentFiles;
 pub use self::resource::{system_hostname, DOWNWARD_API_ENV};
 pub use self::sink::{BatchSettings, Encoding, SinkKind, SinkSettings};
 pub use self::source::{
-    Format, MultilineSettings, ReadFrom, SourceSettings, DEFAULT_MULTILINE_MAX_BYTES, DEFAULT_MULTILINE_MAX_LINES,
-    DEFAULT_MULTILINE_TIMEOUT_MS, FORMAT_NAMES, STRICT_FORMATS,
+    FollowSymlinks, Format, MultilineSettings, ReadFrom, SourceSettings, DEFAULT_MULTILINE_MAX_BYTES,
+    DEFAULT_MULTILINE_MAX_LINES, DEFAULT_MULTILINE_TIMEOUT_MS, FORMAT_NAMES, STRICT_FORMATS,
 };
 pub use self::syntax::Syntax;
 
@@ -53,6 +55,10 @@ pub const DEFAULT_PARTIAL_LINE_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_RESCAN_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a rotated or deleted file is kept open after it stopped growing.
 pub const DEFAULT_ROTATE_WAIT: Duration = Duration::from_secs(5);
+/// A file that has not grown for this long has its descriptor closed until it changes.
+pub const DEFAULT_CLOSE_INACTIVE: Duration = Duration::from_secs(300);
+/// `/healthz` fails when the tailer or a sink is busy this long without progress.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long the checkpoint of a file that disappeared is kept before it is forgotten.
 pub const DEFAULT_CHECKPOINT_GRACE: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_OPEN_FILES: usize = 4096;
@@ -95,6 +101,11 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     pub rescan_interval: Duration,
     pub rotate_wait: Duration,
+    /// `/healthz` fails when the tailer or a sink thread is busy this long without progress.
+    pub stall_timeout: Duration,
+    /// A file read to its end that has not grown for this long is closed, and reopened
+    /// where it stopped when it changes.
+    pub close_inactive: Duration,
     pub checkpoint_grace: Duration,
     pub max_open_files: usize,
     pub read_buffer_bytes: usize,
@@ -107,6 +118,8 @@ pub struct Settings {
     pub resource: BTreeMap<String, String>,
     pub sources: Vec<SourceSettings>,
     pub sinks: Vec<SinkSettings>,
+    /// What the tailer never ships: the config file, secret and key files, `data_dir`.
+    pub agent_files: AgentFiles,
 }
 
 impl Settings {
@@ -177,7 +190,7 @@ impl Settings {
             .ok()
             .and_then(|p| p.parent().map(Path::to_path_buf))
             .unwrap_or_else(|| PathBuf::from("/"));
-        match validate(file, &base, env) {
+        match validate(file, path, &base, env) {
             Ok(settings) if problems.is_empty() => Ok(settings),
             Ok(_) => Err(invalid(problems)),
             Err(mut more) => {
@@ -234,6 +247,8 @@ struct Limits {
     shutdown_timeout: Duration,
     rescan_interval: Duration,
     rotate_wait: Duration,
+    stall_timeout: Duration,
+    close_inactive: Duration,
     checkpoint_grace: Duration,
     max_inflight_bytes: usize,
     max_open_files: usize,
@@ -241,7 +256,12 @@ struct Limits {
     metrics_address: Option<SocketAddr>,
 }
 
-fn validate(mut file: FileConfig, base: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, Vec<Problem>> {
+fn validate(
+    mut file: FileConfig,
+    config: &Path,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Settings, Vec<Problem>> {
     for source in &mut file.sources {
         for pattern in &mut source.include {
             if !pattern.starts_with('/') {
@@ -270,11 +290,14 @@ fn validate(mut file: FileConfig, base: &Path, env: &dyn Fn(&str) -> Option<Stri
         return Err(problems);
     }
     Ok(Settings {
+        agent_files: own::agent_files(config, &data_dir, &sinks),
         data_dir,
         max_inflight_bytes: limits.max_inflight_bytes,
         shutdown_timeout: limits.shutdown_timeout,
         rescan_interval: limits.rescan_interval,
         rotate_wait: limits.rotate_wait,
+        stall_timeout: limits.stall_timeout,
+        close_inactive: limits.close_inactive,
         checkpoint_grace: limits.checkpoint_grace,
         max_open_files: limits.max_open_files,
         read_buffer_bytes: limits.read_buffer_bytes,
@@ -300,6 +323,11 @@ fn limits(file: &FileConfig, problem: &mut dyn FnMut(String, String)) -> Limits 
         problem,
     );
     let rotate_wait = duration("rotate_wait", &file.rotate_wait, DEFAULT_ROTATE_WAIT, problem);
+    let stall_timeout = duration("stall_timeout", &file.stall_timeout, DEFAULT_STALL_TIMEOUT, problem);
+    if stall_timeout < Duration::from_secs(1) {
+        problem("stall_timeout".into(), "must be at least 1s".into());
+    }
+    let close_inactive = duration("close_inactive", &file.close_inactive, DEFAULT_CLOSE_INACTIVE, problem);
     let checkpoint_grace = duration(
         "checkpoint_grace",
         &file.checkpoint_grace,
@@ -344,6 +372,8 @@ fn limits(file: &FileConfig, problem: &mut dyn FnMut(String, String)) -> Limits 
         shutdown_timeout,
         rescan_interval,
         rotate_wait,
+        stall_timeout,
+        close_inactive,
         checkpoint_grace,
         max_inflight_bytes,
         max_open_files,

@@ -2,6 +2,7 @@
 //! validation from the file's keys.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,11 +33,29 @@ pub struct SourceSettings {
     /// Derive `k8s.*` resource attributes from `/var/log/pods/<ns>_<pod>_<uid>/<container>/`
     /// paths (node mode; see `adapt::k8s_path`).
     pub kubernetes_path_metadata: bool,
+    /// Which symbolic links found by the include globs are followed (`tail::admit`).
+    pub follow_symlinks: FollowSymlinks,
+    /// Directories a followed link may lead into besides the literal root of the glob that
+    /// matched it (node mode: `/var/log/containers/*.log` links into `/var/log/pods`).
+    pub symlink_roots: Vec<PathBuf>,
     /// Reject lines that break the format's RFC rather than salvage them with a
     /// `parse_warning` (only the `STRICT_FORMATS`).
     pub strict: bool,
     /// What runs on the source's records after adapt (`config::transform`).
     pub transforms: Transforms,
+}
+
+/// Which symbolic links a source follows. A link is "followed" when the file it finally leads
+/// to (every link on the way resolved) is tailed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowSymlinks {
+    /// Only to a file under the literal root of the glob that matched the link (`/var/log` for
+    /// `/var/log/**/*.log`) or under one of `symlink_roots`.
+    WithinRoot,
+    /// To any file (still never to one of the agent's own files).
+    Any,
+    /// Never: a link, or a path through a linked directory, is skipped.
+    None,
 }
 
 /// How a source's lines are turned into records (see `adapt`).
@@ -179,6 +198,26 @@ fn validate(
             false
         }
     };
+    let follow_symlinks = match s.follow_symlinks.as_deref().unwrap_or("within_root") {
+        "within_root" => FollowSymlinks::WithinRoot,
+        "any" => FollowSymlinks::Any,
+        "none" => FollowSymlinks::None,
+        other => {
+            problem(
+                at("follow_symlinks"),
+                format!("{other:?} must be \"within_root\", \"any\" or \"none\""),
+            );
+            FollowSymlinks::WithinRoot
+        }
+    };
+    for (j, root) in s.symlink_roots.iter().enumerate() {
+        if !root.is_absolute() {
+            problem(
+                at(&format!("symlink_roots[{j}]")),
+                format!("{:?} must be an absolute directory", root.display().to_string()),
+            );
+        }
+    }
     let read_from = match s.read_from.as_deref().unwrap_or("beginning") {
         "beginning" => ReadFrom::Beginning,
         "end" => ReadFrom::End,
@@ -212,6 +251,8 @@ fn validate(
         multiline,
         fields: fields.into_iter().collect(),
         kubernetes_path_metadata,
+        follow_symlinks,
+        symlink_roots: s.symlink_roots,
         strict: s.strict,
         transforms: Transforms::default(),
     }

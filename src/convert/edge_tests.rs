@@ -35,6 +35,8 @@ fn the_early_yaml_form_names_the_plugin_by_its_key() {
         "pipeline:\n  inputs:\n    - tail:\n        path: /var/log/containers/*.log\n        multiline.parser: docker, cri\n  outputs:\n    - stdout:\n        match: '*'\n",
     );
     assert!(matches!(s.sources[0].format, Format::Auto));
+    // The kubelet's links there lead into /var/log/pods: followed only with that root.
+    assert_eq!(s.sources[0].symlink_roots, [std::path::PathBuf::from("/var/log/pods")]);
 }
 
 #[test]

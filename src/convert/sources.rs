@@ -185,6 +185,14 @@ fn paths(input: &Section, t: &mut Table) -> Result<(), ConvertError> {
     if path.contains("/var/log/containers/") || path.contains("/var/log/pods/") {
         t.note("Kubernetes: k8s.namespace.name, k8s.pod.name and k8s.container.name come from these paths (kubernetes_metadata = \"path\", the default)");
     }
+    if path.contains("/var/log/containers/") {
+        // The kubelet's links there lead into /var/log/pods, outside the glob's root.
+        t.note("/var/log/containers holds links into /var/log/pods, which follow_symlinks = \"within_root\" (the default) follows only into symlink_roots");
+        t.set(
+            "symlink_roots",
+            toml::Value::Array(vec![toml::Value::from("/var/log/pods")]),
+        );
+    }
     Ok(())
 }
 

@@ -14,6 +14,7 @@ use crossbeam_channel::{select, Receiver};
 
 use super::encode::{Encoder, Limits};
 use crate::config::BatchSettings;
+use crate::liveness::Heartbeat;
 use crate::mark::FileMark;
 use crate::record::{RecordRef, Records};
 use crate::stop::HardStop;
@@ -233,6 +234,16 @@ pub trait Deliver {
     fn finish(&mut self);
 }
 
+/// What ended a sink's wait.
+enum Woke<E> {
+    /// Records, or `None`: the input is closed.
+    Records(Option<Arc<Records>>),
+    /// An event of the sink, or `None`: it has no more.
+    Event(Option<E>),
+    /// The linger deadline or the hard stop.
+    Time,
+}
+
 /// Runs a sink: batches the records of `input` until it is disconnected and the last batch
 /// is delivered, or until the hard stop.
 pub fn run<D: Deliver>(
@@ -241,12 +252,27 @@ pub fn run<D: Deliver>(
     limits: BatchSettings,
     encode: bool,
     hard_stop: &HardStop,
+    heartbeat: &Heartbeat,
     sink: &mut D,
 ) {
-    let mut b = Batcher::new(limits, encode);
+    run_loop(input, encoder, Batcher::new(limits, encode), hard_stop, heartbeat, sink);
+    heartbeat.finished();
+}
+
+/// `run`'s loop; each turn is a beat of the sink's heartbeat, and waiting for records or the
+/// sink's events is not a stall.
+fn run_loop<D: Deliver>(
+    input: &Receiver<Arc<Records>>,
+    encoder: &mut Encoder,
+    mut b: Batcher,
+    hard_stop: &HardStop,
+    heartbeat: &Heartbeat,
+    sink: &mut D,
+) {
     let mut events = sink.events();
     let mut closed = false;
     loop {
+        heartbeat.beat();
         if hard_stop.is_set() {
             return;
         }
@@ -270,21 +296,24 @@ pub fn run<D: Deliver>(
         let timer = b
             .deadline()
             .map_or_else(crossbeam_channel::never, crossbeam_channel::at);
-        select! {
-            recv(input) -> r => match r {
-                Ok(r) => b.take(encoder, r, Instant::now()),
-                Err(_) => closed = true,
-            },
-            recv(events) -> e => match e {
-                Ok(e) => {
-                    if !sink.on_event(e) {
-                        return;
-                    }
+        let woke = heartbeat.wait_for(|| {
+            select! {
+                recv(input) -> r => Woke::Records(r.ok()),
+                recv(events) -> e => Woke::Event(e.ok()),
+                recv(timer) -> _ => Woke::Time,
+                recv(hard_stop.channel()) -> _ => Woke::Time,
+            }
+        });
+        match woke {
+            Woke::Records(Some(r)) => b.take(encoder, r, Instant::now()),
+            Woke::Records(None) => closed = true,
+            Woke::Event(Some(e)) => {
+                if !sink.on_event(e) {
+                    return;
                 }
-                Err(_) => events = crossbeam_channel::never(),
-            },
-            recv(timer) -> _ => {}
-            recv(hard_stop.channel()) -> _ => {}
+            }
+            Woke::Event(None) => events = crossbeam_channel::never(),
+            Woke::Time => {}
         }
     }
 }

@@ -82,7 +82,17 @@ pub fn run(ctx: SinkContext) {
         metrics,
         hard_stop: hard_stop.clone(),
     };
-    batcher::run(&records, &mut encoder, settings.batch, true, &hard_stop, &mut sink);
+    let metrics = Arc::clone(&sink.metrics);
+    let heartbeat = &metrics.sinks[index].heartbeat;
+    batcher::run(
+        &records,
+        &mut encoder,
+        settings.batch,
+        true,
+        &hard_stop,
+        heartbeat,
+        &mut sink,
+    );
 }
 
 /// A stdout, file or tcp sink: a batch is delivered once its bytes are written, retried with
@@ -122,8 +132,9 @@ impl Deliver for ByteSink {
             }
             failures += 1;
             add(&m.retries, 1);
-            // The next attempt, unless the hard stop comes first (seen above).
-            self.hard_stop.sleep(self.backoff.next_delay());
+            // The next attempt, unless the hard stop comes first (seen above). Each attempt
+            // is progress; waiting for a collector that is down is not a stall (`liveness`).
+            m.heartbeat.wait_for(|| self.hard_stop.sleep(self.backoff.next_delay()));
         }
         if failures > 0 {
             tracing::info!(sink = %self.name, failures, "sink recovered");

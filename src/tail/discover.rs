@@ -66,20 +66,37 @@ pub fn source_for(sources: &[SourceSettings], path: &Path) -> Option<usize> {
         .position(|s| s.include_set.is_match(path) && !s.exclude_set.is_match(path))
 }
 
-/// Every path under `roots` matched by a source, with that source. Symlinks are followed;
-/// directories and unreadable directories are skipped (the latter reported to `on_error`).
-pub fn walk(
-    roots: &[Root],
-    sources: &[SourceSettings],
-    on_error: &mut dyn FnMut(&Path, &walkdir::Error),
-) -> Vec<(PathBuf, usize)> {
+/// How many directory entries one walk looks at, at most. The app next door may create a
+/// million files (or directories) under a `**` root; the walk runs at every rescan, so it is
+/// cut short here and the files past the cap are found by their events, or not at all.
+pub const WALK_ENTRY_CAP: usize = 200_000;
+
+/// What a walk found.
+pub struct Walked {
+    /// Every matched path, with its source.
+    pub found: Vec<(PathBuf, usize)>,
+    /// The walk stopped at `WALK_ENTRY_CAP` entries.
+    pub capped: bool,
+}
+
+/// Every path under `roots` matched by a source, with that source, looking at no more than
+/// `WALK_ENTRY_CAP` entries. Links to directories are not followed (a link to `/sys`, or a
+/// chain of links doubling at each level, would make the walk endless); links to files are
+/// returned like files, for `admit` to judge. A root that is itself a link is followed: the
+/// config named it. Unreadable directories are skipped and reported to `on_error`.
+pub fn walk(roots: &[Root], sources: &[SourceSettings], on_error: &mut dyn FnMut(&Path, &walkdir::Error)) -> Walked {
     let mut found = Vec::new();
+    let mut seen = 0usize;
     for root in roots {
-        let mut w = walkdir::WalkDir::new(&root.dir).follow_links(true).min_depth(1);
+        let mut w = walkdir::WalkDir::new(&root.dir).follow_links(false).min_depth(1);
         if let Some(d) = root.max_depth {
             w = w.max_depth(d);
         }
         for item in w {
+            seen += 1;
+            if seen > WALK_ENTRY_CAP {
+                return Walked { found, capped: true };
+            }
             match item {
                 Ok(e) if e.file_type().is_dir() => {}
                 Ok(e) => {
@@ -93,7 +110,7 @@ pub fn walk(
             }
         }
     }
-    found
+    Walked { found, capped: false }
 }
 
 #[cfg(test)]
@@ -156,6 +173,8 @@ mod tests {
             multiline: None,
             fields: Vec::new(),
             kubernetes_path_metadata: true,
+            follow_symlinks: crate::config::FollowSymlinks::WithinRoot,
+            symlink_roots: Vec::new(),
             strict: false,
             transforms: Default::default(),
         };

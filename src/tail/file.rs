@@ -14,6 +14,7 @@ use bytes::BytesMut;
 
 use super::identity::{self, Fingerprint};
 use super::lines::{LineSplitter, Split};
+use crate::budget::{Budget, BudgetGuard};
 use crate::chunk::FileMeta;
 
 /// `(device, inode)`.
@@ -23,12 +24,14 @@ pub type FileKey = (u64, u64);
 /// door may swap a FIFO (or a device) in between discovery's type check and this open; a
 /// plain open of a FIFO blocks until a writer comes, which would freeze the tailer, so the open
 /// does not block (`O_NONBLOCK`, which changes nothing for a regular file) and anything but a
-/// regular file is refused.
+/// regular file is refused. A link at the last name is not followed (`O_NOFOLLOW`): callers
+/// pass a path already resolved and allowed (`admit`), or one that must be the file itself
+/// (a copytruncate copy, a file found by its inode).
 pub fn open_regular(path: &std::path::Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)?;
     if !file.metadata()?.file_type().is_file() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
@@ -55,6 +58,9 @@ pub struct Tracked {
     /// File offset of `buf[0]`.
     pub buf_offset: u64,
     pub buf: BytesMut,
+    /// The in-flight budget charged for `buf` (`charge_partial`): a partial line is memory
+    /// held for data not yet shipped, like a chunk.
+    held: Option<BudgetGuard>,
     pub splitter: LineSplitter,
     /// The last bytes read (at most `crate::mark::VALIDATOR_MAX`), to notice a rewrite.
     pub last_bytes: Vec<u8>,
@@ -106,6 +112,7 @@ impl Tracked {
             read_offset: at.offset,
             buf_offset: at.offset,
             buf: BytesMut::new(),
+            held: None,
             splitter: LineSplitter::new(max_line_bytes),
             last_bytes: at.last_bytes,
             partial_since: now,
@@ -184,13 +191,38 @@ impl Tracked {
         self.last_bytes.drain(..drop);
         self.last_bytes.extend_from_slice(tail);
 
+        let before = splits.len();
         self.splitter.split(&mut self.buf, splits);
+        if splits.len() > before {
+            // What is left of the buffer (the partial line, or nothing) would pin the whole
+            // read's allocation after the chunks split off it are delivered: 256 KiB per
+            // file that is quiet after a read. A copy of its own holds only what the budget
+            // charges for it (`charge_partial`).
+            self.buf = if self.buf.is_empty() {
+                BytesMut::new()
+            } else {
+                BytesMut::from(&self.buf[..])
+            };
+        }
         let now = Instant::now();
         self.last_growth = now;
         if !self.buf.is_empty() {
             self.partial_since = now;
         }
         Ok(ReadResult::Data(filled))
+    }
+
+    /// Charges the budget for the partial line as it is now (after a read, a flush, a cut).
+    pub fn charge_partial(&mut self, budget: &Arc<Budget>) {
+        let now = self.buf.len();
+        if self.held.as_ref().map_or(0, BudgetGuard::bytes) != now {
+            self.held = (now > 0).then(|| budget.take(now));
+        }
+    }
+
+    /// Bytes of the partial line charged to the budget.
+    pub fn partial_bytes(&self) -> usize {
+        self.held.as_ref().map_or(0, BudgetGuard::bytes)
     }
 
     /// Whether the bytes just before `read_offset` are no longer the ones read there.
@@ -232,6 +264,7 @@ impl Tracked {
         self.read_offset = 0;
         self.buf_offset = 0;
         self.buf = BytesMut::new();
+        self.held = None;
         self.splitter.reset();
         self.last_bytes.clear();
         self.fp = Fingerprint::default();

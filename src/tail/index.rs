@@ -40,7 +40,10 @@ pub fn find<'a>(dirs: impl IntoIterator<Item = &'a Path>, wanted: &HashSet<FileK
             if !inodes.contains(&d.ino()) {
                 continue;
             }
-            let Ok(m) = fs::metadata(d.path()) else { continue };
+            // Not through a link: the file itself, as `open_regular` will insist.
+            let Ok(m) = fs::symlink_metadata(d.path()) else {
+                continue;
+            };
             let key = (m.dev(), m.ino());
             if m.is_file() && wanted.contains(&key) && !found.contains_key(&key) {
                 found.insert(

@@ -89,12 +89,31 @@ impl LineSplitter {
         if buf.is_empty() {
             return None;
         }
+        // `take`, not `split`: an emptied `BytesMut` still holds its allocation, which the
+        // split-off bytes share, so it would pin it past their delivery.
         let split = Split {
-            data: buf.split().freeze(),
+            data: std::mem::take(buf).freeze(),
             head_continues: self.in_long_line,
             tail_truncated: false,
         };
         self.reset();
+        Some(split)
+    }
+
+    /// Hands out the pending partial line as a piece of a line that goes on (`tail_truncated`;
+    /// the next split continues it), to free the memory it holds; `None` when nothing is
+    /// pending.
+    pub fn cut(&mut self, buf: &mut BytesMut) -> Option<Split> {
+        if buf.is_empty() {
+            return None;
+        }
+        let split = Split {
+            data: std::mem::take(buf).freeze(),
+            head_continues: self.in_long_line,
+            tail_truncated: true,
+        };
+        self.in_long_line = true;
+        self.scanned = 0;
         Some(split)
     }
 

@@ -16,6 +16,7 @@
 //! taking turns past it). `index` finds files by inode; `ledger` is all the tailer tells the
 //! checkpoint.
 
+mod admit;
 pub mod discover;
 pub mod file;
 pub mod identity;
@@ -41,6 +42,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, Sender};
 
+use self::admit::Admission;
 use self::discover::Root;
 use self::file::{FileKey, Tracked};
 use self::lanes::Lanes;
@@ -82,6 +84,8 @@ pub struct Tailer {
     roots: Vec<Root>,
     rescan_interval: Duration,
     rotate_wait: Duration,
+    /// Open files that have not grown for this long are parked (`park`).
+    close_inactive: Duration,
     read_bytes: usize,
     /// The open-file cap: `max_open_files`, held below the descriptor limit (`park`).
     max_open_files: usize,
@@ -92,8 +96,10 @@ pub struct Tailer {
     by_path: HashMap<PathBuf, FileKey>,
     /// Files whose descriptor was closed to stay within the cap, and those waiting for one.
     parking: Parking,
-    /// Paths whose open failed, with why (for `tailship status`), so the failure is logged
-    /// once, not at every rescan.
+    /// Which matched paths may be opened (links, the agent's own files), and opening them.
+    admission: Admission,
+    /// Paths whose open failed or that were refused, with why (for `tailship status`), so the
+    /// failure is logged once, not at every rescan.
     failed: HashMap<PathBuf, String>,
     lanes: Lanes,
     ledger: Ledger,
@@ -119,8 +125,10 @@ pub fn run(ctx: TailContext) {
     let mut t = Tailer {
         roots: discover::roots(&settings.sources),
         sources: settings.sources.clone(),
+        admission: Admission::new(&settings.sources, settings.agent_files.clone()),
         rescan_interval: settings.rescan_interval,
         rotate_wait: settings.rotate_wait,
+        close_inactive: settings.close_inactive,
         read_bytes: settings.read_buffer_bytes,
         max_open_files: park::process_cap(settings.max_open_files, &settings.sinks),
         first_start: saved.is_none(),
@@ -141,6 +149,15 @@ pub fn run(ctx: TailContext) {
         splits: Vec::new(),
     };
     t.run_loop(&shutdown);
+}
+
+/// What ended the tailer's wait, when it brings work.
+enum Woke {
+    Event(notify::Event),
+    /// The stop message (a reload's: `for_reload`) or the disconnection (a shutdown).
+    Stop {
+        for_reload: bool,
+    },
 }
 
 /// The main loop's clocks, and the shutdown drain once it has begun.
@@ -177,6 +194,7 @@ impl Tailer {
             for_reload: false,
         };
         while !self.hard_stop.is_set() {
+            self.metrics.tail_heartbeat.beat();
             let draining = state.drain_to.is_some();
             if !draining {
                 self.take_events(&mut watch, &mut state);
@@ -201,6 +219,7 @@ impl Tailer {
         }
         drop(watch);
         self.finish(state.for_reload);
+        self.metrics.tail_heartbeat.finished();
     }
 
     /// The events inotify queued while we read, and the reconcile when it is due (or when
@@ -213,6 +232,9 @@ impl Tailer {
         if overflow || Instant::now() >= state.next_rescan {
             watch.watch_roots(&self.roots);
             self.rescan(false);
+            if let Some(idle_since) = Instant::now().checked_sub(self.close_inactive) {
+                self.close_inactive(idle_since);
+            }
             if overflow {
                 // Files the last run saved and we have not found yet may have been renamed
                 // while the events were lost: look for them by inode too.
@@ -252,17 +274,27 @@ impl Tailer {
         let freed = if blocked { self.budget.freed() } else { &never };
         let stop = if draining { &never } else { shutdown };
         let events = if draining { &never_ev } else { &watch.events };
-        select! {
-            recv(events) -> ev => if let Ok(ev) = ev { self.on_event(ev) },
-            recv(stop) -> msg => {
+        let hard_stop = self.hard_stop.channel();
+        // Waiting for events, budget or time is not a stall (`liveness`); what is done once
+        // woken is the tailer's own work again.
+        let woke = self.metrics.tail_heartbeat.wait_for(|| {
+            select! {
+                recv(events) -> ev => ev.ok().map(Woke::Event),
+                recv(stop) -> msg => Some(Woke::Stop { for_reload: msg.is_ok() }),
+                recv(freed) -> _ => None,
+                recv(hard_stop) -> _ => None,
+                default(timeout) => None,
+            }
+        });
+        match woke {
+            Some(Woke::Event(ev)) => self.on_event(ev),
+            Some(Woke::Stop { for_reload }) => {
                 // Stop discovery: no more events; read what is on disk now.
                 watch.stop();
                 state.drain_to = Some(self.begin_drain());
-                state.for_reload = msg.is_ok();
+                state.for_reload = for_reload;
             }
-            recv(freed) -> _ => {}
-            recv(self.hard_stop.channel()) -> _ => {}
-            default(timeout) => {}
+            None => {}
         }
     }
 

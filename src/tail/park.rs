@@ -156,6 +156,26 @@ impl Tailer {
         else {
             return false;
         };
+        self.park(key)
+    }
+
+    /// `close_inactive`: parks every file that can be and has not grown since `idle_since`,
+    /// below the cap too. An idle descriptor pins a deleted file's space and counts against
+    /// the cap; a parked file is reopened when it changes (its event, or the next rescan).
+    pub(super) fn close_inactive(&mut self, idle_since: std::time::Instant) {
+        let idle: Vec<FileKey> = self
+            .files
+            .iter()
+            .filter(|(_, f)| parkable(f) && f.last_growth <= idle_since)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in idle {
+            self.park(key);
+        }
+    }
+
+    /// Closes the descriptor of `key` and keeps where it stopped.
+    fn park(&mut self, key: FileKey) -> bool {
         let Some(f) = self.files.remove(&key) else { return false };
         self.metrics
             .open_files
@@ -205,7 +225,9 @@ impl Tailer {
         let Some(p) = self.parking.parked.remove(&key) else {
             return;
         };
-        let at_path = super::file::open_regular(&p.path)
+        let at_path = self
+            .admission
+            .open(&p.path, p.source)
             .ok()
             .filter(|f| f.metadata().is_ok_and(|m| (m.dev(), m.ino()) == key));
         let attached = at_path.is_some();

@@ -30,6 +30,7 @@ impl Tailer {
         for key in keys {
             for _ in 0..READS_PER_TURN {
                 if self.budget.available() == 0 {
+                    self.release_partials();
                     return true;
                 }
                 if self.hard_stop.is_set() {
@@ -58,7 +59,9 @@ impl Tailer {
                 for s in splits.drain(..) {
                     self.emit(key, s);
                 }
-                !self.files[&key].at_eof
+                let f = self.files.get_mut(&key).expect("file is tracked");
+                f.charge_partial(&self.budget);
+                !f.at_eof
             }
             Ok(ReadResult::Eof) => {
                 if let Some(f) = self.files.get_mut(&key) {
@@ -100,6 +103,43 @@ impl Tailer {
         if let Some(s) = f.splitter.flush(&mut f.buf) {
             add(&self.metrics.partial_lines_flushed, 1);
             self.emit(key, s);
+        }
+        if let Some(f) = self.files.get_mut(&key) {
+            f.charge_partial(&self.budget);
+        }
+    }
+
+    /// The budget is used up: if partial lines hold half of it or more, they could keep the
+    /// tailer from ever reading a newline again (300 files growing without one), so the ones
+    /// waiting longest are shipped as they are, as pieces marked `truncated` whose rest
+    /// follows as a `continuation`, until they hold less. Their bytes then travel as chunks,
+    /// which free the budget once delivered.
+    fn release_partials(&mut self) {
+        let half = self.budget.cap() / 2;
+        let mut held: usize = self.files.values().map(Tracked::partial_bytes).sum();
+        if held < half {
+            return;
+        }
+        let mut waiting: Vec<(Instant, FileKey)> = self
+            .files
+            .iter()
+            .filter(|(_, f)| f.partial_bytes() > 0)
+            .map(|(k, f)| (f.partial_since, *k))
+            .collect();
+        waiting.sort_unstable();
+        for (_, key) in waiting {
+            if held < half {
+                break;
+            }
+            let f = self.files.get_mut(&key).expect("file is tracked");
+            held -= f.partial_bytes();
+            if let Some(s) = f.splitter.cut(&mut f.buf) {
+                add(&self.metrics.partial_lines_flushed, 1);
+                self.emit(key, s);
+            }
+            if let Some(f) = self.files.get_mut(&key) {
+                f.charge_partial(&self.budget);
+            }
         }
     }
 
@@ -165,10 +205,13 @@ impl Tailer {
         let lane = self.lanes.of(uid);
         // A lane is full only while the sinks behind it are stalled; waiting here is the
         // backpressure, but the hard stop must still get through.
-        select! {
-            send(lane, chunk) -> _ => {}
-            recv(self.hard_stop.channel()) -> _ => {}
-        }
+        // Blocked on the stages behind: not the tailer's stall (`liveness`).
+        self.metrics.tail_heartbeat.wait_for(|| {
+            select! {
+                send(lane, chunk) -> _ => {}
+                recv(self.hard_stop.channel()) -> _ => {}
+            }
+        });
     }
 }
 

@@ -128,6 +128,9 @@ impl Tailer {
             add(&self.metrics.partial_lines_flushed, 1);
             self.emit(key, s);
         }
+        if let Some(f) = self.files.get_mut(&key) {
+            f.charge_partial(&self.budget);
+        }
     }
 
     /// An adopted copy was rewritten (the next `cp` over the same file) before we read all of
@@ -168,7 +171,8 @@ impl Tailer {
         );
         for entry in entries.flatten() {
             let path = entry.path();
-            let Ok(m) = fs::metadata(&path) else { continue };
+            // The copy itself, not a link (which `open_regular` would refuse anyway).
+            let Ok(m) = fs::symlink_metadata(&path) else { continue };
             let copy_key = (m.dev(), m.ino());
             // A copy adopted at an earlier rotation may be rewritten in place by this one
             // (`cp` over an existing file keeps its inode): it is a candidate again.

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use crossbeam_channel::Receiver;
 use notify::Watcher;
 
+use super::admit::Refused;
 use super::discover::{self, Root};
 use super::file::FileKey;
 use super::Tailer;
@@ -45,7 +46,7 @@ impl Watch {
         let overflow = Arc::new(AtomicBool::new(false));
         let dropped = Arc::new(AtomicU64::new(0));
         let (flag, count) = (Arc::clone(&overflow), Arc::clone(&dropped));
-        let watcher = match notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
+        let handler = move |res: notify::Result<notify::Event>| match res {
             Ok(ev) if !ev.need_rescan() => {
                 if ev_tx.try_send(ev).is_err() {
                     count.fetch_add(1, Ordering::Relaxed);
@@ -53,7 +54,11 @@ impl Watch {
                 }
             }
             _ => flag.store(true, Ordering::Relaxed),
-        }) {
+        };
+        // Recursive watches do not descend through links to directories, as the walk does
+        // not: a link to `/sys` would add a watch per directory below it.
+        let config = notify::Config::default().with_follow_symlinks(false);
+        let watcher = match notify::RecommendedWatcher::new(handler, config) {
             Ok(w) => Some(w),
             Err(e) => {
                 tracing::warn!(error = %e, "inotify unavailable; relying on the periodic rescan");
@@ -140,8 +145,9 @@ impl Tailer {
                 self.check_path(&path, key);
             } else if let Some(source) = discover::source_for(&self.sources, &path) {
                 self.discover(&path, source, false);
-            } else if matches!(ev.kind, EventKind::Create(_)) && path.is_dir() {
-                // A new directory under a `**` root: files may already be in it.
+            } else if matches!(ev.kind, EventKind::Create(_)) && fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+                // A new directory under a `**` root: files may already be in it. (A new link
+                // to a directory is not walked: see `discover::walk`.)
                 for (p, s) in discover::walk(
                     &[Root {
                         dir: path.clone(),
@@ -149,7 +155,9 @@ impl Tailer {
                     }],
                     &self.sources,
                     &mut |_, _| {},
-                ) {
+                )
+                .found
+                {
                     if !self.by_path.contains_key(&p) {
                         self.discover(&p, s, false);
                     }
@@ -184,10 +192,17 @@ impl Tailer {
     /// is gone, and mark files whose size changed. Stats only; no file is re-read.
     pub(super) fn rescan(&mut self, initial: bool) {
         let metrics = Arc::clone(&self.metrics);
-        let found = discover::walk(&self.roots, &self.sources, &mut |path, e| {
+        let walked = discover::walk(&self.roots, &self.sources, &mut |path, e| {
             tracing::warn!(path = %path.display(), error = %e, "cannot list directory");
             add(&metrics.open_errors, 1);
         });
+        if walked.capped {
+            tracing::warn!(
+                entries = discover::WALK_ENTRY_CAP,
+                "the rescan stopped at its cap of directory entries; files past it are found only by their events"
+            );
+        }
+        let found = walked.found;
         let mut seen: HashSet<FileKey> = HashSet::with_capacity(found.len());
         for (path, source) in &found {
             match fs::metadata(path) {
@@ -324,11 +339,7 @@ impl Tailer {
         }
         if !meta.file_type().is_file() && !meta.file_type().is_char_device() {
             // FIFOs and sockets would block or never end; they are not log files.
-            let why = "not a regular file".to_owned();
-            if self.failed.insert(path.to_owned(), why).is_none() {
-                tracing::warn!(path = %path.display(), "matched path is not a regular file; skipped");
-            }
-            return;
+            return self.refused(path, &Refused::NotRegular);
         }
         if !self.free_slot() {
             return self.wait_for_slot(path, source, initial);
@@ -361,10 +372,11 @@ impl Tailer {
 
     /// Opens a newly found file and starts tailing it.
     fn open(&mut self, path: &Path, source: usize, initial: bool) {
-        let file = match super::file::open_regular(path) {
+        let file = match self.admission.open(path, source) {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return,
-            Err(e) => return self.open_failed(path, &e),
+            Err(e) if e.is_not_found() => return,
+            Err(Refused::Io(e)) => return self.open_failed(path, &e),
+            Err(e) => return self.refused(path, &e),
         };
         let (key, size) = match file.metadata() {
             Ok(m) => ((m.dev(), m.ino()), m.len()),
@@ -386,7 +398,16 @@ impl Tailer {
         }
     }
 
-    pub(super) fn open_failed(&mut self, path: &Path, e: &io::Error) {
+    /// A matched path that must not be tailed: said once (it is looked at again at every
+    /// rescan, and tailed if it changed into something allowed).
+    fn refused(&mut self, path: &Path, why: &Refused) {
+        if self.failed.insert(path.to_owned(), why.to_string()).is_none() {
+            add(&self.metrics.files_refused, 1);
+            tracing::warn!(path = %path.display(), reason = %why, "matched path not tailed");
+        }
+    }
+
+    pub(super) fn open_failed(&mut self, path: &Path, e: &dyn std::error::Error) {
         if self.failed.insert(path.to_owned(), e.to_string()).is_none() {
             add(&self.metrics.open_errors, 1);
             tracing::warn!(path = %path.display(), error = %e, "cannot open file; will retry at the next rescan");

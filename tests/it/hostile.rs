@@ -680,3 +680,156 @@ fn a_fifo_swapped_in_under_a_matched_name_never_blocks_the_tailer() {
     assert!(swaps >= 20, "the swap loop ran only {swaps} times");
     stop_clean(&mut agent, &rx);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Idle files
+// ---------------------------------------------------------------------------------------------
+
+/// Descriptors of files under `dir` the process holds.
+fn open_under(pid: i32, dir: &Path) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.flatten()
+                .filter(|e| fs::read_link(e.path()).is_ok_and(|t| t.starts_with(dir)))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// The app leaves 200 files idle: after `close_inactive` their descriptors are closed (not one
+/// held), and a file that grows again is reopened where it stopped and its new lines flow,
+/// then closed again once idle.
+#[test]
+fn idle_files_are_closed_after_close_inactive_and_reopened_when_they_grow() {
+    let dir = TestDir::new("close-inactive");
+    let logs = dir.subdir("logs");
+    for i in 0..200 {
+        fs::write(logs.join(format!("f{i}.log")), corpus().lines(&format!("f{i}"), 0, 2)).unwrap();
+    }
+    let rx = Receiver::ndjson();
+    let cfg = Config::tcp(&dir, &[format!("{}/*.log", logs.display())], &rx)
+        .top("close_inactive = \"1s\"")
+        .top("rescan_interval = \"200ms\"");
+    let mut agent = Agent::start(&dir, &cfg);
+    wait_progress(Some(&mut agent), "400 lines", STALL, LIMIT, || {
+        let n = rx.unique_total();
+        (n, n >= 400)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", rx.summary()));
+    let pid = agent.pid;
+    assert!(
+        wait_until(Duration::from_secs(30), || open_under(pid, &logs) == 0),
+        "still {} descriptors open under logs/ long after close_inactive\n{}",
+        open_under(pid, &logs),
+        agent.diag()
+    );
+    for i in (0..200).step_by(20) {
+        append(&logs.join(format!("f{i}.log")), &corpus().lines(&format!("f{i}"), 2, 3));
+    }
+    wait_progress(Some(&mut agent), "the idle files' new lines", STALL, LIMIT, || {
+        let n = rx.unique_total();
+        (n, n >= 430)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", rx.summary()));
+    for i in 0..200 {
+        let want = if i % 20 == 0 { 5 } else { 2 };
+        assert_eq!(
+            rx.unique(&format!("f{i}")),
+            want,
+            "f{i}.log: every line arrived, the new ones after the reopen too"
+        );
+    }
+    assert!(
+        wait_until(Duration::from_secs(30), || open_under(pid, &logs) == 0),
+        "the reopened files are closed again once idle\n{}",
+        agent.diag()
+    );
+    stop_clean(&mut agent, &rx);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory: partial lines count against max_inflight_bytes
+// ---------------------------------------------------------------------------------------------
+
+/// 300 files grow by small appends that never hold a newline, each to 256 KiB (75 MiB of
+/// partial lines in all) under `max_inflight_bytes = 4 MiB`: the tailer ships the partial lines
+/// that waited longest as pieces (`truncated`, then `continuation`) whenever they hold half the
+/// budget, so the agent's peak RSS (VmHWM) stays far below what the partial lines add up to,
+/// `tailship_inflight_bytes` counts what they hold (never 0 while they wait), and every byte
+/// is shipped.
+#[test]
+fn partial_lines_of_300_files_without_a_newline_stay_within_max_inflight_bytes() {
+    const FILES: usize = 300;
+    const EACH: usize = 256 << 10;
+    const STEP: usize = 4 << 10;
+    let dir = TestDir::new("partial-memory");
+    let logs = dir.subdir("logs");
+    let rx = Receiver::keeping();
+    let cfg = Config::tcp(&dir, &[format!("{}/*.log", logs.display())], &rx)
+        .top("max_inflight_bytes = 4194304")
+        .source("partial_line_timeout = \"60s\"");
+    let mut agent = Agent::start(&dir, &cfg);
+    let addr = agent.metrics_addr.expect("metrics address");
+    let chunk = "x".repeat(STEP);
+    let mut files: Vec<fs::File> = (0..FILES)
+        .map(|i| {
+            fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(logs.join(format!("p{i}.log")))
+                .unwrap()
+        })
+        .collect();
+    let mut inflight_seen = 0.0f64;
+    for round in 0..EACH / STEP {
+        for f in &mut files {
+            f.write_all(chunk.as_bytes()).unwrap();
+        }
+        if round % 8 == 7 {
+            if let Ok(m) = Metrics::fetch(addr) {
+                inflight_seen = inflight_seen.max(m.val("tailship_inflight_bytes"));
+            }
+        }
+    }
+    let total = (FILES * EACH) as u64;
+    wait_progress(Some(&mut agent), "every byte read", STALL, LIMIT, || {
+        let read = agent_metric(addr, "tailship_bytes_read_total");
+        (read as u64, read as u64 >= total)
+    })
+    .unwrap();
+    // Pieces shipped while the files grew, the rest held as partial lines: counted.
+    let held = agent_metric(addr, "tailship_inflight_bytes");
+    assert!(
+        held > 0.0,
+        "partial lines are held, and tailship_inflight_bytes says so"
+    );
+    assert!(
+        inflight_seen <= (4 << 20) as f64 * 1.5,
+        "inflight {inflight_seen} near the cap"
+    );
+    let (_, hwm_kib) = proc_mem_kib(agent.pid).expect("/proc status");
+    println!(
+        "VmHWM {hwm_kib} KiB with {} MiB of partial lines written (machine loaded)",
+        total >> 20
+    );
+    assert!(
+        // Measured: about 21 MiB; 93 MiB before partial lines were bounded.
+        hwm_kib < 40 << 10,
+        "peak RSS {hwm_kib} KiB: partial lines are not bounded by max_inflight_bytes\n{}",
+        agent.diag()
+    );
+    // Shutdown ships what is still partial; nothing was dropped.
+    stop_clean(&mut agent, &rx);
+    let mut shipped = std::collections::HashMap::<String, usize>::new();
+    for r in rx.records() {
+        *shipped.entry(r.file().to_owned()).or_default() += r.message.len();
+    }
+    assert_eq!(shipped.len(), FILES, "every file shipped");
+    for (file, bytes) in shipped {
+        assert_eq!(bytes, EACH, "{file}: every byte shipped once");
+    }
+}
+
+fn agent_metric(addr: SocketAddr, name: &str) -> f64 {
+    Metrics::fetch(addr).map(|m| m.val(name)).unwrap_or(0.0)
+}

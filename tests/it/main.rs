@@ -62,6 +62,8 @@ mod http_splunk;
 mod http_tls;
 /// 1,000 idle files cost (almost) no CPU.
 mod idle;
+/// `/healthz` fails on a stuck sink, not on a collector that is down; SIGTERM still ends it.
+mod liveness;
 /// loghub's structured CSVs as the oracle of its logs (shared with the parsers' unit tests).
 mod loghub;
 /// Seeded random sequences of appends, partial writes, rotations, truncations, deletes and
@@ -87,3 +89,5 @@ mod shutdown;
 mod transform;
 /// `tailship status` against a running agent and a stopped one; `validate --print` on YAML.
 mod status;
+/// Links made by the app: to secrets, to /etc and /sys, doubling chains; follow_symlinks.
+mod symlinks;

@@ -115,7 +115,15 @@ fn the_loop_delivers_full_batches_then_the_last_one_and_finishes() {
     let (_trigger, stop) = crate::stop::hard_stop();
     let mut sink = Collect::default();
     let mut enc = Encoder::new(Encoding::Ndjson);
-    run(&rx, &mut enc, limits(3, 1 << 20), true, &stop, &mut sink);
+    run(
+        &rx,
+        &mut enc,
+        limits(3, 1 << 20),
+        true,
+        &stop,
+        &Heartbeat::default(),
+        &mut sink,
+    );
     assert_eq!(sink.delivered, vec![3, 3, 1]);
     assert!(sink.finished);
 }
@@ -129,7 +137,15 @@ fn the_loop_stops_at_the_hard_stop_without_delivering() {
     let mut sink = Collect::default();
     let mut enc = Encoder::new(Encoding::Ndjson);
     // The input stays open: only the stop can end the loop.
-    run(&rx, &mut enc, limits(3, 1 << 20), true, &stop, &mut sink);
+    run(
+        &rx,
+        &mut enc,
+        limits(3, 1 << 20),
+        true,
+        &stop,
+        &Heartbeat::default(),
+        &mut sink,
+    );
     assert!(sink.delivered.is_empty() && !sink.finished);
     drop(tx);
 }
@@ -144,7 +160,15 @@ fn the_loop_returns_when_the_sink_gives_up() {
         ..Collect::default()
     };
     let mut enc = Encoder::new(Encoding::Ndjson);
-    run(&rx, &mut enc, limits(2, 1 << 20), true, &stop, &mut sink);
+    run(
+        &rx,
+        &mut enc,
+        limits(2, 1 << 20),
+        true,
+        &stop,
+        &Heartbeat::default(),
+        &mut sink,
+    );
     assert_eq!(sink.delivered, vec![2]);
     drop(tx);
 }

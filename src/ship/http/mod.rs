@@ -203,7 +203,16 @@ pub fn run(ctx: SinkContext) {
     // The `http` protocol sends the NDJSON the encoder writes; the others build their bodies
     // from the records, so encoding them on this thread would be wasted.
     let encode = http.api == Api::Plain;
-    batcher::run(&records, &mut encoder, settings.batch, encode, &hard_stop, &mut h);
+    let heartbeat = &metrics.sinks[index].heartbeat;
+    batcher::run(
+        &records,
+        &mut encoder,
+        settings.batch,
+        encode,
+        &hard_stop,
+        heartbeat,
+        &mut h,
+    );
     h.close();
 }
 
@@ -340,13 +349,18 @@ impl Deliver for HttpSink {
     /// count too, as each holds its body and would be sent again after a crash.
     fn deliver(&mut self, batch: &mut Batch) -> bool {
         while self.window.len() >= self.shared.http.concurrency {
-            select! {
-                recv(self.done_rx) -> d => {
-                    if !d.is_ok_and(|d| self.settle(d)) {
-                        return false;
-                    }
+            // Waiting for the collector's answers (retried, each within `timeout`) is not
+            // this thread's stall (`liveness`): a collector that is down must not get the
+            // agent restarted.
+            let hard_stop = self.shared.hard_stop.channel();
+            let done = self.shared.metrics.sinks[self.shared.index].heartbeat.wait_for(|| {
+                select! {
+                    recv(self.done_rx) -> d => d.ok(),
+                    recv(hard_stop) -> _ => None,
                 }
-                recv(self.shared.hard_stop.channel()) -> _ => return false,
+            });
+            if !done.is_some_and(|d| self.settle(d)) {
+                return false;
             }
         }
         let shared = &self.shared;

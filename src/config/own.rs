@@ -1,0 +1,48 @@
+//! The agent's own files: its config, the secret and key files it reads, what it writes (the
+//! `file` sink's output, `data_dir`, which holds the checkpoints and dead letters). The tailer never ships any of them, whatever a source's
+//! globs or links say (`tail::admit` compares them by device and inode), since the app next
+//! door may link a matched name to them.
+
+use std::path::{Path, PathBuf};
+
+use super::{Auth, Secret, SinkKind, SinkSettings};
+
+/// Paths of the agent's own files and directories, as configured (links not resolved: they
+/// are looked up when a file is opened, so a rotated token file is still known).
+#[derive(Debug, Clone, Default)]
+pub struct AgentFiles {
+    pub files: Vec<PathBuf>,
+    /// Nothing below these is tailed.
+    pub dirs: Vec<PathBuf>,
+}
+
+/// The files the agent reads or writes for `config` (the config file), `data_dir` and `sinks`.
+pub(super) fn agent_files(config: &Path, data_dir: &Path, sinks: &[SinkSettings]) -> AgentFiles {
+    let mut files = vec![std::path::absolute(config).unwrap_or_else(|_| config.to_owned())];
+    for sink in sinks {
+        match &sink.kind {
+            SinkKind::File { path } => files.push(path.clone()),
+            SinkKind::Http(h) => {
+                let secrets = h.headers.iter().map(|(_, s)| s).chain(match &h.auth {
+                    Some(Auth::Basic { password: s, .. } | Auth::Bearer { token: s } | Auth::Splunk { token: s }) => {
+                        Some(s)
+                    }
+                    None => None,
+                });
+                files.extend(secrets.filter_map(|s| match s {
+                    Secret::File(p) => Some(p.clone()),
+                    Secret::Value(_) => None,
+                }));
+                files.extend(h.tls.ca_file.iter().cloned());
+                if let Some((cert, key)) = &h.tls.client_cert {
+                    files.extend([cert.clone(), key.clone()]);
+                }
+            }
+            SinkKind::Stdout | SinkKind::Tcp { .. } => {}
+        }
+    }
+    AgentFiles {
+        files,
+        dirs: vec![data_dir.to_owned()],
+    }
+}
