@@ -2,12 +2,14 @@
 //! validation from the file's keys.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use globset::{GlobSet, GlobSetBuilder};
 
 use super::file::{duration, MultilineFileConfig, SourceFileConfig};
+use super::input::{self, InputSettings, SEGMENT_SUFFIX};
 use super::{DEFAULT_MAX_LINE_BYTES, DEFAULT_PARTIAL_LINE_TIMEOUT};
 use crate::adapt::multiline::Rule;
 use crate::adapt::regex::{RegexError, RegexParser};
@@ -34,6 +36,9 @@ pub struct SourceSettings {
     /// Reject lines that break the format's RFC rather than salvage them with a
     /// `parse_warning` (only the `STRICT_FORMATS`).
     pub strict: bool,
+    /// A network source: what it listens on. Its files are its spool's segments, read in the
+    /// `json` format.
+    pub input: Option<InputSettings>,
 }
 
 /// How a source's lines are turned into records (see `adapt`).
@@ -108,6 +113,7 @@ pub(super) fn validate_all(
     sources: Vec<SourceFileConfig>,
     global_fields: &BTreeMap<String, String>,
     node_mode: bool,
+    data_dir: &Path,
     problem: &mut dyn FnMut(String, String),
 ) -> Vec<SourceSettings> {
     if sources.is_empty() {
@@ -115,17 +121,84 @@ pub(super) fn validate_all(
     }
     let mut out: Vec<SourceSettings> = Vec::new();
     for (i, s) in sources.into_iter().enumerate() {
-        let settings = validate(i, s, global_fields, node_mode, problem);
+        let settings = match s.kind.clone() {
+            Some(kind) => network(i, &kind, s, global_fields, data_dir, problem),
+            None => validate(i, s, global_fields, node_mode, problem),
+        };
         if out.iter().any(|o| o.name == settings.name) {
             problem(
                 format!("sources[{i}].name"),
                 format!("{:?} is used by two sources", settings.name),
             );
         }
+        let spool = |s: &SourceSettings| s.input.as_ref().map(|n| n.spool.dir.clone());
+        if spool(&settings).is_some() && out.iter().any(|o| spool(o) == spool(&settings)) {
+            problem(
+                format!("sources[{i}].name"),
+                format!(
+                    "{:?} shares its spool directory with another source: rename one",
+                    settings.name
+                ),
+            );
+        }
         out.push(settings);
     }
     out
 }
+
+/// Validates network source `i` (`type = "otlp"`, ...): its spool's segments are its files,
+/// in the `json` format, read from their first byte.
+fn network(
+    i: usize,
+    kind: &str,
+    s: SourceFileConfig,
+    global_fields: &BTreeMap<String, String>,
+    data_dir: &Path,
+    problem: &mut dyn FnMut(String, String),
+) -> SourceSettings {
+    let at = |k: &str| format!("sources[{i}].{k}");
+    let name = s.name.clone().unwrap_or_else(|| format!("source{i}"));
+    for key in input::file_keys(&s) {
+        problem(
+            at(key),
+            format!("a source of type {kind:?} takes no {key}: its records come from the network"),
+        );
+    }
+    let input = input::validate(kind, &name, &s, data_dir, &at, problem);
+    let max_line_bytes = s.max_line_bytes.unwrap_or(DEFAULT_MAX_LINE_BYTES);
+    if !(256..=64 << 20).contains(&max_line_bytes) {
+        problem(
+            at("max_line_bytes"),
+            format!("{max_line_bytes} is out of range 256..=67108864"),
+        );
+    }
+    let dir = input::spool_dir(data_dir, &name);
+    let include = vec![format!("{}/*{SEGMENT_SUFFIX}", dir.display())];
+    let include_set = build_globs(&include, &at("name"), problem);
+    let mut fields = global_fields.clone();
+    fields.extend(s.fields);
+    SourceSettings {
+        name,
+        include,
+        include_set,
+        exclude_set: GlobSet::empty(),
+        format: Format::Json,
+        read_from: ReadFrom::Beginning,
+        // Records are whole lines of the spool: a line longer than this is refused by the
+        // input, never split by the tailer.
+        max_line_bytes,
+        // A line is written whole, so one without its newline is being written right now.
+        partial_line_timeout: SPOOL_PARTIAL_LINE_TIMEOUT,
+        multiline: None,
+        fields: fields.into_iter().collect(),
+        kubernetes_path_metadata: false,
+        strict: false,
+        input,
+    }
+}
+
+/// A spool line is written with one `write`; the tailer waits this long for its newline.
+const SPOOL_PARTIAL_LINE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Validates source `i`.
 fn validate(
@@ -137,6 +210,9 @@ fn validate(
 ) -> SourceSettings {
     let at = |k: &str| format!("sources[{i}].{k}");
     let name = s.name.clone().unwrap_or_else(|| format!("source{i}"));
+    for key in input::network_keys(&s) {
+        problem(at(key), "only a network source (with a type) takes it".into());
+    }
     if s.include.is_empty() {
         problem(
             at("include"),
@@ -205,6 +281,7 @@ fn validate(
         fields: fields.into_iter().collect(),
         kubernetes_path_metadata,
         strict: s.strict,
+        input: None,
     }
 }
 

@@ -157,6 +157,7 @@ mod tests {
             fields: Vec::new(),
             kubernetes_path_metadata: true,
             strict: false,
+            input: None,
         };
         let r = roots(&[src(vec!["/var/log/*.log", "/var/log/app/*/x.log"])]);
         assert_eq!(

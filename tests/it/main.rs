@@ -62,6 +62,9 @@ mod http_splunk;
 mod http_tls;
 /// 1,000 idle files cost (almost) no CPU.
 mod idle;
+/// The otlp input against the OpenTelemetry Python SDK over HTTP and gRPC, kill -9 while it
+/// sends, bad requests, a full spool's pushback.
+mod input_otlp;
 /// loghub's structured CSVs as the oracle of its logs (shared with the parsers' unit tests).
 mod loghub;
 /// Seeded random sequences of appends, partial writes, rotations, truncations, deletes and
