@@ -145,7 +145,7 @@ async fn upkeep(intake: Arc<Intake>) {
     loop {
         tick.tick().await;
         n = n.wrapping_add(1);
-        let reclaim = n % RECLAIM_EVERY == 0;
+        let reclaim = n.is_multiple_of(RECLAIM_EVERY);
         let i = Arc::clone(&intake);
         let _ = tokio::task::spawn_blocking(move || i.upkeep(reclaim)).await;
     }
