@@ -14,6 +14,10 @@ use crate::adapt::detect::Detected;
 use crate::budget::Budget;
 use crate::liveness::Heartbeat;
 
+mod inputs;
+
+pub use self::inputs::InputMetrics;
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub lines_read: AtomicU64,
@@ -41,6 +45,8 @@ pub struct Metrics {
     pub budget: Option<Arc<Budget>>,
     pub sources: Vec<SourceMetrics>,
     pub sinks: Vec<SinkMetrics>,
+    /// One per network source (`input`), in config order of those sources.
+    pub inputs: Vec<InputMetrics>,
     /// Per-file bytes on disk not yet read, keyed by path; replaced by the tailer on each
     /// reconcile, so closed files disappear from the output.
     pub file_lag: Mutex<HashMap<String, u64>>,
@@ -247,6 +253,7 @@ impl Metrics {
         self.render_state(&mut out);
         self.render_sources(&mut out);
         self.render_sinks(&mut out);
+        inputs::render(&self.inputs, &mut out);
         out
     }
 
@@ -728,6 +735,7 @@ mod tests {
     #[test]
     fn the_docs_name_every_metric() {
         let mut m = Metrics::new(&["app".into()], &["h".into()], Budget::new(1 << 20));
+        m.inputs.push(InputMetrics::new("otlp"));
         m.per_file = true;
         m.sinks[0].batch_records.observe(1);
         m.file_lag.lock().unwrap().insert("/f".into(), 1);

@@ -25,7 +25,8 @@ use crate::adapt::stage::{self, Lane, SourcePlan, Worker};
 use crate::budget::Budget;
 use crate::checkpoint::{self, Checkpointer};
 use crate::config::{Api, Encoding, Settings, SinkKind, SinkSettings};
-use crate::metrics::Metrics;
+use crate::input;
+use crate::metrics::{InputMetrics, Metrics};
 use crate::record::Buffers;
 use crate::ship::encode::{self, Encoder, Shape};
 use crate::ship::{self, SinkContext};
@@ -50,6 +51,8 @@ const CHECKPOINT_QUEUE: usize = 4096;
 pub enum Error {
     #[error(transparent)]
     Checkpoint(#[from] checkpoint::Error),
+    #[error(transparent)]
+    Input(#[from] input::Error),
     #[error("start thread {name}: {source}")]
     Spawn { name: String, source: std::io::Error },
 }
@@ -241,6 +244,8 @@ fn start_adapt(
 pub struct Pipeline {
     pub metrics: Arc<Metrics>,
     stop_tx: Option<Sender<()>>,
+    /// Dropped to stop the network inputs.
+    inputs_stop: Option<tokio::sync::watch::Sender<()>>,
     hard_stop: Trigger,
     threads: Vec<JoinHandle<()>>,
     /// Disconnected once every thread has returned: each holds a sender until it ends.
@@ -272,6 +277,10 @@ impl Pipeline {
                 .collect(),
         );
         metrics.stall_timeout = Some(settings.stall_timeout);
+        metrics.inputs = (settings.sources.iter())
+            .filter(|s| s.input.is_some())
+            .map(|s| InputMetrics::new(&s.name))
+            .collect();
         let metrics = Arc::new(metrics);
         let (trigger, hard_stop) = stop::hard_stop();
         // One message at most: `stop_for_reload`'s, before the disconnection.
@@ -299,6 +308,13 @@ impl Pipeline {
         let buffers = Buffers::new(RENDERING_BUFFERS);
         let sinks = start_sinks(&settings, &budget, &buffers, &cp_tx, &metrics, &hard_stop, &mut threads)?;
         let lanes = start_adapt(&settings, sinks, &budget, &buffers, &metrics, &hard_stop, &mut threads)?;
+        // The inputs' spools are opened (a crash's half-written line cut off) before the
+        // tailer reads them.
+        let (inputs_stop, inputs_stopping) = tokio::sync::watch::channel(());
+        for prepared in input::prepare(&settings, &metrics)? {
+            let stop = inputs_stopping.clone();
+            threads.spawn(&format!("input-{}", prepared.name), move || prepared.run(stop))?;
+        }
         let shutdown_timeout = settings.shutdown_timeout;
         let ctx = TailContext {
             settings,
@@ -314,6 +330,7 @@ impl Pipeline {
         Ok(Pipeline {
             metrics,
             stop_tx: Some(stop_tx),
+            inputs_stop: Some(inputs_stop),
             hard_stop: trigger,
             threads: threads.handles,
             finished,
@@ -334,6 +351,7 @@ impl Pipeline {
     /// true if everything finished in time.
     pub fn stop(mut self) -> bool {
         self.metrics.stopping.store(true, Ordering::Relaxed);
+        drop(self.inputs_stop.take());
         drop(self.stop_tx.take());
         let deadline = Instant::now() + self.shutdown_timeout;
         let in_time = match self.finished.recv_deadline(deadline) {

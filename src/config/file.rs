@@ -81,6 +81,17 @@ pub(super) struct SourceFileConfig {
     /// What runs on the source's records after they are made, in order.
     #[serde(default)]
     pub(super) transforms: Vec<super::transform::TransformFileConfig>,
+    // A network source's keys (`config::input`): files have no `type`.
+    #[serde(rename = "type")]
+    pub(super) kind: Option<String>,
+    pub(super) address: Option<String>,
+    pub(super) grpc_address: Option<String>,
+    pub(super) max_message_bytes: Option<usize>,
+    pub(super) max_connections: Option<usize>,
+    pub(super) read_timeout: Option<DurationValue>,
+    pub(super) max_spool_bytes: Option<u64>,
+    pub(super) spool_fsync: Option<String>,
+    pub(super) spool_fsync_interval: Option<DurationValue>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -16,21 +16,25 @@ mod de;
 mod expand;
 mod file;
 mod http;
+mod input;
 mod own;
 mod print;
 mod resource;
 mod sink;
 mod source;
-mod transform;
 mod syntax;
 #[cfg(test)]
 mod syntax_tests;
+mod transform;
 
 use self::file::{duration, FileConfig};
 pub use self::http::{
     client_identity, Api, Auth, Compression, DeadLetterSettings, EsTarget, Framing, HttpSettings, IdentityError,
     LineKind, LokiSettings, RecordKey, RetrySettings, Secret, SplunkSettings, TlsSettings, DEFAULT_ES_INDEX,
     DEFAULT_LOKI_LABELS, LOKI_PUSH_PATH, OTLP_LOGS_PATH, SPLUNK_EVENT_PATH,
+};
+pub use self::input::{
+    spool_dir, Fsync, InputKind, InputSettings, SpoolSettings, DEFAULT_MAX_SPOOL_BYTES, SEGMENT_SUFFIX,
 };
 pub use self::own::AgentFiles;
 pub use self::resource::{system_hostname, DOWNWARD_API_ENV};
@@ -279,7 +283,13 @@ fn validate(
     let own_pod = env("POD_NAMESPACE").is_some_and(|v| !v.is_empty())
         || resource.contains_key("k8s.namespace.name")
         || resource.contains_key("k8s.pod.name");
-    let sources = source::validate_all(std::mem::take(&mut file.sources), &file.fields, !own_pod, &mut problem);
+    let sources = source::validate_all(
+        std::mem::take(&mut file.sources),
+        &file.fields,
+        !own_pod,
+        &data_dir,
+        &mut problem,
+    );
     let sinks = sink::validate_all(std::mem::take(&mut file.sinks), &sources, &data_dir, &mut problem);
     for (i, s) in sources.iter().enumerate() {
         if !sinks.is_empty() && !sinks.iter().any(|k| k.inputs.contains(&i)) {

@@ -2,13 +2,14 @@
 //! validation from the file's keys.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use globset::{GlobSet, GlobSetBuilder};
 
 use super::file::{duration, MultilineFileConfig, SourceFileConfig};
+use super::input::{self, InputSettings, SEGMENT_SUFFIX};
 use super::{DEFAULT_MAX_LINE_BYTES, DEFAULT_PARTIAL_LINE_TIMEOUT};
 use crate::adapt::multiline::Rule;
 use crate::adapt::regex::{RegexError, RegexParser};
@@ -43,6 +44,9 @@ pub struct SourceSettings {
     pub strict: bool,
     /// What runs on the source's records after adapt (`config::transform`).
     pub transforms: Transforms,
+    /// A network source: what it listens on. Its files are its spool's segments, read in the
+    /// `json` format.
+    pub input: Option<InputSettings>,
 }
 
 /// Which symbolic links a source follows. A link is "followed" when the file it finally leads
@@ -130,6 +134,7 @@ pub(super) fn validate_all(
     sources: Vec<SourceFileConfig>,
     global_fields: &BTreeMap<String, String>,
     node_mode: bool,
+    data_dir: &Path,
     problem: &mut dyn FnMut(String, String),
 ) -> Vec<SourceSettings> {
     if sources.is_empty() {
@@ -139,7 +144,10 @@ pub(super) fn validate_all(
     let mut transform_names = Vec::new();
     for (i, mut s) in sources.into_iter().enumerate() {
         let transforms = std::mem::take(&mut s.transforms);
-        let mut settings = validate(i, s, global_fields, node_mode, problem);
+        let mut settings = match s.kind.clone() {
+            Some(kind) => network(i, &kind, s, global_fields, data_dir, problem),
+            None => validate(i, s, global_fields, node_mode, problem),
+        };
         let at = |k: &str| format!("sources[{i}].{k}");
         settings.transforms =
             super::transform::validate_all(transforms, &settings.name, &at, &mut transform_names, problem);
@@ -149,10 +157,78 @@ pub(super) fn validate_all(
                 format!("{:?} is used by two sources", settings.name),
             );
         }
+        let spool = |s: &SourceSettings| s.input.as_ref().map(|n| n.spool.dir.clone());
+        if spool(&settings).is_some() && out.iter().any(|o| spool(o) == spool(&settings)) {
+            problem(
+                format!("sources[{i}].name"),
+                format!(
+                    "{:?} shares its spool directory with another source: rename one",
+                    settings.name
+                ),
+            );
+        }
         out.push(settings);
     }
     out
 }
+
+/// Validates network source `i` (`type = "otlp"`, ...): its spool's segments are its files,
+/// in the `json` format, read from their first byte.
+fn network(
+    i: usize,
+    kind: &str,
+    s: SourceFileConfig,
+    global_fields: &BTreeMap<String, String>,
+    data_dir: &Path,
+    problem: &mut dyn FnMut(String, String),
+) -> SourceSettings {
+    let at = |k: &str| format!("sources[{i}].{k}");
+    let name = s.name.clone().unwrap_or_else(|| format!("source{i}"));
+    for key in input::file_keys(&s) {
+        problem(
+            at(key),
+            format!("a source of type {kind:?} takes no {key}: its records come from the network"),
+        );
+    }
+    let input = input::validate(kind, &name, &s, data_dir, &at, problem);
+    let max_line_bytes = s.max_line_bytes.unwrap_or(DEFAULT_MAX_LINE_BYTES);
+    if !(256..=64 << 20).contains(&max_line_bytes) {
+        problem(
+            at("max_line_bytes"),
+            format!("{max_line_bytes} is out of range 256..=67108864"),
+        );
+    }
+    let dir = input::spool_dir(data_dir, &name);
+    let include = vec![format!("{}/*{SEGMENT_SUFFIX}", dir.display())];
+    let include_set = build_globs(&include, &at("name"), problem);
+    let mut fields = global_fields.clone();
+    fields.extend(s.fields);
+    SourceSettings {
+        name,
+        include,
+        include_set,
+        exclude_set: GlobSet::empty(),
+        format: Format::Json,
+        read_from: ReadFrom::Beginning,
+        // Records are whole lines of the spool: a line longer than this is refused by the
+        // input, never split by the tailer.
+        max_line_bytes,
+        // A line is written whole, so one without its newline is being written right now.
+        partial_line_timeout: SPOOL_PARTIAL_LINE_TIMEOUT,
+        multiline: None,
+        fields: fields.into_iter().collect(),
+        kubernetes_path_metadata: false,
+        // The agent writes the spool itself: a link there is nobody's to follow.
+        follow_symlinks: FollowSymlinks::None,
+        symlink_roots: Vec::new(),
+        strict: false,
+        transforms: Transforms::default(),
+        input,
+    }
+}
+
+/// A spool line is written with one `write`; the tailer waits this long for its newline.
+const SPOOL_PARTIAL_LINE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Validates source `i`.
 fn validate(
@@ -164,6 +240,9 @@ fn validate(
 ) -> SourceSettings {
     let at = |k: &str| format!("sources[{i}].{k}");
     let name = s.name.clone().unwrap_or_else(|| format!("source{i}"));
+    for key in input::network_keys(&s) {
+        problem(at(key), "only a network source (with a type) takes it".into());
+    }
     if s.include.is_empty() {
         problem(
             at("include"),
@@ -255,6 +334,7 @@ fn validate(
         symlink_roots: s.symlink_roots,
         strict: s.strict,
         transforms: Transforms::default(),
+        input: None,
     }
 }
 

@@ -51,6 +51,9 @@ struct SourceRule {
     /// The literal root of each include glob, in the order of `include_set`'s globs.
     glob_roots: Vec<PathBuf>,
     symlink_roots: Vec<PathBuf>,
+    /// A network source's spool directory (in `data_dir`): the one place below the agent's
+    /// own directories that this source, and only it, reads.
+    spool: Option<PathBuf>,
 }
 
 /// Every source's rule for links, and the agent's own files.
@@ -68,6 +71,11 @@ impl Admission {
                 include_set: s.include_set.clone(),
                 glob_roots: s.include.iter().map(|p| discover::root_of(p).dir).collect(),
                 symlink_roots: s.symlink_roots.clone(),
+                spool: s
+                    .input
+                    .as_ref()
+                    .and(s.include.first())
+                    .map(|p| discover::root_of(p).dir),
             })
             .collect();
         Admission { sources, own }
@@ -86,7 +94,7 @@ impl Admission {
         }
         let file = super::file::open_regular(&real)?;
         let m = file.metadata()?;
-        if self.is_own((m.dev(), m.ino()), &real) {
+        if self.is_own((m.dev(), m.ino()), &real) && !self.in_own_spool(&real, source) {
             return Err(Refused::AgentFile);
         }
         Ok(file)
@@ -130,6 +138,12 @@ impl Admission {
                 }
             }
         }
+    }
+
+    /// Whether `real` is a segment of source `source`'s own spool.
+    fn in_own_spool(&self, real: &Path, source: usize) -> bool {
+        let spool = self.sources[source].spool.as_deref();
+        spool.is_some_and(|d| fs::canonicalize(d).is_ok_and(|d| real.parent() == Some(d.as_path())))
     }
 
     /// Whether the file `key`, at `real`, is one of the agent's own or lies below one of its

@@ -62,6 +62,9 @@ mod http_splunk;
 mod http_tls;
 /// 1,000 idle files cost (almost) no CPU.
 mod idle;
+/// The otlp input against the OpenTelemetry Python SDK over HTTP and gRPC, kill -9 while it
+/// sends, bad requests, a full spool's pushback.
+mod input_otlp;
 /// `/healthz` fails on a stuck sink, not on a collector that is down; SIGTERM still ends it.
 mod liveness;
 /// loghub's structured CSVs as the oracle of its logs (shared with the parsers' unit tests).
@@ -83,11 +86,11 @@ mod restart;
 mod rotation;
 /// SIGTERM/SIGINT with lines pending: everything shipped, checkpoint written, exit 0.
 mod shutdown;
-/// Transforms on corpus lines: redaction (no card, token, key or e-mail reaches an NDJSON or a
-/// raw receiver), filter, fields, sample and throttle with their drop counts; an ECS-shaped
-/// sink beside a default one; the files each source matches.
-mod transform;
 /// `tailship status` against a running agent and a stopped one; `validate --print` on YAML.
 mod status;
 /// Links made by the app: to secrets, to /etc and /sys, doubling chains; follow_symlinks.
 mod symlinks;
+/// Transforms on corpus lines: redaction (no card, token, key or e-mail reaches an NDJSON or a
+/// raw receiver), filter, fields, sample and throttle with their drop counts; an ECS-shaped
+/// sink beside a default one; the files each source matches.
+mod transform;
