@@ -12,6 +12,9 @@ use std::sync::{Arc, Mutex};
 use crate::adapt::detect::Detected;
 use crate::budget::Budget;
 
+mod kafka;
+pub use self::kafka::KafkaMetrics;
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub lines_read: AtomicU64,
@@ -107,6 +110,8 @@ pub struct SinkMetrics {
     pub batch_records: Histogram,
     /// Seconds from sending a request to its answer (or error), every attempt.
     pub request_seconds: Histogram,
+    /// Kafka sinks: broker errors, the producer's queue, acknowledged offsets.
+    pub kafka: KafkaMetrics,
 }
 
 /// A Prometheus histogram of fixed buckets, in integer units (`divisor` turns them into the
@@ -430,6 +435,7 @@ impl Metrics {
             );
         }
         self.render_http(out);
+        kafka::render(&self.sinks, out);
         self.render_lag(out);
     }
 
@@ -669,6 +675,7 @@ mod tests {
         let mut m = Metrics::new(&["app".into()], &["h".into()], Budget::new(1 << 20));
         m.per_file = true;
         m.sinks[0].batch_records.observe(1);
+        m.sinks[0].kafka.start();
         m.file_lag.lock().unwrap().insert("/f".into(), 1);
         let text = m.render();
         let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md")).unwrap();

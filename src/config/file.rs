@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::http::{AuthFileConfig, DeadLetterFileConfig, RetryFileConfig, TlsFileConfig};
+use super::kafka::SaslFileConfig;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -121,6 +122,13 @@ pub(super) struct SinkFileConfig {
     pub(super) line: Option<String>,
     // The splunk_hec sink's own key (it shares `index` and `line`).
     pub(super) sourcetype: Option<String>,
+    // The kafka sink's own keys (it shares `compression`, `tls` and `dead_letter`).
+    pub(super) brokers: Option<Vec<String>>,
+    pub(super) topic: Option<String>,
+    pub(super) default_topic: Option<String>,
+    pub(super) key: Option<String>,
+    pub(super) sasl: Option<SaslFileConfig>,
+    pub(super) message_max_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

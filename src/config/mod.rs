@@ -13,6 +13,7 @@ use std::time::Duration;
 mod expand;
 mod file;
 mod http;
+mod kafka;
 mod resource;
 mod sink;
 mod source;
@@ -22,6 +23,10 @@ pub use self::http::{
     client_identity, Api, Auth, Compression, DeadLetterSettings, EsTarget, Framing, HttpSettings, IdentityError,
     LineKind, LokiSettings, RecordKey, RetrySettings, Secret, SplunkSettings, TlsSettings, DEFAULT_ES_INDEX,
     DEFAULT_LOKI_LABELS, LOKI_PUSH_PATH, OTLP_LOGS_PATH, SPLUNK_EVENT_PATH,
+};
+use self::kafka::kafka_warnings;
+pub use self::kafka::{
+    topic_name_problem, KafkaCompression, KafkaSettings, Sasl, Topic, TopicPart, DEFAULT_MESSAGE_MAX_BYTES,
 };
 pub use self::resource::{system_hostname, DOWNWARD_API_ENV};
 pub use self::sink::{BatchSettings, Encoding, SinkKind, SinkSettings};
@@ -153,6 +158,10 @@ impl Settings {
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         for sink in &self.sinks {
+            if let SinkKind::Kafka(k) = &sink.kind {
+                out.extend(kafka_warnings(&sink.name, k));
+                continue;
+            }
             let SinkKind::Http(h) = &sink.kind else { continue };
             let credential_header = h.headers.iter().any(|(name, _)| {
                 let n = name.as_str();
