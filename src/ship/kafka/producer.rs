@@ -105,12 +105,18 @@ impl ClientContext for Context {
     }
 
     /// Errors of the client as a whole (brokers down, authentication): librdkafka retries
-    /// them itself; they are counted and make the sink look down until the next delivery.
+    /// them itself; they are counted and make the sink look down until the next delivery. A
+    /// broker connection failing is already in librdkafka's own log line, so it is not logged
+    /// twice.
     fn error(&self, error: KafkaError, reason: &str) {
         let m = &self.metrics.sinks[self.index];
         m.kafka.error(&kind(&error));
         m.failed();
-        tracing::warn!(sink = %self.sink, error = %error, "kafka: {reason}");
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::BrokerTransportFailure) {
+            tracing::debug!(sink = %self.sink, error = %error, "kafka: {reason}");
+        } else {
+            tracing::warn!(sink = %self.sink, error = %error, "kafka: {reason}");
+        }
     }
 }
 
