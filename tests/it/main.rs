@@ -62,10 +62,6 @@ mod http_splunk;
 mod http_tls;
 /// 1,000 idle files cost (almost) no CPU.
 mod idle;
-/// The kafka sink against tansu (a Kafka-API broker) read back by kafka-python: a million
-/// lines once each in order per file, the broker down 20 s, `kill -9` twice, an oversize record
-/// dead-lettered, a topic per namespace.
-mod kafka;
 /// loghub's structured CSVs as the oracle of its logs (shared with the parsers' unit tests).
 mod loghub;
 /// Seeded random sequences of appends, partial writes, rotations, truncations, deletes and
