@@ -29,7 +29,10 @@ if [[ "${TAILSHIP_SKIP_CARGO:-}" != 1 ]]; then
     done
     # +crt-static links glibc statically; the explicit --target keeps build scripts and
     # proc-macros dynamic; a separate target dir keeps the normal build cache intact.
+    # OPENSSL_STATIC: the kafka sink's OpenSSL (librdkafka's TLS and SCRAM) from libssl-dev's
+    # static libraries too.
     RUSTFLAGS="-C target-feature=+crt-static" \
+    OPENSSL_STATIC=1 \
     CARGO_TARGET_DIR=target/static \
     CARGO_PROFILE_RELEASE_DEBUG=false \
     CARGO_PROFILE_RELEASE_STRIP=symbols \

@@ -18,6 +18,9 @@ mod inputs;
 
 pub use self::inputs::InputMetrics;
 
+mod kafka;
+pub use self::kafka::KafkaMetrics;
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub lines_read: AtomicU64,
@@ -137,6 +140,8 @@ pub struct SinkMetrics {
     pub batch_records: Histogram,
     /// Seconds from sending a request to its answer (or error), every attempt.
     pub request_seconds: Histogram,
+    /// Kafka sinks: broker errors, the producer's queue, acknowledged offsets.
+    pub kafka: KafkaMetrics,
 }
 
 /// A Prometheus histogram of fixed buckets, in integer units (`divisor` turns them into the
@@ -498,6 +503,7 @@ impl Metrics {
             );
         }
         self.render_http(out);
+        kafka::render(&self.sinks, out);
         self.render_lag(out);
     }
 
@@ -738,6 +744,7 @@ mod tests {
         m.inputs.push(InputMetrics::new("otlp"));
         m.per_file = true;
         m.sinks[0].batch_records.observe(1);
+        m.sinks[0].kafka.start();
         m.file_lag.lock().unwrap().insert("/f".into(), 1);
         let text = m.render();
         let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md")).unwrap();

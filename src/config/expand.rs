@@ -85,13 +85,14 @@ impl Redactions {
     }
 }
 
-/// Keys whose values are credentials: an auth password or token, and any header value (an
-/// API key travels as one).
+/// Keys whose values are credentials: an auth or SASL password, a token, and any header value
+/// (an API key travels as one).
 fn is_secret_key(key: &str) -> bool {
     key.ends_with(".auth.password")
         || key.ends_with(".auth.token")
         || key.contains(".headers.")
         || key.ends_with(".hash_key")
+        || key.ends_with(".sasl.password")
 }
 
 /// A `${…}` that cannot be expanded.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::http::{AuthFileConfig, DeadLetterFileConfig, RetryFileConfig, TlsFileConfig};
+use super::kafka::SaslFileConfig;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -145,6 +146,13 @@ pub(super) struct SinkFileConfig {
     /// The NDJSON record's key names: a preset, and names over it (record key → name).
     pub(super) shape: Option<String>,
     pub(super) keys: Option<BTreeMap<String, String>>,
+    // The kafka sink's own keys (it shares `compression`, `tls` and `dead_letter`).
+    pub(super) brokers: Option<Vec<String>>,
+    pub(super) topic: Option<String>,
+    pub(super) default_topic: Option<String>,
+    pub(super) key: Option<String>,
+    pub(super) sasl: Option<SaslFileConfig>,
+    pub(super) message_max_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

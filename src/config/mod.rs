@@ -17,6 +17,7 @@ mod expand;
 mod file;
 mod http;
 mod input;
+mod kafka;
 mod own;
 mod print;
 mod resource;
@@ -35,6 +36,10 @@ pub use self::http::{
 };
 pub use self::input::{
     spool_dir, Fsync, InputKind, InputSettings, SpoolSettings, DEFAULT_MAX_SPOOL_BYTES, SEGMENT_SUFFIX,
+};
+use self::kafka::kafka_warnings;
+pub use self::kafka::{
+    topic_name_problem, KafkaCompression, KafkaSettings, Sasl, Topic, TopicPart, DEFAULT_MESSAGE_MAX_BYTES,
 };
 pub use self::own::AgentFiles;
 pub use self::resource::{system_hostname, DOWNWARD_API_ENV};
@@ -223,6 +228,10 @@ impl Settings {
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         for sink in &self.sinks {
+            if let SinkKind::Kafka(k) = &sink.kind {
+                out.extend(kafka_warnings(&sink.name, k));
+                continue;
+            }
             let SinkKind::Http(h) = &sink.kind else { continue };
             let credential_header = h.headers.iter().any(|(name, _)| {
                 let n = name.as_str();

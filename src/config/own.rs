@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Auth, Secret, SinkKind, SinkSettings};
+use super::{Auth, Secret, SinkKind, SinkSettings, TlsSettings};
 
 /// Paths of the agent's own files and directories, as configured (links not resolved: they
 /// are looked up when a file is opened, so a rotated token file is still known).
@@ -33,9 +33,14 @@ pub(super) fn agent_files(config: &Path, data_dir: &Path, sinks: &[SinkSettings]
                     Secret::File(p) => Some(p.clone()),
                     Secret::Value(_) => None,
                 }));
-                files.extend(h.tls.ca_file.iter().cloned());
-                if let Some((cert, key)) = &h.tls.client_cert {
-                    files.extend([cert.clone(), key.clone()]);
+                tls_files(&h.tls, &mut files);
+            }
+            SinkKind::Kafka(k) => {
+                if let Some(tls) = &k.tls {
+                    tls_files(tls, &mut files);
+                }
+                if let Some(Secret::File(p)) = k.sasl.as_ref().map(|s| &s.password) {
+                    files.push(p.clone());
                 }
             }
             SinkKind::Stdout | SinkKind::Tcp { .. } => {}
@@ -44,5 +49,13 @@ pub(super) fn agent_files(config: &Path, data_dir: &Path, sinks: &[SinkSettings]
     AgentFiles {
         files,
         dirs: vec![data_dir.to_owned()],
+    }
+}
+
+/// A TLS setup's CA, certificate and key files.
+fn tls_files(tls: &TlsSettings, files: &mut Vec<PathBuf>) {
+    files.extend(tls.ca_file.iter().cloned());
+    if let Some((cert, key)) = &tls.client_cert {
+        files.extend([cert.clone(), key.clone()]);
     }
 }

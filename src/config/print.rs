@@ -8,7 +8,11 @@ use std::time::Duration;
 
 use toml::{Table, Value};
 
-use super::http::{Api, Auth, Compression, EsTarget, Framing, HttpSettings, LineKind, RecordKey, Secret};
+use super::http::{
+    Api, Auth, Compression, DeadLetterSettings, EsTarget, Framing, HttpSettings, LineKind, RecordKey, Secret,
+    TlsSettings,
+};
+use super::kafka::{KafkaSettings, Topic, TopicPart};
 use super::{Encoding, Format, ReadFrom, Settings, SinkKind, SinkSettings, SourceSettings};
 use crate::adapt::multiline::Rule;
 
@@ -108,8 +112,50 @@ fn sink(settings: &Settings, s: &SinkSettings) -> Table {
             t.insert("address".into(), Value::String(address.clone()));
         }
         SinkKind::Http(h) => http(h, &mut t),
+        SinkKind::Kafka(k) => kafka(k, &mut t),
     }
     t
+}
+
+fn kafka(k: &KafkaSettings, t: &mut Table) {
+    t.insert(
+        "brokers".into(),
+        Value::Array(k.brokers.iter().map(|b| Value::String(b.clone())).collect()),
+    );
+    match &k.topic {
+        Topic::Fixed(name) => {
+            t.insert("topic".into(), Value::String(name.clone()));
+        }
+        Topic::Template { parts, default } => {
+            let template: String = parts
+                .iter()
+                .map(|p| match p {
+                    TopicPart::Text(text) => text.clone(),
+                    TopicPart::Key(key) => format!("{{{}}}", record_key(key)),
+                })
+                .collect();
+            t.insert("topic".into(), Value::String(template));
+            t.insert("default_topic".into(), Value::String(default.clone()));
+        }
+    }
+    let key = k.key.as_ref().map_or_else(String::new, record_key);
+    t.insert("key".into(), Value::String(key));
+    t.insert("compression".into(), Value::String(k.compression.codec().into()));
+    t.insert("message_max_bytes".into(), int(k.message_max_bytes));
+    if let Some(tls) = &k.tls {
+        t.insert("tls".into(), tls_table(tls));
+    }
+    if let Some(sasl) = &k.sasl {
+        let mut a = Table::new();
+        a.insert("mechanism".into(), Value::String(sasl.mechanism.into()));
+        a.insert("user".into(), Value::String(sasl.user.clone()));
+        match &sasl.password {
+            Secret::Value(_) => a.insert("password".into(), Value::String(MASKED.into())),
+            Secret::File(p) => a.insert("password_file".into(), path(p)),
+        };
+        t.insert("sasl".into(), Value::Table(a));
+    }
+    t.insert("dead_letter".into(), dead_letter(&k.dead_letter));
 }
 
 fn http(h: &HttpSettings, t: &mut Table) {
@@ -153,19 +199,7 @@ fn http(h: &HttpSettings, t: &mut Table) {
     }
     // TLS keys are taken with an https:// url only.
     if h.url.scheme() == "https" {
-        let mut tls = Table::new();
-        if let Some(ca) = &h.tls.ca_file {
-            tls.insert("ca_file".into(), path(ca));
-        }
-        if let Some((cert, key)) = &h.tls.client_cert {
-            tls.insert("cert_file".into(), path(cert));
-            tls.insert("key_file".into(), path(key));
-        }
-        tls.insert(
-            "insecure_skip_verify".into(),
-            Value::Boolean(h.tls.insecure_skip_verify),
-        );
-        t.insert("tls".into(), Value::Table(tls));
+        t.insert("tls".into(), tls_table(&h.tls));
     }
     t.insert("timeout".into(), duration(h.timeout));
     t.insert("concurrency".into(), int(h.concurrency));
@@ -174,12 +208,29 @@ fn http(h: &HttpSettings, t: &mut Table) {
     retry.insert("max_backoff".into(), duration(h.retry.max));
     retry.insert("max_retries".into(), int(h.retry.max_retries.unwrap_or(0)));
     t.insert("retry".into(), Value::Table(retry));
+    t.insert("dead_letter".into(), dead_letter(&h.dead_letter));
+    protocol(&h.api, t);
+}
+
+fn tls_table(tls: &TlsSettings) -> Value {
+    let mut t = Table::new();
+    if let Some(ca) = &tls.ca_file {
+        t.insert("ca_file".into(), path(ca));
+    }
+    if let Some((cert, key)) = &tls.client_cert {
+        t.insert("cert_file".into(), path(cert));
+        t.insert("key_file".into(), path(key));
+    }
+    t.insert("insecure_skip_verify".into(), Value::Boolean(tls.insecure_skip_verify));
+    Value::Table(t)
+}
+
+fn dead_letter(d: &DeadLetterSettings) -> Value {
     let mut dl = Table::new();
     // Its directory is data_dir/dead-letter, not a key.
-    dl.insert("max_file_bytes".into(), int(h.dead_letter.max_file_bytes));
-    dl.insert("max_total_bytes".into(), int(h.dead_letter.max_total_bytes));
-    t.insert("dead_letter".into(), Value::Table(dl));
-    protocol(&h.api, t);
+    dl.insert("max_file_bytes".into(), int(d.max_file_bytes));
+    dl.insert("max_total_bytes".into(), int(d.max_total_bytes));
+    Value::Table(dl)
 }
 
 /// The protocol's own keys.

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::file::SinkFileConfig;
 use super::http::{http_keys_set, validate_http, HttpSettings};
+use super::kafka::{kafka_keys_set, validate_kafka, KafkaSettings};
 use super::source::SourceSettings;
 use crate::ship::encode::{Shape, ShapeError};
 
@@ -28,6 +29,7 @@ pub enum SinkKind {
     File { path: PathBuf },
     Tcp { address: String },
     Http(Box<HttpSettings>),
+    Kafka(Box<KafkaSettings>),
 }
 
 impl SinkKind {
@@ -44,6 +46,7 @@ impl SinkKind {
                 super::Api::Otlp { .. } => "otlp",
                 super::Api::SplunkHec(_) => "splunk_hec",
             },
+            SinkKind::Kafka(_) => "kafka",
         }
     }
 }
@@ -74,8 +77,8 @@ impl Default for BatchSettings {
     }
 }
 
-/// Validates every sink against the sources it may read; `data_dir` is where HTTP sinks keep
-/// their dead letters.
+/// Validates every sink against the sources it may read; `data_dir` is where HTTP and kafka
+/// sinks keep their dead letters.
 pub(super) fn validate_all(
     sinks: Vec<SinkFileConfig>,
     sources: &[SourceSettings],
@@ -110,7 +113,8 @@ fn validate(
     let at = |k: &str| format!("sinks[{i}].{k}");
     let name = s.name.clone().unwrap_or_else(|| format!("sink{i}"));
     let kind = kind(s, &name, data_dir, &at, problem);
-    for key in http_keys_set(s.kind.as_deref(), s) {
+    let keys = http_keys_set(s.kind.as_deref(), s).into_iter();
+    for key in keys.chain(kafka_keys_set(s.kind.as_deref(), s)) {
         problem(
             at(key),
             format!("a {} sink does not take this key", s.kind.as_deref().unwrap_or("")),
@@ -253,11 +257,18 @@ fn kind(
                 None => SinkKind::Stdout,
             }
         }
+        Some("kafka") => {
+            let raw = s.encoding.as_deref() == Some("raw");
+            match validate_kafka(s, name, data_dir, raw, at, problem) {
+                Some(k) => SinkKind::Kafka(Box::new(k)),
+                None => SinkKind::Stdout,
+            }
+        }
         Some(other) => {
             problem(
                 at("type"),
                 format!(
-                    "{other:?} is not a known sink type; one of: stdout, file, tcp, http, elasticsearch, loki, otlp, splunk_hec"
+                    "{other:?} is not a known sink type; one of: stdout, file, tcp, http, elasticsearch, loki, otlp, splunk_hec, kafka"
                 ),
             );
             SinkKind::Stdout

@@ -14,6 +14,7 @@ pub mod elasticsearch;
 pub mod encode;
 pub mod escape;
 pub mod http;
+pub mod kafka;
 pub mod loki;
 pub mod otlp;
 pub mod output;
@@ -61,6 +62,10 @@ pub fn run(ctx: SinkContext) {
     // HTTP sinks keep several requests in flight: their `Deliver` is in `http`.
     if matches!(ctx.settings.kind, crate::config::SinkKind::Http(_)) {
         return http::run(ctx);
+    }
+    // So does the kafka sink, through librdkafka's queue: `ship::kafka`.
+    if matches!(ctx.settings.kind, crate::config::SinkKind::Kafka(_)) {
+        return kafka::run(ctx);
     }
     let SinkContext {
         index,

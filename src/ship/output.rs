@@ -46,8 +46,8 @@ impl Output {
                 address: address.clone(),
                 conn: None,
             },
-            // `ship::run` hands HTTP sinks to `ship::http::run` before it builds an Output.
-            SinkKind::Http(_) => unreachable!("an http sink has no byte Output"),
+            // `ship::run` hands HTTP and kafka sinks to their own `run` before it builds an Output.
+            SinkKind::Http(_) | SinkKind::Kafka(_) => unreachable!("an http or kafka sink has no byte Output"),
         }
     }
 

@@ -39,6 +39,9 @@ pub fn open_file_cap(configured: usize, limit: u64, in_use: u64, sinks: &[SinkSe
 fn sink_fds(s: &SinkSettings) -> u64 {
     match &s.kind {
         SinkKind::Http(h) => h.concurrency as u64 + 2,
+        // librdkafka: a connection to each broker of the cluster (more than the bootstrap
+        // list), its wake-up pipes, the dead-letter file.
+        SinkKind::Kafka(k) => 16 + 2 * k.brokers.len() as u64,
         _ => 3,
     }
 }

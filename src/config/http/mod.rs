@@ -17,6 +17,7 @@ use serde::Deserialize;
 mod transport;
 
 pub use self::transport::{client_identity, IdentityError};
+pub(in crate::config) use self::transport::{dead_letter, tls};
 use super::file::{DurationValue, SinkFileConfig};
 use crate::ship::{elasticsearch, loki, otlp, splunk};
 
@@ -299,6 +300,8 @@ pub(in crate::config) fn http_keys_set(kind: Option<&str>, s: &SinkFileConfig) -
     .into_iter()
     .filter_map(|(k, set)| set.then_some(k))
     .chain(if http { Vec::new() } else { http_only_keys(s) })
+    // The kafka sink takes some of the HTTP sinks' keys.
+    .filter(|k| kind != Some("kafka") || !super::kafka::SHARED_WITH_HTTP.contains(k))
     .collect()
 }
 

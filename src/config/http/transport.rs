@@ -177,7 +177,7 @@ pub(super) fn auth(kind: &str, a: &AuthFileConfig, bad: &mut Bad) -> Option<Auth
     }
 }
 
-pub(super) fn tls(s: &SinkFileConfig, url: Option<&reqwest::Url>, bad: &mut Bad) -> TlsSettings {
+pub(in crate::config) fn tls(s: &SinkFileConfig, url: Option<&reqwest::Url>, bad: &mut Bad) -> TlsSettings {
     let mut tls = TlsSettings::default();
     if let Some(t) = &s.tls {
         if let Some(ca) = &t.ca_file {
@@ -243,7 +243,12 @@ pub(super) fn timing(s: &SinkFileConfig, bad: &mut Bad) -> (Duration, RetrySetti
     (timeout, retry, concurrency)
 }
 
-pub(super) fn dead_letter(s: &SinkFileConfig, name: &str, data_dir: &Path, bad: &mut Bad) -> DeadLetterSettings {
+pub(in crate::config) fn dead_letter(
+    s: &SinkFileConfig,
+    name: &str,
+    data_dir: &Path,
+    bad: &mut Bad,
+) -> DeadLetterSettings {
     let d = s.dead_letter.as_ref();
     let dead_letter = DeadLetterSettings {
         dir: data_dir.join("dead-letter"),
