@@ -80,8 +80,8 @@ pub enum Outcome {
 #[derive(Debug, thiserror::Error)]
 #[error("reload: the new pipeline did not start ({new}) and neither did the old one ({old})")]
 pub struct FatalError {
-    pub new: pipeline::Error,
-    pub old: pipeline::Error,
+    pub new: Box<pipeline::Error>,
+    pub old: Box<pipeline::Error>,
 }
 
 /// The running pipeline, its config, and the handle the metrics server reads it through.
@@ -160,7 +160,10 @@ impl Agent {
             Ok(p) => p,
             Err(new_error) => {
                 tracing::error!(error = %new_error, "reload: the new pipeline did not start; going back to the old config");
-                let p = Pipeline::start(self.settings.clone()).map_err(|old| FatalError { new: new_error, old })?;
+                let p = Pipeline::start(self.settings.clone()).map_err(|old| FatalError {
+                    new: Box::new(new_error),
+                    old: Box::new(old),
+                })?;
                 self.install(p);
                 return Ok(self.refuse(vec!["the new pipeline did not start (see the log)".to_owned()]));
             }
