@@ -253,35 +253,37 @@ pub struct Pipeline {
     shutdown_timeout: Duration,
 }
 
+/// The pipeline's metrics: a family per source, sink, transform and input, and the status
+/// board, as `settings` name them.
+fn metrics_for(settings: &Settings, budget: &Arc<Budget>) -> Arc<Metrics> {
+    let source_names: Vec<String> = settings.sources.iter().map(|s| s.name.clone()).collect();
+    let sink_names: Vec<String> = settings.sinks.iter().map(|s| s.name.clone()).collect();
+    let mut metrics = Metrics::new(&source_names, &sink_names, Arc::clone(budget));
+    metrics.per_file = settings.metrics_per_file;
+    metrics.transform_drops = settings.sources.iter().flat_map(|s| s.transforms.counters()).collect();
+    let formats = settings
+        .sources
+        .iter()
+        .map(|s| (s.name.clone(), s.format.name().to_owned()));
+    let kinds = settings
+        .sinks
+        .iter()
+        .map(|s| (s.name.clone(), s.kind.type_name().to_owned()));
+    metrics.board = Board::new(&settings.data_dir, formats.collect(), kinds.collect());
+    metrics.stall_timeout = Some(settings.stall_timeout);
+    metrics.inputs = (settings.sources.iter())
+        .filter(|s| s.input.is_some())
+        .map(|s| InputMetrics::new(&s.name))
+        .collect();
+    Arc::new(metrics)
+}
+
 impl Pipeline {
     /// Loads the checkpoints and starts every thread.
     pub fn start(settings: Settings) -> Result<Pipeline, Error> {
         let saved = checkpoint::load(&settings.data_dir)?;
-        let source_names: Vec<String> = settings.sources.iter().map(|s| s.name.clone()).collect();
-        let sink_names: Vec<String> = settings.sinks.iter().map(|s| s.name.clone()).collect();
         let budget = Budget::new(settings.max_inflight_bytes);
-        let mut metrics = Metrics::new(&source_names, &sink_names, Arc::clone(&budget));
-        metrics.per_file = settings.metrics_per_file;
-        metrics.transform_drops = settings.sources.iter().flat_map(|s| s.transforms.counters()).collect();
-        metrics.board = Board::new(
-            &settings.data_dir,
-            settings
-                .sources
-                .iter()
-                .map(|s| (s.name.clone(), s.format.name().to_owned()))
-                .collect(),
-            settings
-                .sinks
-                .iter()
-                .map(|s| (s.name.clone(), s.kind.type_name().to_owned()))
-                .collect(),
-        );
-        metrics.stall_timeout = Some(settings.stall_timeout);
-        metrics.inputs = (settings.sources.iter())
-            .filter(|s| s.input.is_some())
-            .map(|s| InputMetrics::new(&s.name))
-            .collect();
-        let metrics = Arc::new(metrics);
+        let metrics = metrics_for(&settings, &budget);
         let (trigger, hard_stop) = stop::hard_stop();
         // One message at most: `stop_for_reload`'s, before the disconnection.
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);

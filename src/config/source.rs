@@ -265,38 +265,8 @@ fn validate(
     let multiline = s.multiline.as_ref().and_then(|m| multiline(m, &at, problem));
     let mut fields = global_fields.clone();
     fields.extend(s.fields.clone());
-    let default_metadata = if node_mode { "path" } else { "none" };
-    let kubernetes_path_metadata = match s.kubernetes_metadata.as_deref().unwrap_or(default_metadata) {
-        "path" => true,
-        "none" => false,
-        other => {
-            problem(
-                at("kubernetes_metadata"),
-                format!("{other:?} must be \"path\" or \"none\""),
-            );
-            false
-        }
-    };
-    let follow_symlinks = match s.follow_symlinks.as_deref().unwrap_or("within_root") {
-        "within_root" => FollowSymlinks::WithinRoot,
-        "any" => FollowSymlinks::Any,
-        "none" => FollowSymlinks::None,
-        other => {
-            problem(
-                at("follow_symlinks"),
-                format!("{other:?} must be \"within_root\", \"any\" or \"none\""),
-            );
-            FollowSymlinks::WithinRoot
-        }
-    };
-    for (j, root) in s.symlink_roots.iter().enumerate() {
-        if !root.is_absolute() {
-            problem(
-                at(&format!("symlink_roots[{j}]")),
-                format!("{:?} must be an absolute directory", root.display().to_string()),
-            );
-        }
-    }
+    let kubernetes_path_metadata = kubernetes_metadata(&s, node_mode, &at, problem);
+    let follow_symlinks = follow_symlinks(&s, &at, problem);
     let read_from = match s.read_from.as_deref().unwrap_or("beginning") {
         "beginning" => ReadFrom::Beginning,
         "end" => ReadFrom::End,
@@ -335,6 +305,55 @@ fn validate(
         strict: s.strict,
         transforms: Transforms::default(),
         input: None,
+    }
+}
+
+/// Whether a file's path may name its pod (`kubernetes_metadata`): by default only in node mode.
+fn kubernetes_metadata(
+    s: &SourceFileConfig,
+    node_mode: bool,
+    at: &dyn Fn(&str) -> String,
+    problem: &mut dyn FnMut(String, String),
+) -> bool {
+    let default_metadata = if node_mode { "path" } else { "none" };
+    match s.kubernetes_metadata.as_deref().unwrap_or(default_metadata) {
+        "path" => true,
+        "none" => false,
+        other => {
+            problem(
+                at("kubernetes_metadata"),
+                format!("{other:?} must be \"path\" or \"none\""),
+            );
+            false
+        }
+    }
+}
+
+/// `follow_symlinks`, with `symlink_roots` checked to be absolute.
+fn follow_symlinks(
+    s: &SourceFileConfig,
+    at: &dyn Fn(&str) -> String,
+    problem: &mut dyn FnMut(String, String),
+) -> FollowSymlinks {
+    for (j, root) in s.symlink_roots.iter().enumerate() {
+        if !root.is_absolute() {
+            problem(
+                at(&format!("symlink_roots[{j}]")),
+                format!("{:?} must be an absolute directory", root.display().to_string()),
+            );
+        }
+    }
+    match s.follow_symlinks.as_deref().unwrap_or("within_root") {
+        "within_root" => FollowSymlinks::WithinRoot,
+        "any" => FollowSymlinks::Any,
+        "none" => FollowSymlinks::None,
+        other => {
+            problem(
+                at("follow_symlinks"),
+                format!("{other:?} must be \"within_root\", \"any\" or \"none\""),
+            );
+            FollowSymlinks::WithinRoot
+        }
     }
 }
 

@@ -1,3 +1,5 @@
+//! Unit tests of the spool: appending, rolling segments, reclaiming acknowledged ones, the byte cap
+//! and the cut of a half-written last line at start.
 use std::time::Duration;
 
 use super::*;

@@ -636,7 +636,7 @@ impl Run {
                 } else {
                     // Quiet first: a connection the agent opens while the receiver stops can
                     // sit unaccepted in the listen backlog and be reset with the agent's bytes
-                    // in it; they count as sent ("TCP limits" in the README), so a line in
+                    // in it; they count as sent ("TCP limits" in docs/guarantees.md), so a line in
                     // flight at that moment may be lost without any fault of the tailer.
                     if self.agent.is_some() {
                         log.push_str(" [settle first]");
@@ -649,7 +649,7 @@ impl Run {
                     self.collector_down = true;
                     // An idle agent does not notice the FIN; the receiver then closes the
                     // connection itself. Harmless unless the agent had written into it: bytes
-                    // dropped unread are lost without the agent knowing (README, "TCP limits").
+                    // dropped unread are lost without the agent knowing (docs/guarantees.md, "TCP limits").
                     let discarded = self.rx.with_state(|s| s.discarded_bytes);
                     if discarded > 0 {
                         self.log.push(log);

@@ -79,7 +79,12 @@ fn status_of_a_running_agent_then_of_a_stopped_one() {
     );
     let pipe = file(&caught_up, "pipe.log");
     assert_eq!(pipe["state"], "cannot-open", "{pipe}");
-    assert_eq!(pipe["reason"], "not a regular file", "{pipe}");
+    assert!(
+        pipe["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("not a regular file")),
+        "{pipe}"
+    );
     let sink = &caught_up["sinks"][0];
     assert_eq!(
         (sink["name"].as_str(), sink["up"].as_bool()),
