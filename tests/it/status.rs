@@ -107,7 +107,7 @@ fn status_of_a_running_agent_then_of_a_stopped_one() {
     assert!(
         table.starts_with("agent: running")
             && table.contains("pipe.log")
-            && table.contains("cannot open: not a regular file"),
+            && table.contains("cannot open: it is not a regular file"),
         "{table}"
     );
     agent.kill9();
