@@ -15,6 +15,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod accept;
 pub mod adapt;
 pub mod budget;
 pub mod checkpoint;

@@ -100,24 +100,8 @@ pub fn serve(listener: std::net::TcpListener, served: Served) -> Result<SocketAd
 /// of the module doc.
 async fn accept(listener: tokio::net::TcpListener, app: Router) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    // Warned about once per run of failures, not at every retry.
-    let mut failing = false;
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => {
-                failing = false;
-                stream
-            }
-            Err(e) => {
-                // Out of file descriptors, most likely: wait rather than spin.
-                if !failing {
-                    tracing::warn!(error = %e, "metrics endpoint: cannot accept connections; retrying");
-                }
-                failing = true;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+        let stream = crate::accept::next(&listener, "metrics endpoint").await;
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
             // At the cap: closed unanswered. The connections holding the cap end within
             // HEADER_READ_TIMEOUT unless they are being served, so a probe's retry gets in.

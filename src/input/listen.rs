@@ -38,23 +38,8 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let permits = Arc::new(Semaphore::new(max_connections));
-    let mut failing = false;
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => {
-                failing = false;
-                stream
-            }
-            Err(e) => {
-                // Out of file descriptors, most likely: wait rather than spin.
-                if !failing {
-                    tracing::warn!(error = %e, "input: cannot accept connections; retrying");
-                }
-                failing = true;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+        let stream = crate::accept::next(&listener, "input").await;
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
             add(&intake.metrics().connections_refused, 1);
             drop(stream);
