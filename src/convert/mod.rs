@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 mod classic;
 #[cfg(test)]
 mod edge_tests;
+mod filters;
 mod service;
 mod sinks;
 mod sources;

@@ -1,8 +1,7 @@
-//! `[SERVICE]` → tailship's top-level keys and `[metrics]`; `[FILTER]`s and sections tailship
-//! has no counterpart for → comments (filters are not yet mapped onto a source's transforms, so
-//! a filter's effect is described, with the transform that does it, not reproduced).
+//! `[SERVICE]` → tailship's top-level keys and `[metrics]`; sections tailship has no
+//! counterpart for, and inputs other than `tail` → comments.
 
-use super::write::{shown, where_, Table};
+use super::write::Table;
 use super::{file_name, seconds, FluentBit};
 
 fn service_reason(key: &str) -> Option<&'static str> {
@@ -62,27 +61,8 @@ pub(super) fn convert(fb: &FluentBit, top: &mut Table, metrics: &mut Table) {
     }
 }
 
-/// Filters and unknown sections, as comments.
-pub(super) fn filters_and_others(fb: &FluentBit, notes: &mut Table) {
-    for f in &fb.filters {
-        let plugin = f.plugin();
-        let why = match plugin.as_str() {
-            "grep" | "throttle" | "modify" | "record_modifier" | "nest" => {
-                "not converted: write it as the source's transforms (filter, throttle, fields: docs/transforms.md); until then records are shipped unfiltered and unchanged"
-            }
-            "lua" | "rewrite_tag" => "tailship has no such transform; records are shipped unchanged",
-            "kubernetes" => {
-                "tailship takes k8s.namespace.name, k8s.pod.name and k8s.container.name from the log file's path (no API calls); pod labels and annotations are not added"
-            }
-            "multiline" => "join lines in the source instead: its multiline table (preset or start)",
-            "parser" => "parse in the source instead: its format",
-            _ => "tailship has no such filter",
-        };
-        notes.note(format!("not carried over: [FILTER] {plugin} at {}: {why}", f.at()));
-        for e in f.entries.iter().filter(|e| !e.key.eq_ignore_ascii_case("name")) {
-            notes.note(format!("    {} ({})", shown(e), where_(f, e)));
-        }
-    }
+/// Sections tailship has no counterpart for, and inputs other than `tail`, as comments.
+pub(super) fn others(fb: &FluentBit, notes: &mut Table) {
     for (kind, s) in &fb.other {
         notes.note(format!(
             "not carried over: [{}] at {}:{}: tailship has no counterpart",

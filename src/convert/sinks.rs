@@ -112,20 +112,7 @@ pub(super) fn convert(fb: &FluentBit, sources: &[Source], top: &mut Table) -> Ve
 /// The sources an output's `Match` (wildcards `*`) or `Match_Regex` selects: `Some(None)` for
 /// all of them (no `inputs` key needed), `None` for none.
 fn matched(o: &Section, sources: &[Source], t: &mut Table) -> Option<Option<Vec<String>>> {
-    let hits: Vec<&Source> = if let Some(re) = o.get("match_regex") {
-        match regex::Regex::new(re) {
-            Ok(re) => sources.iter().filter(|s| re.is_match(&s.tag)).collect(),
-            Err(e) => {
-                t.note(format!(
-                    "not carried over: Match_Regex {re}: {e}; the sink reads every source"
-                ));
-                sources.iter().collect()
-            }
-        }
-    } else {
-        let pattern = o.get("match")?;
-        sources.iter().filter(|s| tag_matches(pattern, &s.tag)).collect()
-    };
+    let hits = selected(o, sources, t, "the sink reads every source");
     if hits.is_empty() {
         return None;
     }
@@ -133,6 +120,25 @@ fn matched(o: &Section, sources: &[Source], t: &mut Table) -> Option<Option<Vec<
         return Some(None);
     }
     Some(Some(hits.iter().map(|s| s.name.clone()).collect()))
+}
+
+/// The sources a section's `Match` (wildcards `*`) or `Match_Regex` selects (none without
+/// either); a `Match_Regex` the `regex` crate cannot compile selects every source, noted with
+/// `fallback` (what that means for this section).
+pub(super) fn selected<'a>(o: &Section, sources: &'a [Source], t: &mut Table, fallback: &str) -> Vec<&'a Source> {
+    if let Some(re) = o.get("match_regex") {
+        return match regex::Regex::new(re) {
+            Ok(re) => sources.iter().filter(|s| re.is_match(&s.tag)).collect(),
+            Err(e) => {
+                t.note(format!("not carried over: Match_Regex {re}: {e}; {fallback}"));
+                sources.iter().collect()
+            }
+        };
+    }
+    match o.get("match") {
+        Some(pattern) => sources.iter().filter(|s| tag_matches(pattern, &s.tag)).collect(),
+        None => Vec::new(),
+    }
 }
 
 /// Whether a `Match` pattern can match records of an input tagged `tag`. A tag with `*`

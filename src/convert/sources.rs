@@ -6,6 +6,7 @@
 use crate::adapt::multiline::Rule as JoinRule;
 use crate::adapt::regex::RegexParser;
 
+use super::filters::Transform;
 use super::write::Table;
 use super::{seconds, size, ConvertError, FluentBit, Section};
 
@@ -18,6 +19,8 @@ pub(crate) struct Source {
     /// `file:line` of the input.
     pub(crate) at: String,
     pub(crate) table: Table,
+    /// What the filters matching its tag became, in the filters' order.
+    pub(crate) transforms: Vec<Transform>,
 }
 
 /// tailship's floor for `max_inflight_bytes`.
@@ -97,6 +100,7 @@ pub(super) fn convert(fb: &FluentBit, top: &mut Table) -> Result<Vec<Source>, Co
             tag,
             at: input.at(),
             table: t,
+            transforms: Vec::new(),
         });
     }
     globals(top, inflight, rescan, rotate_wait);

@@ -7,7 +7,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::{file_name, service, sinks, sources, ConvertError, Entry, FluentBit, Section};
+use super::filters::Transform;
+use super::{file_name, filters, service, sinks, sources, ConvertError, Entry, FluentBit, Section};
 
 /// A line of a table: a key and its value, or a comment.
 #[derive(Debug, Clone)]
@@ -78,10 +79,11 @@ pub(super) fn document(path: &Path, fb: &FluentBit) -> Result<String, ConvertErr
     let mut top = Table::default();
     let mut metrics = Table::default();
     let mut notes = Table::default();
-    let srcs = sources::convert(fb, &mut top)?;
+    let mut srcs = sources::convert(fb, &mut top)?;
     let sinks = sinks::convert(fb, &srcs, &mut top);
     service::convert(fb, &mut top, &mut metrics);
-    service::filters_and_others(fb, &mut notes);
+    filters::convert(fb, &mut srcs, &mut notes);
+    service::others(fb, &mut notes);
     for s in srcs.iter().filter(|s| !read(&sinks, &s.name)) {
         notes.note(format!(
             "not carried over: the tail input tagged {} ({}): no output matches its tag, so Fluent Bit drops its records",
@@ -108,6 +110,7 @@ pub(super) fn document(path: &Path, fb: &FluentBit) -> Result<String, ConvertErr
     for s in srcs.iter().filter(|s| read(&sinks, &s.name)) {
         out.push_str("\n[[sources]]\n");
         write_items(&mut out, &s.table.items);
+        write_transforms(&mut out, &s.transforms);
     }
     for s in &sinks {
         out.push_str("\n[[sinks]]\n");
@@ -139,6 +142,19 @@ fn write_items(out: &mut String, items: &[Item]) {
     }
 }
 
+/// A source's `transforms` list, one inline table a line.
+fn write_transforms(out: &mut String, list: &[Transform]) {
+    if list.is_empty() {
+        return;
+    }
+    out.push_str("transforms = [\n");
+    for t in list {
+        let keys: Vec<String> = t.iter().map(|(k, v)| format!("{} = {}", part(k), value(v))).collect();
+        let _ = writeln!(out, "  {{ {} }},", keys.join(", "));
+    }
+    out.push_str("]\n");
+}
+
 /// A dotted key with each part bare where TOML allows it, quoted otherwise.
 fn key(dotted: &str) -> String {
     // A header or label name such as `X-Api.Key` is one part, whatever it holds.
@@ -146,17 +162,16 @@ fn key(dotted: &str) -> String {
         Some((head @ ("headers" | "labels" | "structured_metadata"), name)) => vec![head, name],
         _ => dotted.split('.').collect(),
     };
-    parts
-        .iter()
-        .map(|p| {
-            if !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-                (*p).to_owned()
-            } else {
-                toml::Value::String((*p).to_owned()).to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(".")
+    parts.iter().map(|p| part(p)).collect::<Vec<_>>().join(".")
+}
+
+/// One part of a key: bare where TOML allows it, quoted otherwise (a dot included).
+fn part(p: &str) -> String {
+    if !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        p.to_owned()
+    } else {
+        toml::Value::String(p.to_owned()).to_string()
+    }
 }
 
 fn value(v: &toml::Value) -> String {
@@ -164,6 +179,14 @@ fn value(v: &toml::Value) -> String {
         toml::Value::Array(items) => {
             let inner: Vec<String> = items.iter().map(value).collect();
             format!("[{}]", inner.join(", "))
+        }
+        // Inline, since a table's value sits on its key's line (`set = { env = "prod" }`).
+        toml::Value::Table(members) => {
+            let inner: Vec<String> = members
+                .iter()
+                .map(|(k, v)| format!("{} = {}", part(k), value(v)))
+                .collect();
+            format!("{{ {} }}", inner.join(", "))
         }
         other => other.to_string(),
     }

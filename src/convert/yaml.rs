@@ -238,6 +238,13 @@ fn fill(section: &mut Section, key: &str, node: &Node, vars: &[(String, String)]
                     section.rules.push(rule_of(rule, vars)?);
                 }
             }
+            // A key that may repeat in the classic form (a grep's `regex`, a modify's `set`, an
+            // output's `header`): one entry per item, as the repeated lines would be.
+            Node::List(items, _) if repeats(&k) && items.iter().all(|i| matches!(i, Node::Scalar(..))) => {
+                for item in items {
+                    section.push(&k, &substitute(&scalar(&k, item)?, vars), item.line());
+                }
+            }
             // A list of plain values (`path: [a, b]`) reads as Fluent Bit's comma-separated form.
             Node::List(items, line) if items.iter().all(|i| matches!(i, Node::Scalar(..))) => {
                 let joined: Vec<String> = items.iter().filter_map(|i| scalar(&k, i).ok()).collect();
@@ -247,6 +254,28 @@ fn fill(section: &mut Section, key: &str, node: &Node, vars: &[(String, String)]
         }
     }
     Ok(())
+}
+
+/// Keys a classic section may hold several times, each line one more rule or value.
+fn repeats(key: &str) -> bool {
+    const KEYS: [&str; 15] = [
+        "regex",
+        "exclude",
+        "set",
+        "add",
+        "remove",
+        "rename",
+        "hard_rename",
+        "copy",
+        "hard_copy",
+        "record",
+        "remove_key",
+        "allowlist_key",
+        "whitelist_key",
+        "condition",
+        "header",
+    ];
+    KEYS.iter().any(|k| k.eq_ignore_ascii_case(key))
 }
 
 /// `{ state: start_state, regex: '/…/', next_state: cont }`.

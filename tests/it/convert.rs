@@ -264,12 +264,17 @@ fn outputs_filters_and_routing_from_the_classic_format() {
     c.has_comment(&["not carried over: [OUTPUT] forward", "no forward"]);
     c.has_comment(&["not carried over: [OUTPUT] stdout", "matches no tail input"]);
     c.has_comment(&["not carried over: [INPUT] cpu", "files only"]);
-    c.has_comment(&["not carried over: [FILTER] grep", "write it as the source's transforms"]);
-    c.has_comment(&["Regex log aa"]);
-    c.has_comment(&[
-        "not carried over: [FILTER] modify",
-        "write it as the source's transforms",
-    ]);
+    // Grep's example (`Regex log aa`, Match app.*) on both sources, modify's (`Add user
+    // coralogix`, Match app.web) on the web source only.
+    let keep = Some(r#"message =~ "aa""#);
+    let listed = |src: &toml::Table| src["transforms"].as_array().map_or(0, |a| a.len());
+    assert_eq!(listed(web), 2, "{}", c.text);
+    assert_eq!(web["transforms"][0]["keep"].as_str(), keep);
+    assert_eq!(web["transforms"][1]["add"]["user"].as_str(), Some("coralogix"));
+    assert_eq!(listed(db), 1, "{}", c.text);
+    assert_eq!(db["transforms"][0]["keep"].as_str(), keep);
+    c.has_comment(&["transforms[0]: [FILTER] grep at fluent-bit.conf:28"]);
+    c.has_comment(&["transforms[1]: [FILTER] modify at fluent-bit.conf:33"]);
     c.has_comment(&["not carried over: label job=fluentbit"]);
     c.has_comment(&["not carried over: Path_Key filename", "`file`"]);
     c.has_comment(&["not carried over: Traces_uri /v1/traces"]);
@@ -309,7 +314,13 @@ fn parsers_es_loki_and_service_from_the_yaml_format() {
     assert_eq!(loki["labels"]["level"].as_str(), Some("level"));
     assert_eq!(loki["tenant_id"].as_str(), Some("team-a"));
     c.has_comment(&["not carried over: suppress_type_name on", "fluent-bit.yaml:43", "_type"]);
-    c.has_comment(&["not carried over: [FILTER] grep", "fluent-bit.yaml:31"]);
+    assert_eq!(
+        c.source(0)["transforms"][0]["drop"].as_str(),
+        Some(r#"message =~ "^DEBUG""#),
+        "{}",
+        c.text
+    );
+    c.has_comment(&["transforms[0]: [FILTER] grep at fluent-bit.yaml:31"]);
     c.has_comment(&["not carried over: [OUTPUT] forward"]);
 }
 
@@ -351,4 +362,113 @@ fn broken_fluent_bit_configs_exit_2_naming_file_and_line() {
     let (code, _, stderr) = run(&dir, &["convert", "/nonexistent/fluent-bit.conf"], &[]);
     assert_eq!(code, 2);
     assert!(stderr.contains("/nonexistent/fluent-bit.conf"), "{stderr}");
+}
+
+#[test]
+fn filters_become_the_sources_transforms_and_filter_as_fluent_bit_would() {
+    let dir = TestDir::new("convert-filters");
+    let yaml = convert(&dir, "filters/fluent-bit.yaml", &[]);
+    let c = convert(&dir, "filters/fluent-bit.conf", &[]);
+    for i in 0..2 {
+        assert_eq!(
+            c.source(i).get("transforms"),
+            yaml.source(i).get("transforms"),
+            "source {i}: the classic and YAML forms differ\n{}\n{}",
+            c.text,
+            yaml.text
+        );
+    }
+    let web = c.source(0);
+    let jobs = c.source(1);
+    let list = |src: &toml::Table| -> Vec<toml::Table> {
+        src["transforms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_table().unwrap().clone())
+            .collect()
+    };
+    let web_t = list(web);
+    let jobs_t = list(jobs);
+    let noise = r#"message =~ "^.*DEBUG.*$" or message =~ "healthz""#;
+    assert_eq!(web_t[0]["drop"].as_str(), Some(noise), "{}", c.text);
+    assert_eq!(jobs_t[0]["drop"].as_str(), Some(noise));
+    assert_eq!(
+        jobs_t[1]["keep"].as_str(),
+        Some(r#"message =~ "job" and message =~ "finished""#),
+        "legacy Regex rules all have to match"
+    );
+    assert_eq!(web_t[1]["type"].as_str(), Some("fields"));
+    assert_eq!(web_t[1]["add"]["service"].as_str(), Some("checkout"));
+    assert_eq!(web_t[1]["set"]["env"].as_str(), Some("production"));
+    assert_eq!(web_t[1]["rename"]["hostname"].as_str(), Some("host"));
+    assert_eq!(strings(&web_t[1]["drop"]), ["password"]);
+    assert_eq!(jobs_t[2]["set"]["team"].as_str(), Some("batch"), "record_modifier");
+    assert_eq!(strings(&jobs_t[2]["drop"]), ["tmp"]);
+    assert_eq!(strings(&jobs_t[3]["lift"]), ["kubernetes"], "nest lift");
+    assert_eq!(web_t[2]["type"].as_str(), Some("throttle"));
+    assert_eq!(web_t[2]["rate"].as_integer(), Some(1000));
+    assert_eq!((web_t.len(), jobs_t.len()), (3, 5), "{}", c.text);
+    c.has_comment(&["not carried over: [FILTER] grep", "nested key"]);
+    c.has_comment(&[
+        "not carried over: [FILTER] modify",
+        "Condition Key_Value_Equals level error",
+    ]);
+    c.has_comment(&["not carried over: [FILTER] lua", "no such transform"]);
+    c.has_comment(&["Window 300", "averages"]);
+    c.has_comment(&["Fluent Bit counts the records of all 2 matched inputs together"]);
+
+    // The converted config, run: each file's noise and non-matching lines are dropped, the
+    // fields added, everything else delivered.
+    fs::write(
+        dir.join("app.log"),
+        "GET /index 200\nDEBUG cache warm\nGET /healthz 200\nPOST /pay 201\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.join("jobs.log"),
+        "job 1 started\njob 1 finished\nDEBUG job 2 finished\ncleanup finished\njob 3 finished\n",
+    )
+    .unwrap();
+    let data = dir.subdir("data");
+    fs::write(
+        &c.path,
+        format!("data_dir = {}\n{}", q(&data.to_string_lossy()), c.text),
+    )
+    .unwrap();
+    let mut agent = Agent::spawn(
+        &dir,
+        &["--config".into(), c.path.to_string_lossy().into_owned()],
+        None,
+        |_| {},
+    );
+    let records = |agent: &Agent| -> Vec<serde_json::Value> {
+        fs::read_to_string(&agent.stdout_path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let done = wait_until(Duration::from_secs(30), || records(&agent).len() >= 4 || !agent.alive());
+    agent.sigterm();
+    assert_eq!(agent.wait_exit(Duration::from_secs(30)), Some(0), "{}", agent.stderr());
+    let got = records(&agent);
+    assert!(done, "four records expected, got {got:?}\n{}", agent.stderr());
+    let of = |file: &str| -> Vec<&serde_json::Value> {
+        got.iter()
+            .filter(|r| r["file"].as_str().is_some_and(|f| f.ends_with(file)))
+            .collect()
+    };
+    let web_msgs: Vec<&str> = of("app.log").iter().map(|r| r["message"].as_str().unwrap()).collect();
+    assert_eq!(web_msgs, ["GET /index 200", "POST /pay 201"], "{got:?}");
+    for r in of("app.log") {
+        assert_eq!(r["fields"]["service"], "checkout", "{r}");
+        assert_eq!(r["fields"]["env"], "production", "{r}");
+    }
+    let job_msgs: Vec<&str> = of("jobs.log").iter().map(|r| r["message"].as_str().unwrap()).collect();
+    assert_eq!(job_msgs, ["job 1 finished", "job 3 finished"], "{got:?}");
+    for r in of("jobs.log") {
+        assert_eq!(r["fields"]["team"], "batch", "{r}");
+    }
+    assert_eq!(got.len(), 4, "{got:?}");
 }
