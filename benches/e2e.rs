@@ -14,7 +14,11 @@
 //! - `E2E_SINK`     `tcp` (default), `http` (NDJSON POSTs), `http-gzip`, or `otlp` (OTLP/HTTP
 //!   protobuf); the HTTP receiver decodes every body (gunzips it, counts its NDJSON records, or
 //!   decodes the OTLP request with the official protobuf types and counts its log records)
-//!   and discards it
+//!   and discards it; or `kafka-lz4` / `kafka-zstd` (the kafka sink, `E2E_ENCODING` as for
+//!   tcp, to topic `e2e` of the broker at `E2E_KAFKA`, which must run and have that topic,
+//!   e.g. `tansu broker --listener-url tcp://127.0.0.1:9092 --storage-engine memory://tansu/`
+//!   and `tansu topic create e2e --partitions 1`; the run ends when the agent's
+//!   `tailship_records_sent_total`, i.e. what the broker acknowledged, reaches every line)
 //! - `E2E_DIR`      where inputs and scratch go (default `<target>/e2e`)
 //! - `E2E_SINKS`    how many tcp sinks read the source (default 1): the cost of a second sink
 //! - `E2E_RATE`     steady mode: instead of a ready file, append corpus lines at this many bytes
@@ -96,9 +100,19 @@ fn main() {
         .unwrap_or(30);
     let sink = std::env::var("E2E_SINK").unwrap_or_else(|_| "tcp".into());
     assert!(
-        matches!(sink.as_str(), "tcp" | "http" | "http-gzip" | "otlp"),
-        "E2E_SINK must be tcp, http, http-gzip or otlp"
+        matches!(
+            sink.as_str(),
+            "tcp" | "http" | "http-gzip" | "otlp" | "kafka-lz4" | "kafka-zstd"
+        ),
+        "E2E_SINK must be tcp, http, http-gzip, otlp, kafka-lz4 or kafka-zstd"
     );
+    // The kafka sink is counted by the agent's own metric of acknowledged records.
+    let kafka = sink.strip_prefix("kafka-").map(|codec| {
+        let broker = std::env::var("E2E_KAFKA")
+            .unwrap_or_else(|_| panic!("E2E_SINK={sink} needs E2E_KAFKA=host:port of a running broker with topic e2e"));
+        let metrics = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        (codec.to_owned(), broker, metrics)
+    });
     let base = std::env::var_os("E2E_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(default_dir);
@@ -136,6 +150,12 @@ fn main() {
         _ => CountingReceiver::start_http(),
     };
     let one_sink = match sink.as_str() {
+        _ if kafka.is_some() => {
+            let (codec, broker, _) = kafka.as_ref().unwrap();
+            format!(
+                "type = \"kafka\"\nbrokers = [\"{broker}\"]\ntopic = \"e2e\"\nencoding = \"{encoding}\"\ncompression = \"{codec}\""
+            )
+        }
         "tcp" => format!("type = \"tcp\"\naddress = \"{}\"\nencoding = \"{encoding}\"", rx.addr),
         "http" => format!("type = \"http\"\nurl = \"http://{}/ingest\"", rx.addr),
         "otlp" => format!("type = \"otlp\"\nurl = \"http://{}\"", rx.addr),
@@ -152,9 +172,13 @@ fn main() {
     fs::write(
         &config,
         format!(
-            "data_dir = {data}\n{inflight}[metrics]\nenabled = false\n\n[[sources]]\nname = \"bench\"\ninclude = [{glob}]\nformat = \"{format}\"\nread_from = \"beginning\"\n{transforms}\n[[sinks]]\n{sink_lines}\n",
+            "data_dir = {data}\n{inflight}[metrics]\n{metrics}\n\n[[sources]]\nname = \"bench\"\ninclude = [{glob}]\nformat = \"{format}\"\nread_from = \"beginning\"\n{transforms}\n[[sinks]]\n{sink_lines}\n",
             // JSON string escaping is valid TOML basic-string escaping.
             data = serde_json::to_string(&run.join("data").to_string_lossy()).unwrap(),
+            metrics = match &kafka {
+                Some((_, _, addr)) => format!("address = \"{addr}\""),
+                None => "enabled = false".to_owned(),
+            },
             inflight = std::env::var("E2E_INFLIGHT")
                 .map(|v| format!("max_inflight_bytes = {}\n", parse_size(&v)))
                 .unwrap_or_default(),
@@ -204,8 +228,16 @@ fn main() {
 
     // Wait for every line; give up if nothing moves for 60 s.
     let (mut last, mut last_move, mut last_report) = (0u64, Instant::now(), Instant::now());
+    let mut acked = 0u64;
     loop {
-        let got = rx.lines.load(Ordering::Relaxed);
+        let got = match &kafka {
+            Some((_, _, addr)) => {
+                thread::sleep(Duration::from_millis(20));
+                acked = records_sent(*addr).unwrap_or(acked);
+                acked
+            }
+            None => rx.lines.load(Ordering::Relaxed),
+        };
         if got >= expected {
             break;
         }
@@ -257,7 +289,7 @@ fn main() {
     let cpu = utime + stime;
     let gb = total_bytes as f64 / 1e9;
     // The tcp sink's encoding is a knob; the HTTP sinks' wire format is in their name.
-    let wire = if sink == "tcp" {
+    let wire = if sink == "tcp" || kafka.is_some() {
         format!(" {encoding}")
     } else {
         String::new()
@@ -346,6 +378,21 @@ fn callgrind_total(path: &Path) -> Option<u64> {
     text.lines()
         .find_map(|l| l.strip_prefix("summary:").or_else(|| l.strip_prefix("totals:")))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// The agent's `tailship_records_sent_total` (summed over its sinks) from its metrics endpoint.
+fn records_sent(addr: std::net::SocketAddr) -> Option<u64> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    let sum = body
+        .lines()
+        .filter(|l| l.starts_with("tailship_records_sent_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>();
+    Some(sum as u64)
 }
 
 fn fail(stderr_path: &Path, why: &str) -> ! {

@@ -65,6 +65,10 @@ mod idle;
 /// The otlp input against the OpenTelemetry Python SDK over HTTP and gRPC, kill -9 while it
 /// sends, bad requests, a full spool's pushback.
 mod input_otlp;
+/// The kafka sink against a real broker (tansu), read back with kafka-python: 1,000,000 lines
+/// once each in order, the broker down 20 s, kill -9 twice, an oversized record dead-lettered,
+/// a topic per namespace.
+mod kafka;
 /// `/healthz` fails on a stuck sink, not on a collector that is down; SIGTERM still ends it.
 mod liveness;
 /// loghub's structured CSVs as the oracle of its logs (shared with the parsers' unit tests).
