@@ -54,6 +54,8 @@ const MULTILINE: &[&str] = &[
     "2026-11-25 13:51:20,000 ERROR boom\njava.lang.IllegalStateException: bad\n\tat a.B.c(B.java:1)\n\t... 3 more\nCaused by: x.Y: z\nnext",
     "Traceback (most recent call last):\n  File \"a.py\", line 1\nValueError: v\n\ngoroutine 1 [running]:\nmain.main()\n\tmain.go:5 +0x1\nexit status 2",
 ];
+/// A line of each format `auto` tells apart.
+const DETECT: &[&str] = &[LOGFMT[0], CRI[0], DOCKER[0], SYSLOG[1], ACCESS[0], KLOG[0]];
 const TIMESTAMPS: &[&str] = &[
     "2026-11-25T13:51:20.123456789+01:00",
     "Nov 25 13:51:20",
@@ -142,7 +144,7 @@ proptest! {
     #[test]
     fn detect_takes_any_bytes(b in bytes()) { detect_format(&b) }
     #[test]
-    fn detect_takes_near_valid_lines(b in near(&[LOGFMT[0], CRI[0], DOCKER[0], SYSLOG[1], ACCESS[0], KLOG[0]])) {
+    fn detect_takes_near_valid_lines(b in near(DETECT)) {
         detect_format(&b)
     }
 
