@@ -201,8 +201,11 @@ impl Watch {
                 // Already gone when the kernel dropped the watch with the directory.
                 let _ = w.unwatch(dir);
             }
+            self.publish();
         }
-        self.polled.remove(dir);
+        if self.polled.remove(dir).is_some() {
+            self.publish();
+        }
     }
 
     fn add(&mut self, root: Root) {
