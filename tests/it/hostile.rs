@@ -930,11 +930,7 @@ fn endless_multiline_events_of_300_files_stay_within_max_inflight_bytes() {
             f
         })
         .collect();
-    let mut total = files
-        .iter()
-        .enumerate()
-        .map(|(i, _)| format!("START m{i}\n").len() as u64)
-        .sum::<u64>();
+    let mut total: u64 = (0..FILES).map(|i| format!("START m{i}\n").len() as u64).sum();
     for round in 0..LINES / ROUND {
         for (i, f) in files.iter_mut().enumerate() {
             let mut buf = String::new();
