@@ -4,6 +4,11 @@
 //! and the chunk lives until every sink has had the batch holding it acknowledged. So the
 //! budget counts exactly the bytes memory holds for unacknowledged data, and when a sink stalls
 //! the tailer stops reading: the file on disk is the buffer, not RAM.
+//!
+//! Events being joined in the adapt stage (multiline events, container pieces) are charged
+//! here too, and also counted apart (`joining`): they are held by the workers, not by chunks
+//! in flight, so a worker ships the oldest of them when they pass their share of the budget
+//! (`joining_cap`), and the rest of the budget stays free for reading.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -14,6 +19,8 @@ use crossbeam_channel::{Receiver, Sender};
 #[derive(Debug)]
 pub struct Budget {
     used: AtomicUsize,
+    /// The part of `used` held by events being joined.
+    joining: AtomicUsize,
     cap: usize,
     /// A token is offered here whenever bytes are released, so a tailer waiting for room
     /// wakes at once instead of polling. Capacity 1: one pending wake-up is enough.
@@ -26,6 +33,7 @@ impl Budget {
         let (freed_tx, freed_rx) = crossbeam_channel::bounded(1);
         Arc::new(Budget {
             used: AtomicUsize::new(0),
+            joining: AtomicUsize::new(0),
             cap,
             freed_tx,
             freed_rx,
@@ -54,7 +62,30 @@ impl Budget {
         BudgetGuard {
             budget: Arc::clone(self),
             bytes,
+            joining: false,
         }
+    }
+
+    /// Charges `bytes` held by an event being joined (see the module doc).
+    pub fn take_joining(self: &Arc<Self>, bytes: usize) -> BudgetGuard {
+        self.joining.fetch_add(bytes, Ordering::Relaxed);
+        self.used.fetch_add(bytes, Ordering::Relaxed);
+        BudgetGuard {
+            budget: Arc::clone(self),
+            bytes,
+            joining: true,
+        }
+    }
+
+    /// Bytes held by events being joined, in every adapt worker.
+    pub fn joining(&self) -> usize {
+        self.joining.load(Ordering::Relaxed)
+    }
+
+    /// The share of the budget events being joined may hold: a quarter, so that with partial
+    /// lines at their half (`tail/read.rs`) a quarter is always left for reading.
+    pub fn joining_cap(&self) -> usize {
+        self.cap / 4
     }
 
     /// The channel that receives a token when bytes are released (for `select!`).
@@ -73,6 +104,8 @@ impl Budget {
 pub struct BudgetGuard {
     budget: Arc<Budget>,
     bytes: usize,
+    /// Also counted in `Budget::joining`.
+    joining: bool,
 }
 
 impl BudgetGuard {
@@ -85,6 +118,9 @@ impl BudgetGuard {
 impl Drop for BudgetGuard {
     fn drop(&mut self) {
         self.budget.used.fetch_sub(self.bytes, Ordering::Relaxed);
+        if self.joining {
+            self.budget.joining.fetch_sub(self.bytes, Ordering::Relaxed);
+        }
         let _ = self.budget.freed_tx.try_send(());
     }
 }
@@ -102,5 +138,17 @@ mod tests {
         drop(g);
         assert_eq!(b.used(), 0);
         assert!(b.freed().try_recv().is_ok());
+    }
+
+    #[test]
+    fn joining_is_part_of_used_and_counted_apart() {
+        let b = Budget::new(400);
+        let t = b.take(10);
+        let j = b.take_joining(30);
+        assert_eq!((b.used(), b.joining(), b.joining_cap()), (40, 30, 100));
+        drop(j);
+        assert_eq!((b.used(), b.joining()), (10, 0));
+        drop(t);
+        assert_eq!(b.used(), 0);
     }
 }

@@ -22,6 +22,9 @@ pub mod checkpoint;
 pub mod chunk;
 pub mod config;
 pub mod convert;
+/// The fuzz targets' entry points, shared by `fuzz/` and their property tests.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod input;
 pub mod liveness;
 pub mod logging;

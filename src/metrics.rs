@@ -36,9 +36,14 @@ pub struct Metrics {
     pub open_errors: AtomicU64,
     pub files_refused: AtomicU64,
     pub partial_lines_flushed: AtomicU64,
+    /// Events being joined shipped early because joins held their share of the budget.
+    pub joined_events_cut: AtomicU64,
     pub files_closed_before_eof: AtomicU64,
     pub files_discovered: AtomicU64,
     pub open_files: AtomicU64,
+    /// Directories with an inotify watch, and those polled past `max_watches` (`tail/watches.rs`).
+    pub watched_dirs: AtomicU64,
+    pub watch_fallback_dirs: AtomicU64,
     pub checkpoint_writes: AtomicU64,
     pub checkpoint_errors: AtomicU64,
     /// Set once the pipeline has started reading (for `/readyz`).
@@ -260,6 +265,12 @@ impl Metrics {
             get(&self.partial_lines_flushed),
         );
         one(
+            "tailship_joined_events_cut_total",
+            "counter",
+            "Events being joined (multiline, container pieces) shipped as they stood because joins held their share of max_inflight_bytes.",
+            get(&self.joined_events_cut),
+        );
+        one(
             "tailship_files_closed_before_eof_total",
             "counter",
             "Rotated or deleted files given up before they were read to the end.",
@@ -284,6 +295,18 @@ impl Metrics {
             "gauge",
             "Files held open by the tailer.",
             get(&self.open_files),
+        );
+        one(
+            "tailship_watched_dirs",
+            "gauge",
+            "Directories the tailer watches with inotify.",
+            get(&self.watched_dirs),
+        );
+        one(
+            "tailship_watch_fallback_dirs",
+            "gauge",
+            "Directories polled instead of watched: past max_watches, or refused by the kernel's inotify limit.",
+            get(&self.watch_fallback_dirs),
         );
         let inflight = self.budget.as_ref().map_or(0, |b| b.used() as u64);
         one(

@@ -246,6 +246,29 @@ impl Assembler {
     /// Ships what is being collected: split messages whose last piece never came (marked
     /// `partial`), then the multiline events.
     pub fn flush(&mut self, emit: &mut dyn FnMut(Event<'_, '_>)) {
+        self.release(false, emit);
+    }
+
+    /// Ships what is being collected because the memory bound wants its bytes back: as
+    /// `flush`, but a multiline event is marked `truncated` and its continuation lines that
+    /// follow join the rest of it (`MultilineJoiner::cut`).
+    pub fn cut(&mut self, emit: &mut dyn FnMut(Event<'_, '_>)) {
+        self.release(true, emit);
+    }
+
+    /// Heap bytes held by the events being collected: split pieces, multiline text and the
+    /// head lines' records (what the adapt worker charges to the budget).
+    pub fn held_bytes(&self) -> usize {
+        let pieces = self.joiner.as_ref().map_or(0, PartialJoiner::held_bytes);
+        let multiline: usize = self
+            .multiline
+            .iter()
+            .map(|m| m.joiner.held_bytes() + m.head.as_ref().map_or(0, |h| h.rec.heap_bytes()))
+            .sum();
+        pieces + multiline
+    }
+
+    fn release(&mut self, cut: bool, emit: &mut dyn FnMut(Event<'_, '_>)) {
         if let Some(joiner) = self.joiner.as_mut() {
             for whole in joiner.flush() {
                 let slot = slot_of(whole.stream);
@@ -257,7 +280,8 @@ impl Assembler {
             self.join_start = [None, None];
         }
         for ml in &mut self.multiline {
-            if let (Some(done), Some(head)) = (ml.joiner.flush(), ml.head.take()) {
+            let done = if cut { ml.joiner.cut() } else { ml.joiner.flush() };
+            if let (Some(done), Some(head)) = (done, ml.head.take()) {
                 emit_joined(head, done, emit);
             }
         }

@@ -97,6 +97,11 @@ impl PartialJoiner {
         self.pending.iter().any(Option::is_some)
     }
 
+    /// Heap bytes the waiting pieces hold (charged to the budget by the adapt worker).
+    pub fn held_bytes(&self) -> usize {
+        self.pending.iter().flatten().map(Parsed::heap_bytes).sum()
+    }
+
     /// Takes the messages still waiting (stdout first), marked `partial`: their last piece never
     /// came (end of file, rotation, the caller's timeout).
     pub fn flush(&mut self) -> Vec<Parsed<'static>> {

@@ -20,6 +20,9 @@
 //! Limits: an event that would exceed `max_lines` lines or `max_bytes` bytes is ended there
 //! (`truncated`) and the line that did not fit starts the next event, marked `continuation`.
 //! No line is ever dropped. A single line longer than `max_bytes` is an event on its own.
+//! The caller may also `cut` the event being collected (the memory bound wants its bytes
+//! back): it ends there the same way, `truncated`, and its continuation lines that follow
+//! join the rest of it, marked `continuation`.
 
 use regex::Regex;
 
@@ -100,6 +103,9 @@ pub struct MultilineJoiner {
     /// that begins mid-trace): such lines are shipped one record each, as peers do, rather
     /// than joined into one event of unrelated lines.
     orphan: bool,
+    /// The last event was `cut`: a continuation line that follows begins the rest of it, joined
+    /// as usual, not an orphan.
+    cut: bool,
 }
 
 impl MultilineJoiner {
@@ -113,6 +119,7 @@ impl MultilineJoiner {
             lines: 0,
             continuation: false,
             orphan: false,
+            cut: false,
         }
     }
 
@@ -120,8 +127,9 @@ impl MultilineJoiner {
     pub fn push(&mut self, line: &str) -> Option<Event> {
         let begins = self.rule.begins(line);
         if self.lines == 0 {
+            let after_cut = std::mem::take(&mut self.cut);
             self.begin(line, !begins);
-            self.orphan = !begins;
+            self.orphan = !begins && !after_cut;
             return None;
         }
         if begins || self.orphan {
@@ -145,6 +153,20 @@ impl MultilineJoiner {
     /// Takes the event being collected (end of file, rotation, the caller's timeout).
     pub fn flush(&mut self) -> Option<Event> {
         (self.lines > 0).then(|| self.take(false))
+    }
+
+    /// Takes the event being collected, cut where it stands (`truncated`; see the module doc).
+    pub fn cut(&mut self) -> Option<Event> {
+        if self.lines == 0 {
+            return None;
+        }
+        self.cut = true;
+        Some(self.take(true))
+    }
+
+    /// Heap bytes the event being collected holds.
+    pub fn held_bytes(&self) -> usize {
+        self.text.capacity()
     }
 
     /// Whether an event is being collected.
@@ -190,6 +212,30 @@ mod tests {
         let mut out: Vec<Event> = lines.iter().filter_map(|l| j.push(l)).collect();
         out.extend(j.flush());
         out
+    }
+
+    #[test]
+    fn a_cut_event_goes_on_as_a_continuation_not_as_orphans() {
+        let mut j = MultilineJoiner::new(Rule::start("^START").unwrap(), 100, 1 << 20);
+        assert_eq!(j.cut(), None, "nothing to cut");
+        assert!(j.push("START a").is_none());
+        assert!(j.push("  one").is_none());
+        let cut = j.cut().expect("the event being collected");
+        assert_eq!(
+            (cut.text.as_str(), cut.truncated, cut.continuation),
+            ("START a\n  one", true, false)
+        );
+        assert!(j.push("  two").is_none(), "joins the rest of the cut event");
+        assert!(j.push("  three").is_none());
+        let rest = j.push("START b").expect("the rest ends at the next start");
+        assert_eq!(
+            (rest.text.as_str(), rest.truncated, rest.continuation),
+            ("  two\n  three", false, true)
+        );
+        // Lines before any start line stay one event each, as before.
+        let mut k = MultilineJoiner::new(Rule::start("^START").unwrap(), 100, 1 << 20);
+        assert!(k.push("  orphan").is_none());
+        assert_eq!(k.push("  orphan 2").map(|e| e.text), Some("  orphan".to_owned()));
     }
 
     #[test]

@@ -11,7 +11,9 @@
 //! joining: a direct parse into a `Table`; everything else through the file's `Assembler`.
 //! Events still being joined keep the checkpoint at their first line: the batch's `end` mark
 //! and the `commit` of each record say so. A quiet file's pending events are flushed when
-//! their timeout comes (the worker sleeps until the earliest one), and at shutdown.
+//! their timeout comes (the worker sleeps until the earliest one), and at shutdown. What they
+//! hold is charged to the budget, and past their share of it the oldest are cut
+//! (`stage/joining.rs`).
 //!
 //! Counters of what the lines held (lines, invalid UTF-8, parse errors, unreadable times,
 //! formats `auto` picked) are counted here, once per line, whatever the number of sinks.
@@ -101,6 +103,10 @@ struct FileState {
     /// Just past the last line fed: where the checkpoint goes once pending events are out.
     consumed: Mark,
     last_input: Instant,
+    /// What the events being joined hold, charged to the budget (`joining`).
+    joining: Option<BudgetGuard>,
+    /// Since when an event has been being joined (the oldest are cut first).
+    pending_since: Option<Instant>,
 }
 
 /// How a chunk's records are made.
@@ -178,6 +184,7 @@ impl Worker {
     /// The records of one chunk.
     pub fn process(&mut self, chunk: Arc<Chunk>) -> Records {
         let source = chunk.file.source;
+        let uid = chunk.file.uid;
         let data = &chunk.data[..];
         let lines = crate::chunk::count_lines(data);
         add(&self.metrics.lines_read, lines as u64);
@@ -225,6 +232,9 @@ impl Worker {
             rendering: Default::default(),
         };
         self.finish(&mut records);
+        if route == Route::Assembled {
+            self.recharge_joining(uid);
+        }
         records
     }
 
@@ -236,36 +246,18 @@ impl Worker {
     /// The events being collected of files that have been quiet past their timeout (all of
     /// them when `all`: at shutdown), one batch per file; forgets long-idle files.
     pub fn flush_due(&mut self, now: Instant, all: bool) -> Vec<Records> {
-        let mut out = Vec::new();
-        let mut counts: Vec<(usize, Counts)> = Vec::new();
-        for state in self.files.values_mut() {
-            let Some(asm) = state.assembler.as_mut() else { continue };
-            if !asm.due().is_some_and(|d| all || d <= now) {
-                continue;
-            }
-            let mut b = Builder::new(&[]);
-            let mut c = Counts::default();
-            asm.flush(&mut |ev| {
-                count_event(&mut c, &ev);
-                b.event(&ev);
-            });
-            b.commit_from(0, Commit::At(state.consumed));
-            counts.push((state.context.file.source, c));
-            if !b.is_empty() {
-                let body = Body::Table(b.table);
-                out.push(Records {
-                    budget: charge(&self.budget, &body),
-                    context: Arc::clone(&state.context),
-                    chunk: None,
-                    body,
-                    end: state.consumed,
-                    rendering: Default::default(),
-                });
-            }
-        }
-        for (source, c) in counts {
-            self.count(source, &c);
-        }
+        let due: Vec<u64> = self
+            .files
+            .iter()
+            .filter(|(_, f)| {
+                f.assembler
+                    .as_ref()
+                    .and_then(Assembler::due)
+                    .is_some_and(|d| all || d <= now)
+            })
+            .map(|(uid, _)| *uid)
+            .collect();
+        let mut out: Vec<Records> = due.into_iter().filter_map(|uid| self.release(uid, false)).collect();
         self.files.retain(|_, f| {
             f.assembler.as_ref().is_some_and(Assembler::is_pending)
                 || now.saturating_duration_since(f.last_input) < FILE_STATE_IDLE
@@ -315,6 +307,8 @@ impl Worker {
                 format,
                 consumed: Mark::default(),
                 last_input: Instant::now(),
+                joining: None,
+                pending_since: None,
             };
             self.files.insert(uid, state);
         }
@@ -539,6 +533,9 @@ pub fn run(mut worker: Worker, input: Receiver<Arc<Chunk>>, lanes: Vec<Lane>, ha
             Ok(chunk) => {
                 let records = worker.process(chunk);
                 send(&lanes, records, &hard_stop);
+                for r in worker.cut_over_cap() {
+                    send(&lanes, r, &hard_stop);
+                }
             }
             Err(RecvTimeoutError::Timeout) => {
                 for r in worker.flush_due(Instant::now(), false) {
@@ -575,5 +572,6 @@ fn send(lanes: &[Lane], records: Records, hard_stop: &HardStop) {
     }
 }
 
+mod joining;
 #[cfg(test)]
 mod tests;

@@ -186,23 +186,11 @@ mod tests {
     /// A valid checkpoint to mutate: the reader sees near-misses more often than noise.
     const VALID: &str = r#"{"version":1,"files":[{"uid":7,"source":"app","path":"/var/log/a.log","dev":2049,"ino":131,"fp_len":12,"fp_hash":99,"generation":0,"id_seed":5,"offset":120,"validator_len":4,"validator":77,"updated":1796000000}]}"#;
 
-    /// Whatever `checkpoints.json` holds, `load` never panics nor fails a writable `data_dir`:
-    /// an unusable file is moved aside (a second load finds none), and what loads survives a
-    /// store and a second load unchanged. (The same property as `fuzz/fuzz_targets/checkpoint.rs`,
-    /// run here on every test run.)
+    /// The checkpoint fuzz target's entry point (`crate::fuzzing::checkpoint`: loaded, or
+    /// set aside; what loads survives a store), run here on every test run.
     fn check(bytes: &[u8]) {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join(FILE_NAME), bytes).unwrap();
-        let entries = load(dir.path())
-            .expect("a writable data_dir loads")
-            .expect("a file was there");
-        if entries.is_empty() {
-            let again = load(dir.path()).expect("loads");
-            assert!(again.is_none() || again == Some(Vec::new()), "{again:?}");
-        } else {
-            store(dir.path(), &entries, false).expect("stores");
-            assert_eq!(load(dir.path()).expect("loads"), Some(entries));
-        }
+        crate::fuzzing::checkpoint(&dir.path().join("data"), bytes);
     }
 
     #[test]

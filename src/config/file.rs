@@ -23,6 +23,7 @@ pub(super) struct FileConfig {
     pub(super) close_inactive: Option<DurationValue>,
     pub(super) checkpoint_grace: Option<DurationValue>,
     pub(super) max_open_files: Option<usize>,
+    pub(super) max_watches: Option<usize>,
     pub(super) read_buffer_bytes: Option<usize>,
     #[serde(default)]
     pub(super) metrics: MetricsFileConfig,

@@ -71,6 +71,10 @@ pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long the checkpoint of a file that disappeared is kept before it is forgotten.
 pub const DEFAULT_CHECKPOINT_GRACE: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_OPEN_FILES: usize = 4096;
+/// inotify watches the tailer takes at most (one per directory); past it directories are
+/// polled. Well below the kernel's usual `fs.inotify.max_user_watches` (8,192 on older
+/// kernels, often 65,536 or more now), which every process of the user on the node shares.
+pub const DEFAULT_MAX_WATCHES: usize = 8192;
 /// 256 KiB reads: few syscalls per MB, still small next to the in-flight budget.
 pub const DEFAULT_READ_BUFFER_BYTES: usize = 256 << 10;
 pub const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:9090";
@@ -117,6 +121,8 @@ pub struct Settings {
     pub close_inactive: Duration,
     pub checkpoint_grace: Duration,
     pub max_open_files: usize,
+    /// inotify watches at most, one per directory; directories past it are polled.
+    pub max_watches: usize,
     pub read_buffer_bytes: usize,
     /// `None` when the metrics endpoint is disabled.
     pub metrics_address: Option<SocketAddr>,
@@ -265,6 +271,7 @@ struct Limits {
     checkpoint_grace: Duration,
     max_inflight_bytes: usize,
     max_open_files: usize,
+    max_watches: usize,
     read_buffer_bytes: usize,
     metrics_address: Option<SocketAddr>,
 }
@@ -319,6 +326,7 @@ fn validate(
         close_inactive: limits.close_inactive,
         checkpoint_grace: limits.checkpoint_grace,
         max_open_files: limits.max_open_files,
+        max_watches: limits.max_watches,
         read_buffer_bytes: limits.read_buffer_bytes,
         metrics_address: limits.metrics_address,
         metrics_per_file: file.metrics.per_file.unwrap_or(false),
@@ -367,6 +375,8 @@ fn limits(file: &FileConfig, problem: &mut dyn FnMut(String, String)) -> Limits 
     if max_open_files == 0 {
         problem("max_open_files".into(), "must be at least 1".into());
     }
+    // 0 is allowed: every directory polled (a file system whose inotify says nothing).
+    let max_watches = file.max_watches.unwrap_or(DEFAULT_MAX_WATCHES);
     let read_buffer_bytes = file.read_buffer_bytes.unwrap_or(DEFAULT_READ_BUFFER_BYTES);
     if !(4096..=16 << 20).contains(&read_buffer_bytes) {
         problem(
@@ -396,6 +406,7 @@ fn limits(file: &FileConfig, problem: &mut dyn FnMut(String, String)) -> Limits 
         checkpoint_grace,
         max_inflight_bytes,
         max_open_files,
+        max_watches,
         read_buffer_bytes,
         metrics_address,
     }

@@ -30,6 +30,7 @@ impl Settings {
         t.insert("rotate_wait".into(), duration(self.rotate_wait));
         t.insert("checkpoint_grace".into(), duration(self.checkpoint_grace));
         t.insert("max_open_files".into(), int(self.max_open_files));
+        t.insert("max_watches".into(), int(self.max_watches));
         t.insert("read_buffer_bytes".into(), int(self.read_buffer_bytes));
         let mut metrics = Table::new();
         metrics.insert("enabled".into(), Value::Boolean(self.metrics_address.is_some()));

@@ -75,6 +75,10 @@ pub const WALK_ENTRY_CAP: usize = 200_000;
 pub struct Walked {
     /// Every matched path, with its source.
     pub found: Vec<(PathBuf, usize)>,
+    /// The directories below the roots that a new matching file could appear in (those less
+    /// deep than their root's pattern reaches), each with how deep below it a pattern still
+    /// reaches: what the tailer watches, or polls past its watch cap (`watch`).
+    pub dirs: Vec<Root>,
     /// The walk stopped at `WALK_ENTRY_CAP` entries.
     pub capped: bool,
 }
@@ -86,6 +90,7 @@ pub struct Walked {
 /// config named it. Unreadable directories are skipped and reported to `on_error`.
 pub fn walk(roots: &[Root], sources: &[SourceSettings], on_error: &mut dyn FnMut(&Path, &walkdir::Error)) -> Walked {
     let mut found = Vec::new();
+    let mut dirs = Vec::new();
     let mut seen = 0usize;
     for root in roots {
         let mut w = walkdir::WalkDir::new(&root.dir).follow_links(false).min_depth(1);
@@ -95,10 +100,22 @@ pub fn walk(roots: &[Root], sources: &[SourceSettings], on_error: &mut dyn FnMut
         for item in w {
             seen += 1;
             if seen > WALK_ENTRY_CAP {
-                return Walked { found, capped: true };
+                return Walked {
+                    found,
+                    dirs,
+                    capped: true,
+                };
             }
             match item {
-                Ok(e) if e.file_type().is_dir() => {}
+                Ok(e) if e.file_type().is_dir() => {
+                    let left = root.max_depth.map(|d| d.saturating_sub(e.depth()));
+                    if left != Some(0) {
+                        dirs.push(Root {
+                            dir: e.into_path(),
+                            max_depth: left,
+                        });
+                    }
+                }
                 Ok(e) => {
                     if let Some(s) = source_for(sources, e.path()) {
                         found.push((e.into_path(), s));
@@ -110,7 +127,27 @@ pub fn walk(roots: &[Root], sources: &[SourceSettings], on_error: &mut dyn FnMut
             }
         }
     }
-    Walked { found, capped: false }
+    Walked {
+        found,
+        dirs,
+        capped: false,
+    }
+}
+
+/// `dir` as a root of its own: how deep below it the pattern of the root holding it still
+/// reaches. `None` when no root holds it, or its patterns reach no deeper than `dir` itself.
+pub fn below(roots: &[Root], dir: &Path) -> Option<Root> {
+    let root = roots.iter().find(|r| dir.starts_with(&r.dir))?;
+    let depth = dir.components().count() - root.dir.components().count();
+    let max_depth = match root.max_depth {
+        None => None,
+        Some(d) if d > depth => Some(d - depth),
+        Some(_) => return None,
+    };
+    Some(Root {
+        dir: dir.to_owned(),
+        max_depth,
+    })
 }
 
 #[cfg(test)]

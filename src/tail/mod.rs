@@ -30,6 +30,7 @@ mod resume;
 mod rotation;
 mod status;
 mod watch;
+mod watches;
 
 #[cfg(test)]
 mod tests;
@@ -49,7 +50,7 @@ use self::lanes::Lanes;
 use self::ledger::Ledger;
 use self::lines::Split;
 use self::park::Parking;
-use self::watch::Watch;
+use self::watches::{Watch, DIR_POLL};
 use crate::budget::Budget;
 use crate::checkpoint::{Entry, Msg};
 use crate::chunk::Chunk;
@@ -89,6 +90,8 @@ pub struct Tailer {
     read_bytes: usize,
     /// The open-file cap: `max_open_files`, held below the descriptor limit (`park`).
     max_open_files: usize,
+    /// The inotify watch cap: `max_watches` (`watches`).
+    max_watches: usize,
     first_start: bool,
     saved: HashMap<FileKey, Entry>,
     files: HashMap<FileKey, Tracked>,
@@ -131,6 +134,7 @@ pub fn run(ctx: TailContext) {
         close_inactive: settings.close_inactive,
         read_bytes: settings.read_buffer_bytes,
         max_open_files: park::process_cap(settings.max_open_files, &settings.sinks),
+        max_watches: settings.max_watches,
         first_start: saved.is_none(),
         saved: saved
             .unwrap_or_default()
@@ -164,6 +168,8 @@ enum Woke {
 struct LoopState {
     next_rescan: Instant,
     next_detached_poll: Instant,
+    /// The next poll of the directories past the watch cap (`watches`).
+    next_dir_poll: Instant,
     /// While draining: per file, the size it had when the shutdown began. Lines written
     /// after that are left for the next start, so a busy writer cannot hold us up.
     drain_to: Option<HashMap<FileKey, u64>>,
@@ -174,12 +180,14 @@ struct LoopState {
 impl Tailer {
     fn run_loop(&mut self, shutdown: &Receiver<()>) {
         // Watches first: a file created or renamed while the startup scan runs is seen by its
-        // events, queued until the loop takes them.
-        let mut watch = Watch::start();
-        watch.watch_roots(&self.roots);
-        tracing::info!(directories = watch.watched(), "watching directories; scanning");
+        // events, queued until the loop takes them. Which directories there are to watch takes
+        // a walk of its own (the scan's second walk finds them watched already).
+        let mut watch = Watch::start(self.max_watches, Arc::clone(&self.metrics));
         let started = Instant::now();
-        self.rescan(true);
+        let dirs = discover::walk(&self.roots, &self.sources, &mut |_, _| {}).dirs;
+        watch.sync(&self.roots, dirs);
+        self.rescan(true, &mut watch);
+        tracing::info!(directories = watch.watched(), "watching directories");
         self.resume_renamed_while_down();
         tracing::info!(
             files = self.files.len(),
@@ -190,6 +198,7 @@ impl Tailer {
         let mut state = LoopState {
             next_rescan: Instant::now() + self.rescan_interval,
             next_detached_poll: Instant::now() + DETACHED_POLL,
+            next_dir_poll: Instant::now() + self.dir_poll(),
             drain_to: None,
             for_reload: false,
         };
@@ -226,12 +235,15 @@ impl Tailer {
     /// events were lost).
     fn take_events(&mut self, watch: &mut Watch, state: &mut LoopState) {
         while let Ok(ev) = watch.events.try_recv() {
-            self.on_event(ev);
+            self.on_event(ev, watch);
+        }
+        if Instant::now() >= state.next_dir_poll {
+            self.poll_dirs(watch);
+            state.next_dir_poll = Instant::now() + self.dir_poll();
         }
         let overflow = watch.take_overflow();
         if overflow || Instant::now() >= state.next_rescan {
-            watch.watch_roots(&self.roots);
-            self.rescan(false);
+            self.rescan(false, watch);
             if let Some(idle_since) = Instant::now().checked_sub(self.close_inactive) {
                 self.close_inactive(idle_since);
             }
@@ -255,6 +267,12 @@ impl Tailer {
         }
     }
 
+    /// How often the directories past the watch cap are polled: `DIR_POLL`, or the rescan
+    /// interval when that is shorter.
+    fn dir_poll(&self) -> Duration {
+        DIR_POLL.min(self.rescan_interval)
+    }
+
     /// Every file has been read up to the size it had when the shutdown began.
     fn drained(&self, targets: &HashMap<FileKey, u64>) -> bool {
         self.files
@@ -265,9 +283,11 @@ impl Tailer {
     /// Blocks until something may have changed: an event, the shutdown, freed budget (when
     /// `blocked` on it), the hard stop, or the next deadline.
     fn wait(&mut self, watch: &mut Watch, state: &mut LoopState, shutdown: &Receiver<()>, blocked: bool) {
-        let timeout = self
-            .next_deadline(state.next_rescan, state.next_detached_poll)
-            .saturating_duration_since(Instant::now());
+        let mut due = self.next_deadline(state.next_rescan, state.next_detached_poll);
+        if watch.polls() && state.drain_to.is_none() {
+            due = due.min(state.next_dir_poll);
+        }
+        let timeout = due.saturating_duration_since(Instant::now());
         let draining = state.drain_to.is_some();
         let never = crossbeam_channel::never();
         let never_ev = crossbeam_channel::never();
@@ -287,7 +307,7 @@ impl Tailer {
             }
         });
         match woke {
-            Some(Woke::Event(ev)) => self.on_event(ev),
+            Some(Woke::Event(ev)) => self.on_event(ev, watch),
             Some(Woke::Stop { for_reload }) => {
                 // Stop discovery: no more events; read what is on disk now.
                 watch.stop();

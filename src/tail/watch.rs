@@ -2,132 +2,45 @@
 //! changed path visible at once), the periodic reconcile (the truth), and starting to tail a
 //! path that a source matches — or logging once why it cannot be opened.
 //!
-//! Which paths a source matches, and which directories to watch, is `discover`'s; here is
-//! what the tailer does when it sees one.
+//! Which paths a source matches, and which directories to watch, is `discover`'s; which of
+//! them get an inotify watch and which are polled past the cap is `watches`'; here is what
+//! the tailer does when it sees a path, and the poll of the directories it cannot watch.
 
 use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::path::Path;
 use std::sync::Arc;
-
-use crossbeam_channel::Receiver;
-use notify::Watcher;
 
 use super::admit::Refused;
 use super::discover::{self, Root};
 use super::file::FileKey;
+use super::watches::Watch;
 use super::Tailer;
 use crate::metrics::add;
 
-/// Events queued between two turns of the tailer's loop; past it they are dropped and a
-/// rescan stands in for them.
-const EVENT_QUEUE: usize = 8192;
-
-/// The inotify watcher, the events it queued, and the directories it watches.
-pub(super) struct Watch {
-    /// `None` when inotify is unavailable, and once the shutdown stopped discovery.
-    watcher: Option<notify::RecommendedWatcher>,
-    pub(super) events: Receiver<notify::Event>,
-    /// Events were lost: only a full reconcile can tell what happened.
-    overflow: Arc<AtomicBool>,
-    /// Events dropped because our queue was full (the kernel's own overflow has no count).
-    dropped: Arc<AtomicU64>,
-    watched: HashSet<PathBuf>,
-}
-
-impl Watch {
-    pub(super) fn start() -> Watch {
-        // The watcher's callback runs on notify's thread; it must never block, so a full
-        // queue only sets `overflow`, which triggers a full reconcile like IN_Q_OVERFLOW.
-        let (ev_tx, events) = crossbeam_channel::bounded::<notify::Event>(EVENT_QUEUE);
-        let overflow = Arc::new(AtomicBool::new(false));
-        let dropped = Arc::new(AtomicU64::new(0));
-        let (flag, count) = (Arc::clone(&overflow), Arc::clone(&dropped));
-        let handler = move |res: notify::Result<notify::Event>| match res {
-            Ok(ev) if !ev.need_rescan() => {
-                if ev_tx.try_send(ev).is_err() {
-                    count.fetch_add(1, Ordering::Relaxed);
-                    flag.store(true, Ordering::Relaxed);
-                }
-            }
-            _ => flag.store(true, Ordering::Relaxed),
-        };
-        // Recursive watches do not descend through links to directories, as the walk does
-        // not: a link to `/sys` would add a watch per directory below it.
-        let config = notify::Config::default().with_follow_symlinks(false);
-        let watcher = match notify::RecommendedWatcher::new(handler, config) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::warn!(error = %e, "inotify unavailable; relying on the periodic rescan");
-                None
-            }
-        };
-        Watch {
-            watcher,
-            events,
-            overflow,
-            dropped,
-            watched: HashSet::new(),
-        }
-    }
-
-    /// Whether events were lost since the last call; logged, since what was renamed or
-    /// created meanwhile is known only from the rescan that follows.
-    pub(super) fn take_overflow(&self) -> bool {
-        if !self.overflow.swap(false, Ordering::Relaxed) {
-            return false;
-        }
-        let dropped = self.dropped.swap(0, Ordering::Relaxed);
-        tracing::warn!(
-            dropped,
-            queue = EVENT_QUEUE,
-            "file events were lost (our queue or the kernel's inotify queue overflowed); rescanning, and looking for checkpointed files by inode"
-        );
-        true
-    }
-
-    /// How many directories are watched.
-    pub(super) fn watched(&self) -> usize {
-        self.watched.len()
-    }
-
-    /// Ends discovery by events (the shutdown drain reads only what is known).
-    pub(super) fn stop(&mut self) {
-        self.watcher = None;
-    }
-
-    /// Watches every root not watched yet.
-    pub(super) fn watch_roots(&mut self, roots: &[Root]) {
-        let Some(w) = &mut self.watcher else { return };
-        for root in roots {
-            if self.watched.contains(&root.dir) {
-                continue;
-            }
-            let mode = if root.max_depth == Some(1) {
-                notify::RecursiveMode::NonRecursive
-            } else {
-                notify::RecursiveMode::Recursive
-            };
-            match w.watch(&root.dir, mode) {
-                Ok(()) => {
-                    self.watched.insert(root.dir.clone());
-                }
-                // A directory the app has not created yet; the rescan retries.
-                Err(e) => tracing::debug!(dir = %root.dir.display(), error = %e, "cannot watch directory yet"),
-            }
-        }
-    }
-}
-
 impl Tailer {
-    pub(super) fn on_event(&mut self, ev: notify::Event) {
+    pub(super) fn on_event(&mut self, ev: notify::Event, watch: &mut Watch) {
+        use notify::event::{ModifyKind, RenameMode};
         use notify::EventKind;
         if matches!(ev.kind, EventKind::Access(_)) {
             return;
         }
+        if matches!(
+            ev.kind,
+            EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(RenameMode::From | RenameMode::Both))
+        ) {
+            // A watched directory deleted or moved away frees its watch (for a Both, the
+            // first path is the old name).
+            if let Some(gone) = ev.paths.first() {
+                watch.forget(gone);
+            }
+        }
+        let appeared = matches!(
+            ev.kind,
+            EventKind::Create(_) | EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
+        );
         if let (EventKind::Modify(notify::event::ModifyKind::Name(notify::event::RenameMode::Both)), [from, to]) =
             (&ev.kind, ev.paths.as_slice())
         {
@@ -145,23 +58,65 @@ impl Tailer {
                 self.check_path(&path, key);
             } else if let Some(source) = discover::source_for(&self.sources, &path) {
                 self.discover(&path, source, false);
-            } else if matches!(ev.kind, EventKind::Create(_)) && fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
-                // A new directory under a `**` root: files may already be in it. (A new link
-                // to a directory is not walked: see `discover::walk`.)
-                for (p, s) in discover::walk(
-                    &[Root {
-                        dir: path.clone(),
-                        max_depth: None,
-                    }],
-                    &self.sources,
-                    &mut |_, _| {},
-                )
-                .found
-                {
-                    if !self.by_path.contains_key(&p) {
-                        self.discover(&p, s, false);
+            } else if appeared && fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+                // A new directory under a root whose patterns reach below it: files may
+                // already be in it. (A new link to a directory is not walked: see
+                // `discover::walk`.)
+                if let Some(root) = discover::below(&self.roots, &path) {
+                    self.list_new_dir(root, watch);
+                }
+            }
+        }
+    }
+
+    /// A directory that appeared (by its event, or in a polled directory's listing): watch
+    /// it and what is below it (or poll them, past the cap), and start the files already in
+    /// them.
+    fn list_new_dir(&mut self, root: Root, watch: &mut Watch) {
+        // Watched (or its mtime noted) before it is listed: what appears in it meanwhile
+        // sends an event or changes the mtime.
+        watch.add_dir(root.clone());
+        let walked = discover::walk(std::slice::from_ref(&root), &self.sources, &mut |_, _| {});
+        for dir in walked.dirs {
+            watch.add_dir(dir);
+        }
+        for (p, s) in walked.found {
+            if !self.by_path.contains_key(&p) {
+                self.discover(&p, s, false);
+            }
+        }
+    }
+
+    /// The poll of the directories past the watch cap: those whose mtime changed are listed
+    /// (new files started, new directories watched or polled), and every open file in a
+    /// polled directory is read, since a write to it changes no directory mtime and sends
+    /// no event.
+    pub(super) fn poll_dirs(&mut self, watch: &mut Watch) {
+        if !watch.polls() {
+            return;
+        }
+        for root in watch.poll() {
+            let Ok(entries) = fs::read_dir(&root.dir) else { continue };
+            // How deep the patterns reach below a subdirectory; `None` inside: none.
+            let below = root.max_depth.map_or(Some(None), |d| (d > 1).then_some(Some(d - 1)));
+            for entry in entries.flatten().take(discover::WALK_ENTRY_CAP) {
+                let path = entry.path();
+                // The entry's own type: a link to a directory is not walked into.
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    if let Some(max_depth) = below.filter(|_| !watch.is_known(&path)) {
+                        self.list_new_dir(Root { dir: path, max_depth }, watch);
+                    }
+                } else if let Some(source) = discover::source_for(&self.sources, &path) {
+                    match self.by_path.get(&path) {
+                        Some(&key) => self.check_path(&path, key),
+                        None => self.discover(&path, source, false),
                     }
                 }
+            }
+        }
+        for f in self.files.values_mut() {
+            if f.attached && f.path.parent().is_some_and(|d| watch.is_polled(d)) {
+                f.dirty = true;
             }
         }
     }
@@ -190,12 +145,13 @@ impl Tailer {
 
     /// The reconcile: walk every root, pick up new files and renames, notice files whose path
     /// is gone, and mark files whose size changed. Stats only; no file is re-read.
-    pub(super) fn rescan(&mut self, initial: bool) {
+    pub(super) fn rescan(&mut self, initial: bool, watch: &mut Watch) {
         let metrics = Arc::clone(&self.metrics);
         let walked = discover::walk(&self.roots, &self.sources, &mut |path, e| {
             tracing::warn!(path = %path.display(), error = %e, "cannot list directory");
             add(&metrics.open_errors, 1);
         });
+        watch.sync(&self.roots, walked.dirs);
         if walked.capped {
             tracing::warn!(
                 entries = discover::WALK_ENTRY_CAP,

@@ -833,3 +833,160 @@ fn partial_lines_of_300_files_without_a_newline_stay_within_max_inflight_bytes()
 fn agent_metric(addr: SocketAddr, name: &str) -> f64 {
     Metrics::fetch(addr).map(|m| m.val(name)).unwrap_or(0.0)
 }
+
+// ---------------------------------------------------------------------------------------------
+// inotify watches: a cap, and polling past it
+// ---------------------------------------------------------------------------------------------
+
+/// The app makes more directories than `max_watches` (here 8, for 41 directories): the tailer
+/// watches 8 and polls the rest, says so in `tailship_watch_fallback_dirs`, and reads every
+/// file — those there at start, new files and appends in the unwatched directories, and a new
+/// subdirectory made in one of them. The rescan is an hour away, so only the poll (and the
+/// events of the watched directories) can find what comes after the start.
+#[test]
+fn directories_past_max_watches_are_polled_and_their_files_all_read() {
+    const DIRS: usize = 40;
+    let dir = TestDir::new("watch-cap");
+    let logs = dir.subdir("logs");
+    for i in 0..DIRS {
+        let d = dir.subdir(&format!("logs/d{i}"));
+        fs::write(d.join("a.log"), corpus().lines(&format!("a{i}"), 0, 5)).unwrap();
+    }
+    let rx = Receiver::keeping();
+    let cfg = Config::tcp(&dir, &[format!("{}/**/*.log", logs.display())], &rx)
+        .top("max_watches = 8")
+        .top("rescan_interval = \"1h\"");
+    let mut agent = Agent::start(&dir, &cfg);
+    for i in 0..DIRS {
+        wait_tag(&mut agent, &rx, &format!("a{i}"), 5);
+    }
+    let m = agent.metrics().expect("metrics");
+    assert_eq!(m.val("tailship_watched_dirs"), 8.0, "{}", agent.diag());
+    assert_eq!(
+        m.val("tailship_watch_fallback_dirs"),
+        (DIRS + 1 - 8) as f64,
+        "the root and {DIRS} directories, 8 watched"
+    );
+    assert_eq!(
+        agent.stderr().matches("cannot watch more directories").count(),
+        1,
+        "the fallback is logged once\n{}",
+        agent.stderr_tail(20)
+    );
+    for i in 0..DIRS {
+        let d = logs.join(format!("d{i}"));
+        append(&d.join("a.log"), &corpus().lines(&format!("a{i}"), 5, 5));
+        fs::write(d.join("b.log"), corpus().lines(&format!("b{i}"), 0, 5)).unwrap();
+    }
+    let sub = dir.subdir(&format!("logs/d{}/sub", DIRS - 1));
+    fs::write(sub.join("c.log"), corpus().lines("c", 0, 5)).unwrap();
+    for i in 0..DIRS {
+        wait_tag(&mut agent, &rx, &format!("a{i}"), 10);
+        wait_tag(&mut agent, &rx, &format!("b{i}"), 5);
+    }
+    wait_tag(&mut agent, &rx, "c", 5);
+    let polled = agent.metrics().expect("metrics").val("tailship_watch_fallback_dirs");
+    assert_eq!(polled, (DIRS + 2 - 8) as f64, "the new subdirectory is polled too");
+    stop_clean(&mut agent, &rx);
+    for (tag, n) in (0..DIRS).flat_map(|i| [(format!("a{i}"), 10), (format!("b{i}"), 5)]) {
+        let r = rx.check(&tag, n);
+        assert_eq!((r.missing, r.duplicates), (0, 0), "{r}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory: events being joined count against max_inflight_bytes
+// ---------------------------------------------------------------------------------------------
+
+/// 300 files each hold one endless multiline event: a start line, then continuation lines
+/// that are never followed by another start line, to 256 KiB a file (75 MiB being joined in
+/// all), with multiline limits and timeout far away and `max_inflight_bytes = 4 MiB`. The adapt
+/// workers charge what they are joining to the budget and, past a quarter of it, ship the
+/// events joined longest as they stand (`truncated`, the rest following as `continuation`):
+/// the peak RSS (VmHWM) stays far below what the events add up to, and every line arrives,
+/// once.
+#[test]
+fn endless_multiline_events_of_300_files_stay_within_max_inflight_bytes() {
+    const FILES: usize = 300;
+    const LINES: usize = 256;
+    const ROUND: usize = 4;
+    let dir = TestDir::new("joining-memory");
+    let logs = dir.subdir("logs");
+    let rx = Receiver::keeping();
+    let cfg = Config::tcp(&dir, &[format!("{}/*.log", logs.display())], &rx)
+        .top("max_inflight_bytes = 4194304")
+        .source("multiline = { start = \"^START\", max_lines = 100000, max_bytes = 16777216, timeout_ms = 120000 }");
+    let mut agent = Agent::start(&dir, &cfg);
+    let addr = agent.metrics_addr.expect("metrics address");
+    let pad = "x".repeat(1000);
+    let mut files: Vec<fs::File> = (0..FILES)
+        .map(|i| {
+            let mut f = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(logs.join(format!("m{i}.log")))
+                .unwrap();
+            f.write_all(format!("START m{i}\n").as_bytes()).unwrap();
+            f
+        })
+        .collect();
+    let mut total: u64 = (0..FILES).map(|i| format!("START m{i}\n").len() as u64).sum();
+    for round in 0..LINES / ROUND {
+        for (i, f) in files.iter_mut().enumerate() {
+            let mut buf = String::new();
+            for n in round * ROUND..(round + 1) * ROUND {
+                buf.push_str(&format!("\tat m{i} {n} {pad}\n"));
+            }
+            total += buf.len() as u64;
+            f.write_all(buf.as_bytes()).unwrap();
+        }
+    }
+    wait_progress(Some(&mut agent), "every byte read", STALL, LIMIT, || {
+        let read = agent_metric(addr, "tailship_bytes_read_total");
+        (read as u64, read as u64 >= total)
+    })
+    .unwrap();
+    // Read does not mean parsed: wait until the workers have cut what they could.
+    let cut_seen = wait_until(Duration::from_secs(60), || {
+        agent_metric(addr, "tailship_joined_events_cut_total") > 0.0
+    });
+    assert!(
+        cut_seen,
+        "events being joined were cut at their share of the budget\n{}",
+        agent.diag()
+    );
+    let (_, hwm_kib) = proc_mem_kib(agent.pid).expect("/proc status");
+    println!(
+        "VmHWM {hwm_kib} KiB with {} MiB of multiline events being joined (machine loaded)",
+        total >> 20
+    );
+    assert!(
+        hwm_kib < 48 << 10,
+        "peak RSS {hwm_kib} KiB: events being joined are not bounded by max_inflight_bytes\n{}",
+        agent.diag()
+    );
+    // Shutdown ships what is still being joined; nothing was dropped.
+    stop_clean(&mut agent, &rx);
+    let mut lines = std::collections::HashMap::<String, Vec<u64>>::new();
+    let mut cut = 0;
+    for r in rx.records() {
+        cut += usize::from(r.mark("truncated"));
+        let seqs = lines.entry(r.file().to_owned()).or_default();
+        for l in r.message.split('\n') {
+            if l.starts_with("START ") {
+                seqs.push(u64::MAX);
+            } else if let Some(n) = l.split(' ').nth(2).and_then(|n| n.parse().ok()) {
+                seqs.push(n);
+            } else {
+                panic!("a line that was never written: {l:?}");
+            }
+        }
+    }
+    assert!(cut > 0, "cut events are marked truncated");
+    assert_eq!(lines.len(), FILES, "every file shipped");
+    for (file, seqs) in lines {
+        let mut want: Vec<u64> = (0..LINES as u64).collect();
+        want.insert(0, u64::MAX);
+        assert_eq!(seqs, want, "{file}: every line once, in order");
+    }
+}

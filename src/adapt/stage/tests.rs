@@ -485,3 +485,96 @@ fn a_table_is_charged_to_the_budget_until_its_records_are_dropped() {
     drop(records);
     assert_eq!(budget.used(), 0);
 }
+
+/// Files each holding a java trace that never ends: what they join is charged to the budget,
+/// and once it passes a quarter of it the oldest are cut — marked `truncated`, their next
+/// lines joined as a `continuation` — and every line comes out once, in order.
+#[test]
+fn events_being_joined_are_charged_and_the_oldest_cut_past_their_share() {
+    let budget = Budget::new(64 << 10);
+    let metrics = Arc::new(Metrics::new(
+        &["zero".to_string(), "one".to_string()],
+        &[],
+        Arc::clone(&budget),
+    ));
+    let mut w = Worker::new(
+        Arc::from(vec![Format::Raw.into(), plan(Format::Raw, Some("java"))]),
+        &BTreeMap::new(),
+        Arc::clone(&budget),
+        Arc::clone(&metrics),
+    );
+    let mut encoder = Encoder::new(Encoding::Ndjson);
+    let mut out = Vec::new();
+    let mut write = |r: &Records, out: &mut Vec<u8>| {
+        let all = Limits {
+            max_events: usize::MAX,
+            max_bytes: usize::MAX,
+        };
+        encoder.encode(r, 0, out, all);
+    };
+    let pad = "x".repeat(1000);
+    let mut at = [0u64; 4];
+    for round in 0..8 {
+        for (f, start) in at.iter_mut().enumerate() {
+            let mut data = String::new();
+            if round == 0 {
+                data.push_str(&format!("Exception f{f}\n"));
+            }
+            for n in 0..4 {
+                data.push_str(&format!("\tat f{f} {} {pad}\n", round * 4 + n));
+            }
+            let c = file_chunk(&format!("/l/f{f}.log"), 100 + f as u64, data.as_bytes(), *start);
+            *start += data.len() as u64;
+            let r = w.process(c);
+            write(&r, &mut out);
+            for r in w.cut_over_cap() {
+                write(&r, &mut out);
+            }
+            assert!(
+                budget.joining() <= budget.joining_cap() + 8 * 1024,
+                "joins hold {} past their share {}",
+                budget.joining(),
+                budget.joining_cap()
+            );
+        }
+    }
+    assert!(budget.joining() > 0, "what is being joined is charged");
+    for r in w.flush_due(Instant::now(), true) {
+        write(&r, &mut out);
+    }
+    assert_eq!(budget.joining(), 0, "flushed joins hold nothing");
+    let cut = metrics.joined_events_cut.load(Ordering::Relaxed);
+    assert!(cut > 0, "some events were cut");
+    let records = values(&out);
+    let truncated = records
+        .iter()
+        .filter(|v| v["fields"]["truncated"] == json!(true))
+        .count();
+    let continuing = records
+        .iter()
+        .filter(|v| v["fields"]["continuation"] == json!(true))
+        .count();
+    assert_eq!(truncated as u64, cut, "each cut event is marked truncated");
+    // A cut after a file's last chunk has no rest to follow it.
+    assert!(
+        continuing > 0 && continuing as u64 <= cut,
+        "the rest of a cut event is a continuation"
+    );
+    for f in 0..4 {
+        let lines: Vec<String> = records
+            .iter()
+            .filter(|v| v["file"] == json!(format!("/l/f{f}.log")))
+            .flat_map(|v| {
+                v["message"]
+                    .as_str()
+                    .unwrap()
+                    .split('\n')
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let mut want = vec![format!("Exception f{f}")];
+        want.extend((0..32).map(|n| format!("\tat f{f} {n} {pad}")));
+        assert_eq!(lines, want, "file {f}: every line once, in order");
+    }
+}
