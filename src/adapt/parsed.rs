@@ -121,10 +121,11 @@ impl<'a> Parsed<'a> {
         self.fields.push((Cow::Borrowed(key), value));
     }
 
-    /// Copies everything borrowed, for a record that must outlive its line.
     /// About how many heap bytes the record holds of its own (its owned text and its field
     /// list): what an event being joined is charged to the budget.
     pub fn heap_bytes(&self) -> usize {
+        // The `Cow` itself, not its `str`: whether the text is owned is the question.
+        #[allow(clippy::ptr_arg)]
         fn text(c: &Cow<'_, str>) -> usize {
             match c {
                 Cow::Owned(s) => s.capacity(),
@@ -146,6 +147,7 @@ impl<'a> Parsed<'a> {
             + self.fields.iter().map(|(k, v)| text(k) + value(v)).sum::<usize>()
     }
 
+    /// Copies everything borrowed, for a record that must outlive its line.
     pub fn into_owned(self) -> Parsed<'static> {
         Parsed {
             timestamp_ns: self.timestamp_ns,
