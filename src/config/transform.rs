@@ -528,7 +528,7 @@ transforms:
         let rest = "[[transforms]]\ntype = \"sample\"\nrate = 2\ninputs = [\"web\", \"nope\"]\n";
         let err = shared("", rest).unwrap_err();
         assert!(
-            err.contains("transforms[0].inputs (line 14, column 1)") && err.contains("no source is named \"nope\""),
+            err.contains("transforms[0].inputs (line 14, column 10)") && err.contains("no source is named \"nope\""),
             "{err}"
         );
         let err = shared("", "[[transforms]]\ntype = \"sample\"\nrate = 2\n").unwrap_err();

@@ -411,7 +411,7 @@ drop = 'level < "info"'
     assert_eq!(validate.wait_exit(Duration::from_secs(15)), Some(2));
     let err = validate.stderr();
     assert!(
-        err.contains(&format!("transforms[1].inputs (line {line}, column 1)"))
+        err.contains(&format!("transforms[1].inputs (line {line}, column 10)"))
             && err.contains("no source is named \"nope\""),
         "{err}"
     );
