@@ -87,6 +87,17 @@ pub enum Msg {
     Closed { uid: u64 },
     /// A sink delivered everything up to these marks.
     Ack { sink: usize, marks: Vec<FileMark> },
+    /// A reload rebuilds the sink acknowledging as `old`; its successor acknowledges as `new`
+    /// (a slot not used before) and reads what `old` read. Sent before the successor gets
+    /// its first batch, so its slot exists when its first acknowledgement comes; it starts at
+    /// the committed mark, below anything it will be sent.
+    SinkReplacing { old: usize, new: usize },
+    /// The sink of slot `old` has returned, every batch it was sent delivered and
+    /// acknowledged: it stops holding the checkpoint back. Per file, it was sent the lines
+    /// before the adapt worker switched to `new` and `new` the lines after, so `new` takes
+    /// over `old`'s mark where it is further (an idle file's checkpoint does not fall behind
+    /// what `old` delivered).
+    SinkReplaced { old: usize, new: usize },
 }
 
 /// When the checkpoint is written.
@@ -288,15 +299,39 @@ impl Checkpointer {
                     };
                     if mark.offset > slot.offset {
                         *slot = mark;
-                        let committed = l.acked.iter().flatten().min_by_key(|a| a.offset).copied();
-                        if let Some(at) = committed {
-                            if at.offset != l.entry.at.offset {
-                                l.entry.at = at;
-                                l.entry.updated = unix_now();
-                                self.dirty = true;
-                            }
+                        self.dirty |= recommit(l);
+                    }
+                }
+            }
+            Msg::SinkReplacing { old, new } => {
+                self.sink_count = self.sink_count.max(new + 1);
+                for readers in &mut self.sinks_of_source {
+                    if readers.contains(&old) {
+                        readers.push(new);
+                    }
+                }
+                for l in self.files.values_mut() {
+                    let reads = l.acked.get(old).is_some_and(Option::is_some);
+                    l.acked.resize(self.sink_count, None);
+                    if reads {
+                        l.acked[new] = Some(l.entry.at);
+                    }
+                }
+            }
+            Msg::SinkReplaced { old, new } => {
+                for readers in &mut self.sinks_of_source {
+                    readers.retain(|&s| s != old);
+                }
+                for l in self.files.values_mut() {
+                    let Some(done) = l.acked.get_mut(old).and_then(Option::take) else {
+                        continue;
+                    };
+                    if let Some(Some(next)) = l.acked.get_mut(new) {
+                        if done.offset > next.offset {
+                            *next = done;
                         }
                     }
+                    self.dirty |= recommit(l);
                 }
             }
         }
@@ -436,6 +471,19 @@ const IDLE_TICK: Duration = Duration::from_secs(1);
 const COST_PER_BYTE: Duration = Duration::from_nanos(5);
 /// The gap between writes never grows past this, however large the checkpoint.
 const MAX_GAP: Duration = Duration::from_secs(1);
+
+/// Moves a file's committed mark to the lowest one its sinks acknowledged; true if it moved.
+fn recommit(l: &mut Live) -> bool {
+    let committed = l.acked.iter().flatten().min_by_key(|a| a.offset).copied();
+    match committed {
+        Some(at) if at.offset != l.entry.at.offset => {
+            l.entry.at = at;
+            l.entry.updated = unix_now();
+            true
+        }
+        _ => false,
+    }
+}
 
 /// The checkpoint thread: applies messages until every sender is gone (the tailer and all
 /// sinks have finished), writing as `Cadence` says, then writes a last time, durably. The
@@ -580,6 +628,60 @@ mod tests {
         assert!(loaded
             .iter()
             .any(|e| e.uid == 7 && e.at.offset == 50 && e.at.validator == 50));
+    }
+
+    #[test]
+    fn a_replaced_sink_holds_the_checkpoint_until_it_has_drained_then_hands_over() {
+        let dir = tempfile::tempdir().unwrap();
+        // Source 0 is read by sinks 0 and 1; sink 1 is rebuilt as slot 2.
+        let mut cp = Checkpointer::new(
+            dir.path().into(),
+            vec![],
+            vec![vec![0, 1]],
+            2,
+            Duration::from_secs(60),
+            Arc::new(Metrics::default()),
+            Cadence::default(),
+        );
+        let ack = |cp: &mut Checkpointer, sink, uid, offset| {
+            cp.apply(Msg::Ack {
+                sink,
+                marks: vec![mark(uid, offset)],
+            })
+        };
+        cp.apply(Msg::Register {
+            entry: entry(7, 70, 0),
+            source_idx: 0,
+        });
+        ack(&mut cp, 0, 7, 100);
+        ack(&mut cp, 1, 7, 40);
+        cp.apply(Msg::SinkReplacing { old: 1, new: 2 });
+        // A file found after the replacement began is read by both.
+        cp.apply(Msg::Register {
+            entry: entry(8, 80, 0),
+            source_idx: 0,
+        });
+        assert_eq!(cp.files[&8].acked.len(), 3);
+        // The successor delivers the lines after the switch before the old one has finished
+        // those before it: the old one still holds the checkpoint.
+        ack(&mut cp, 2, 7, 90);
+        assert_eq!(cp.files[&7].entry.at.offset, 40);
+        ack(&mut cp, 1, 7, 60);
+        assert_eq!(cp.files[&7].entry.at.offset, 60);
+        // File 8 went quiet: the old sink delivered up to 30, the successor got nothing of it.
+        ack(&mut cp, 0, 8, 30);
+        ack(&mut cp, 1, 8, 30);
+        assert_eq!(cp.files[&8].entry.at.offset, 0);
+        cp.apply(Msg::SinkReplaced { old: 1, new: 2 });
+        assert_eq!(cp.files[&7].entry.at.offset, 90);
+        assert_eq!(cp.files[&8].entry.at.offset, 30, "the successor took over the old mark");
+        // Acknowledgements of the old slot are over; a new file is read by sinks 0 and 2.
+        cp.apply(Msg::Register {
+            entry: entry(9, 90, 0),
+            source_idx: 0,
+        });
+        let readers: Vec<bool> = cp.files[&9].acked.iter().map(Option::is_some).collect();
+        assert_eq!(readers, vec![true, false, true]);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use crate::adapt::stage::{self, Lane, SourcePlan, Worker};
+use crate::adapt::stage::{self, Lane, SourcePlan, Swap, Worker};
 use crate::budget::Budget;
 use crate::checkpoint::{self, Checkpointer};
 use crate::config::{Api, Encoding, Settings, SinkKind, SinkSettings};
@@ -46,6 +46,8 @@ const ADAPT_QUEUE: usize = 4;
 /// More adapt workers than this would only add threads: parsing runs at hundreds of MB/s a core.
 const MAX_ADAPT_WORKERS: usize = 8;
 const CHECKPOINT_QUEUE: usize = 4096;
+/// A reload's swaps queued per adapt worker: one per rebuilt sink.
+const SWAP_QUEUE: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -101,7 +103,7 @@ fn sinks_of_sources(settings: &Settings) -> Vec<Vec<usize>> {
 
 /// Whether a sink writes the NDJSON text `ship::encode` makes into its batches (so a second
 /// such sink of a source can copy the first one's rendering).
-fn writes_ndjson(sink: &SinkSettings) -> bool {
+pub fn writes_ndjson(sink: &SinkSettings) -> bool {
     sink.encoding == Encoding::Ndjson
         && match &sink.kind {
             SinkKind::Http(h) => h.api == Api::Plain,
@@ -139,67 +141,108 @@ fn ndjson_sources(settings: &Settings, shape: &Shape, n: usize) -> Arc<[bool]> {
         .collect()
 }
 
-/// Starts a thread per sink; returns where each one's records go, and which sources it reads.
-fn start_sinks(
-    settings: &Settings,
-    budget: &Arc<Budget>,
-    buffers: &Arc<Buffers>,
-    checkpoints: &Sender<checkpoint::Msg>,
-    metrics: &Arc<Metrics>,
-    hard_stop: &HardStop,
-    threads: &mut Threads,
-) -> Result<Vec<Lane>, Error> {
-    let mut lanes = Vec::new();
-    for (index, sink) in settings.sinks.iter().enumerate() {
-        let shared = encode::Shared {
-            sources: ndjson_sources(settings, &sink.shape, 2),
-            budget: Arc::clone(budget),
-            buffers: Arc::clone(buffers),
-        };
-        let (tx, rx) = crossbeam_channel::bounded(SINK_QUEUE);
-        lanes.push(Lane {
-            tx,
-            reads_source: (0..settings.sources.len()).map(|s| sink.inputs.contains(&s)).collect(),
-        });
-        let ctx = SinkContext {
-            index,
-            settings: sink.clone(),
-            encoder: if writes_ndjson(sink) {
-                Encoder::sharing(sink.encoding, shared).with_shape(Arc::clone(&sink.shape))
-            } else {
-                Encoder::new(sink.encoding)
-            },
-            records: rx,
-            checkpoints: checkpoints.clone(),
-            metrics: Arc::clone(metrics),
-            hard_stop: hard_stop.clone(),
-            budget: Arc::clone(budget),
-        };
-        threads.spawn(&format!("sink-{}", sink.name), move || ship::run(ctx))?;
-    }
-    Ok(lanes)
+/// What every sink thread is handed besides its own settings: kept by the pipeline so that a
+/// reload can start a sink again (`Pipeline::replace_sinks`).
+struct Kit {
+    budget: Arc<Budget>,
+    buffers: Arc<Buffers>,
+    checkpoints: Sender<checkpoint::Msg>,
+    metrics: Arc<Metrics>,
+    hard_stop: HardStop,
 }
 
-/// Starts the adapt workers, one per core (at least one), each with its own copy of the sinks'
-/// lanes; returns the lanes the tailer sends chunks on. Only the workers hold the sinks'
-/// senders afterwards, so the sinks end when the workers do.
-fn start_adapt(
+/// A running sink as the pipeline tracks it.
+struct RunningSink {
+    /// The checkpoint slot it acknowledges as (`SinkContext::slot`).
+    slot: usize,
+    /// Disconnected when its thread has returned.
+    ended: Receiver<()>,
+}
+
+/// Starts the thread of sink `index` of `settings`, acknowledging as checkpoint `slot`;
+/// returns its lane (where its records go, which sources it reads). A sink replacing another
+/// (`after`: the old one's `ended`) waits for it to return before it delivers anything, so a
+/// collector gets a file's records in order across the handover; its queue holds what comes
+/// meanwhile.
+fn spawn_sink(
     settings: &Settings,
-    sinks: Vec<Lane>,
-    budget: &Arc<Budget>,
-    buffers: &Arc<Buffers>,
-    metrics: &Arc<Metrics>,
-    hard_stop: &HardStop,
+    index: usize,
+    slot: usize,
+    after: Option<Receiver<()>>,
+    kit: &Kit,
     threads: &mut Threads,
-) -> Result<Vec<Sender<Arc<crate::chunk::Chunk>>>, Error> {
+) -> Result<(Lane, RunningSink), Error> {
+    let sink = &settings.sinks[index];
+    let shared = encode::Shared {
+        sources: ndjson_sources(settings, &sink.shape, 2),
+        budget: Arc::clone(&kit.budget),
+        buffers: Arc::clone(&kit.buffers),
+    };
+    let (tx, rx) = crossbeam_channel::bounded(SINK_QUEUE);
+    let lane = Lane {
+        tx,
+        reads_source: (0..settings.sources.len()).map(|s| sink.inputs.contains(&s)).collect(),
+    };
+    let ctx = SinkContext {
+        index,
+        slot,
+        settings: sink.clone(),
+        encoder: if writes_ndjson(sink) {
+            Encoder::sharing(sink.encoding, shared).with_shape(Arc::clone(&sink.shape))
+        } else {
+            Encoder::new(sink.encoding)
+        },
+        records: rx,
+        checkpoints: kit.checkpoints.clone(),
+        metrics: Arc::clone(&kit.metrics),
+        hard_stop: kit.hard_stop.clone(),
+        budget: Arc::clone(&kit.budget),
+    };
+    let (ended_tx, ended) = crossbeam_channel::bounded::<()>(0);
+    threads.spawn(&format!("sink-{}", sink.name), move || {
+        if let Some(before) = after {
+            crossbeam_channel::select! {
+                recv(before) -> _ => {}
+                recv(ctx.hard_stop.channel()) -> _ => {}
+            }
+        }
+        ship::run(ctx);
+        drop(ended_tx);
+    })?;
+    Ok((lane, RunningSink { slot, ended }))
+}
+
+/// Starts a thread per sink, each acknowledging as the slot of its index; returns where each
+/// one's records go, and which sources it reads.
+fn start_sinks(settings: &Settings, kit: &Kit, threads: &mut Threads) -> Result<(Vec<Lane>, Vec<RunningSink>), Error> {
+    let mut lanes = Vec::new();
+    let mut running = Vec::new();
+    for index in 0..settings.sinks.len() {
+        let (lane, sink) = spawn_sink(settings, index, index, None, kit, threads)?;
+        lanes.push(lane);
+        running.push(sink);
+    }
+    Ok((lanes, running))
+}
+
+/// The tailer's lanes to the adapt workers, and the workers' channels for a reload's swaps.
+type AdaptLanes = (Vec<Sender<Arc<crate::chunk::Chunk>>>, Vec<Sender<Swap>>);
+
+/// Starts the adapt workers, one per core (at least one), each with its own copy of the sinks'
+/// lanes; returns the lanes the tailer sends chunks on and the workers' swap channels. Only
+/// the workers hold the sinks' senders afterwards, so the sinks end when the workers do.
+fn start_adapt(settings: &Settings, sinks: Vec<Lane>, kit: &Kit, threads: &mut Threads) -> Result<AdaptLanes, Error> {
+    let (budget, buffers, metrics) = (&kit.budget, &kit.buffers, &kit.metrics);
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, MAX_ADAPT_WORKERS);
     let plans: Arc<[SourcePlan]> = settings.sources.iter().map(SourcePlan::from).collect();
-    let mut lanes = Vec::new();
+    let (mut lanes, mut swaps) = (Vec::new(), Vec::new());
     for w in 0..workers {
         let (tx, rx) = crossbeam_channel::bounded(ADAPT_QUEUE);
         lanes.push(tx);
+        let (swap_tx, swap_rx) = crossbeam_channel::bounded(SWAP_QUEUE);
+        swaps.push(swap_tx);
         // Parsed records are rendered as NDJSON on the worker for the sources a sink writes
         // that way (`Encoder::prerender`), in the shape of the source's first such sink: one
         // encoder per shape, each rendering the sources rendered in its shape.
@@ -234,10 +277,12 @@ fn start_adapt(
                 reads_source: l.reads_source.clone(),
             })
             .collect();
-        let hard = hard_stop.clone();
-        threads.spawn(&format!("adapt-{w}"), move || stage::run(worker, rx, outputs, hard))?;
+        let hard = kit.hard_stop.clone();
+        threads.spawn(&format!("adapt-{w}"), move || {
+            stage::run(worker, rx, swap_rx, outputs, hard)
+        })?;
     }
-    Ok(lanes)
+    Ok((lanes, swaps))
 }
 
 /// A running pipeline.
@@ -251,6 +296,22 @@ pub struct Pipeline {
     /// Disconnected once every thread has returned: each holds a sender until it ends.
     finished: Receiver<()>,
     shutdown_timeout: Duration,
+    /// What rebuilding a sink needs; dropped first at a stop (it holds senders the stages
+    /// wait to see disconnected).
+    rebuild: Option<Rebuild>,
+}
+
+/// What `Pipeline::replace_sinks` needs.
+struct Rebuild {
+    kit: Kit,
+    /// For the threads it starts (`Threads::finished`).
+    finished: Sender<()>,
+    /// Per adapt worker, where a reload's swaps go.
+    swaps: Vec<Sender<Swap>>,
+    /// Per sink, in config order.
+    sinks: Vec<RunningSink>,
+    /// The next checkpoint slot not used yet.
+    next_slot: usize,
 }
 
 /// The pipeline's metrics: a family per source, sink, transform and input, and the status
@@ -260,7 +321,14 @@ fn metrics_for(settings: &Settings, budget: &Arc<Budget>) -> Arc<Metrics> {
     let sink_names: Vec<String> = settings.sinks.iter().map(|s| s.name.clone()).collect();
     let mut metrics = Metrics::new(&source_names, &sink_names, Arc::clone(budget));
     metrics.per_file = settings.metrics_per_file;
-    metrics.transform_drops = settings.sources.iter().flat_map(|s| s.transforms.counters()).collect();
+    // A top-level transform is in the list of every source it names: one series each.
+    let mut drops: Vec<crate::metrics::DropCounter> = Vec::new();
+    for c in settings.sources.iter().flat_map(|s| s.transforms.counters()) {
+        if !drops.iter().any(|d| d.transform == c.transform) {
+            drops.push(c);
+        }
+    }
+    metrics.transform_drops = drops;
     let formats = settings
         .sources
         .iter()
@@ -307,9 +375,15 @@ impl Pipeline {
         // Renderings' buffers kept for reuse. Idle ones are memory outside the budget (each
         // about three reads' worth), so only a few: enough that a busy stream reuses its
         // buffers instead of faulting fresh pages in for every chunk.
-        let buffers = Buffers::new(RENDERING_BUFFERS);
-        let sinks = start_sinks(&settings, &budget, &buffers, &cp_tx, &metrics, &hard_stop, &mut threads)?;
-        let lanes = start_adapt(&settings, sinks, &budget, &buffers, &metrics, &hard_stop, &mut threads)?;
+        let kit = Kit {
+            budget: Arc::clone(&budget),
+            buffers: Buffers::new(RENDERING_BUFFERS),
+            checkpoints: cp_tx.clone(),
+            metrics: Arc::clone(&metrics),
+            hard_stop: hard_stop.clone(),
+        };
+        let (sinks, running) = start_sinks(&settings, &kit, &mut threads)?;
+        let (lanes, swaps) = start_adapt(&settings, sinks, &kit, &mut threads)?;
         // The inputs' spools are opened (a crash's half-written line cut off) before the
         // tailer reads them.
         let (inputs_stop, inputs_stopping) = tokio::sync::watch::channel(());
@@ -318,6 +392,13 @@ impl Pipeline {
             threads.spawn(&format!("input-{}", prepared.name), move || prepared.run(stop))?;
         }
         let shutdown_timeout = settings.shutdown_timeout;
+        let rebuild = Rebuild {
+            kit,
+            finished: threads.finished.clone(),
+            swaps,
+            next_slot: running.len(),
+            sinks: running,
+        };
         let ctx = TailContext {
             settings,
             saved,
@@ -337,7 +418,60 @@ impl Pipeline {
             threads: threads.handles,
             finished,
             shutdown_timeout,
+            rebuild: Some(rebuild),
         })
+    }
+
+    /// Rebuilds the sinks at `changed` (indexes into `settings.sinks`: the new config, equal
+    /// to the running one but for those sinks' settings, `reload::diff`) while the tailer, the
+    /// adapt workers and the other sinks keep running. For each: the new sink starts, the
+    /// checkpoint gives it a slot of its own, every adapt worker switches to it between two
+    /// batches, and the old one delivers what it was sent and returns; until it has, its slot
+    /// holds the checkpoint back and the new one only queues. Returns false if an old sink did not finish within
+    /// `shutdown_timeout` (its collector is down, say): the caller then stops and starts the
+    /// whole pipeline, which resumes from a checkpoint the old sink still held back.
+    pub fn replace_sinks(&mut self, settings: &Settings, changed: &[usize]) -> Result<bool, Error> {
+        let Some(r) = self.rebuild.as_mut() else {
+            return Ok(false);
+        };
+        let mut threads = Threads {
+            handles: Vec::new(),
+            finished: r.finished.clone(),
+        };
+        let mut retiring = Vec::new();
+        for &index in changed {
+            let slot = r.next_slot;
+            r.next_slot += 1;
+            // Started first: it is sent nothing before the swaps, so a failure here leaves
+            // everything as it was.
+            let before = r.sinks[index].ended.clone();
+            let (lane, sink) = spawn_sink(settings, index, slot, Some(before), &r.kit, &mut threads)?;
+            let old = std::mem::replace(&mut r.sinks[index], sink);
+            // Before the swaps, so the slot exists when the new sink's first ack comes.
+            let _ = r.kit.checkpoints.send(checkpoint::Msg::SinkReplacing {
+                old: old.slot,
+                new: slot,
+            });
+            for worker in &r.swaps {
+                let _ = worker.send(Swap {
+                    index,
+                    tx: lane.tx.clone(),
+                });
+            }
+            retiring.push((old, slot));
+        }
+        self.threads.append(&mut threads.handles);
+        let deadline = Instant::now() + self.shutdown_timeout;
+        for (old, new) in retiring {
+            if !matches!(old.ended.recv_deadline(deadline), Err(RecvTimeoutError::Disconnected)) {
+                return Ok(false);
+            }
+            let _ = r
+                .kit
+                .checkpoints
+                .send(checkpoint::Msg::SinkReplaced { old: old.slot, new });
+        }
+        Ok(true)
     }
 
     /// `stop` before a new pipeline takes over (a reload): the same drain, but an unterminated
@@ -353,6 +487,7 @@ impl Pipeline {
     /// true if everything finished in time.
     pub fn stop(mut self) -> bool {
         self.metrics.stopping.store(true, Ordering::Relaxed);
+        drop(self.rebuild.take());
         drop(self.inputs_stop.take());
         drop(self.stop_tx.take());
         let deadline = Instant::now() + self.shutdown_timeout;

@@ -1,16 +1,21 @@
 //! Hot reload: `SIGHUP`, `POST /-/reload` and `--watch-config` read the config again; a valid
-//! one that differs replaces the running pipeline, an invalid one is logged, counted and the
-//! old config keeps running.
+//! one that differs replaces what changed, an invalid one is logged, counted and the old
+//! config keeps running.
 //!
-//! The design is the simple one: the whole pipeline is stopped the way a shutdown stops it
-//! (the tailer reads what is on disk, every sink delivers what it holds, in-flight batches of
-//! a removed sink included, and the checkpoint is written), then a pipeline of the new config
-//! starts from that checkpoint. Nothing is lost or read twice because the new pipeline resumes
-//! exactly where every sink acknowledged — the same guarantee as a restart, without the
-//! process going away. The cost is a pause in shipping (the drain plus the start, measured and
-//! logged as `gap_ms`), and counters of `/metrics` start again from zero. Two settings need a
-//! restart: `data_dir` (the checkpoint lives there; a reload changing it is refused) and
-//! `metrics.*` (the listener stays as it is; a warning says so).
+//! What a reload rebuilds is `diff::plan`'s answer. When only some sinks' own settings changed,
+//! those sinks alone are rebuilt while the tailer, the adapt workers and the other sinks keep
+//! running (`Pipeline::replace_sinks`: the new sink takes the records from the next batch on,
+//! the old one delivers what it holds, and until it has, it holds the checkpoint back). Any
+//! other change stops the whole pipeline the way a shutdown stops it (the tailer reads what is
+//! on disk, every sink delivers what it holds, in-flight batches of a removed sink included,
+//! and the checkpoint is written), then a pipeline of the new config starts from that
+//! checkpoint — as does a sink rebuild whose old sink cannot deliver within
+//! `shutdown_timeout`. Nothing is lost or read twice either way: the new pipeline resumes
+//! exactly where every sink acknowledged, the same guarantee as a restart, without the process
+//! going away. A whole restart's cost is a pause in shipping (the drain plus the start,
+//! measured and logged as `gap_ms`), and counters of `/metrics` start again from zero. Two
+//! settings need a restart: `data_dir` (the checkpoint lives there; a reload changing it is
+//! refused) and `metrics.*` (the listener stays as it is; a warning says so).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +25,10 @@ use std::time::{Duration, Instant};
 use crate::config::{ConfigError, Settings};
 use crate::metrics::{add, Metrics};
 use crate::pipeline::{self, Pipeline};
+
+pub mod diff;
+
+use diff::Plan;
 
 /// How often `--watch-config` looks at the file. Polling the content rather than watching
 /// events: a ConfigMap update swaps a `..data` symlink, an editor renames a new file over the
@@ -70,6 +79,8 @@ impl Reloads {
 pub enum Outcome {
     /// The new config runs; shipping paused this long.
     Applied { gap: Duration },
+    /// The new config runs; only these sinks were rebuilt, nothing paused.
+    Rebuilt { sinks: Vec<String> },
     /// The file gives the settings already running.
     Unchanged,
     /// The old config keeps running; the problems, one per line, for the caller.
@@ -82,6 +93,17 @@ pub enum Outcome {
 pub struct FatalError {
     pub new: Box<pipeline::Error>,
     pub old: Box<pipeline::Error>,
+}
+
+/// Why the changed sinks were not rebuilt alone (the whole pipeline restarts instead).
+#[derive(Debug, thiserror::Error)]
+enum NotRebuilt {
+    #[error("a replaced sink ({sinks}) did not deliver what it held within shutdown_timeout")]
+    Undrained { sinks: String },
+    #[error("a rebuilt sink did not start: {0}")]
+    Start(Box<pipeline::Error>),
+    #[error("no pipeline is running")]
+    NoPipeline,
 }
 
 /// The running pipeline, its config, and the handle the metrics server reads it through.
@@ -142,13 +164,61 @@ impl Agent {
         {
             tracing::warn!("reload: metrics.* changes take effect at the next restart; the endpoint stays as it is");
         }
-        if new.effective() == self.settings.effective() && format!("{new:?}") == format!("{:?}", self.settings) {
-            tracing::info!("reload: the config is unchanged; nothing to do");
-            return Ok(Outcome::Unchanged);
+        let plan = diff::plan(&self.settings, &new);
+        if plan != Plan::Unchanged {
+            for warning in new.warnings() {
+                tracing::warn!("{warning}");
+            }
         }
-        for warning in new.warnings() {
-            tracing::warn!("{warning}");
+        let why = match plan {
+            Plan::Unchanged => {
+                tracing::info!("reload: the config is unchanged; nothing to do");
+                return Ok(Outcome::Unchanged);
+            }
+            Plan::Sinks(changed) => match self.rebuild_sinks(&new, &changed) {
+                Ok(names) => {
+                    self.settings = new;
+                    add(&self.reloads.succeeded, 1);
+                    // No sink paused: the untouched ones never stopped, a rebuilt one's
+                    // successor took over at once.
+                    self.reloads.last_gap_ms.store(0, Ordering::Relaxed);
+                    return Ok(Outcome::Rebuilt { sinks: names });
+                }
+                Err(why) => why.to_string(),
+            },
+            Plan::Whole(why) => why,
+        };
+        tracing::info!(why = %why, "reload: stopping and starting the whole pipeline");
+        self.restart(new)
+    }
+
+    /// Rebuilds the sinks at `changed` alone (`Pipeline::replace_sinks`); their names, or why
+    /// the whole pipeline has to restart instead.
+    fn rebuild_sinks(&mut self, new: &Settings, changed: &[usize]) -> Result<Vec<String>, NotRebuilt> {
+        let names: Vec<String> = changed.iter().map(|&i| new.sinks[i].name.clone()).collect();
+        let t = Instant::now();
+        let Some(pipeline) = self.pipeline.as_mut() else {
+            return Err(NotRebuilt::NoPipeline);
+        };
+        match pipeline.replace_sinks(new, changed) {
+            Ok(true) => {
+                tracing::info!(
+                    sinks = %names.join(", "),
+                    handover_ms = t.elapsed().as_millis() as u64,
+                    "config reloaded: rebuilt the changed sinks, each after its predecessor delivered what it held; the rest kept running"
+                );
+                Ok(names)
+            }
+            Ok(false) => Err(NotRebuilt::Undrained {
+                sinks: names.join(", "),
+            }),
+            Err(e) => Err(NotRebuilt::Start(Box::new(e))),
         }
+    }
+
+    /// Stops the whole pipeline as a shutdown does and starts one of `new` from the checkpoint
+    /// (the module doc); back to the old settings if the new pipeline does not start.
+    fn restart(&mut self, new: Settings) -> Result<Outcome, FatalError> {
         let t = Instant::now();
         if let Some(old) = self.pipeline.take() {
             if !old.stop_for_reload() {

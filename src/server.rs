@@ -212,6 +212,10 @@ async fn reload(State(s): State<Served>, Extension(caller): Extension<Caller>) -
             StatusCode::OK,
             format!("reloaded (shipping paused {} ms)\n", gap.as_millis()),
         ),
+        Ok(Outcome::Rebuilt { sinks }) => (
+            StatusCode::OK,
+            format!("reloaded (rebuilt sinks {}; the rest kept running)\n", sinks.join(", ")),
+        ),
         Ok(Outcome::Unchanged) => (StatusCode::OK, "unchanged\n".to_owned()),
         Ok(Outcome::Refused(problems)) => (
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -23,8 +23,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender};
-
 use super::assemble::{self, Adapter, Assembler, LineParser};
 use super::detect;
 use super::json::{self, JsonLine};
@@ -37,7 +35,6 @@ use crate::config::{Format, SourceSettings};
 use crate::mark::Mark;
 use crate::metrics::{add, Metrics};
 use crate::record::{Body, Commit, Context, Flags, Records, Rendering};
-use crate::stop::HardStop;
 use crate::transform::Transforms;
 
 /// Files not seen for this long, with nothing pending, lose their state (an `auto` file is
@@ -83,12 +80,6 @@ impl From<&SourceSettings> for SourcePlan {
             transforms: s.transforms.clone(),
         }
     }
-}
-
-/// One sink as a worker sees it: where its records go and which sources it reads.
-pub struct Lane {
-    pub tx: Sender<Arc<Records>>,
-    pub reads_source: Vec<bool>,
 }
 
 /// What a worker keeps per file.
@@ -520,57 +511,8 @@ fn count_event(counts: &mut Counts, ev: &assemble::Event<'_, '_>) {
     }
 }
 
-/// Runs one worker until the tailer is gone: every chunk of `input` becomes records for the
-/// sinks in `lanes`; pending events are flushed when due and at the end. Returning drops the
-/// worker's senders, which is how the sinks learn the stage is done.
-pub fn run(mut worker: Worker, input: Receiver<Arc<Chunk>>, lanes: Vec<Lane>, hard_stop: HardStop) {
-    loop {
-        let got = match worker.next_due() {
-            Some(t) => input.recv_timeout(t.saturating_duration_since(Instant::now())),
-            None => input.recv().map_err(|_| RecvTimeoutError::Disconnected),
-        };
-        match got {
-            Ok(chunk) => {
-                let records = worker.process(chunk);
-                send(&lanes, records, &hard_stop);
-                for r in worker.cut_over_cap() {
-                    send(&lanes, r, &hard_stop);
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                for r in worker.flush_due(Instant::now(), false) {
-                    send(&lanes, r, &hard_stop);
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                for r in worker.flush_due(Instant::now(), true) {
-                    send(&lanes, r, &hard_stop);
-                }
-                return;
-            }
-        }
-        if hard_stop.is_set() {
-            return;
-        }
-    }
-}
-
-/// Hands `records` to every sink reading their source. A sink's queue is full only while it
-/// is stalled; waiting here is the backpressure (the tailer then waits on this worker), but
-/// the hard stop must still get through.
-fn send(lanes: &[Lane], records: Records, hard_stop: &HardStop) {
-    let source = records.context.file.source;
-    let records = Arc::new(records);
-    for lane in lanes {
-        if !lane.reads_source.get(source).copied().unwrap_or(false) {
-            continue;
-        }
-        select! {
-            send(lane.tx, Arc::clone(&records)) -> _ => {}
-            recv(hard_stop.channel()) -> _ => {}
-        }
-    }
-}
+mod thread;
+pub use thread::{run, Lane, Swap};
 
 mod joining;
 #[cfg(test)]

@@ -41,6 +41,9 @@ pub(super) struct FileConfig {
     pub(super) sources: Vec<SourceFileConfig>,
     #[serde(default)]
     pub(super) sinks: Vec<SinkFileConfig>,
+    /// Transforms applied to the sources their `inputs` name, after each one's own.
+    #[serde(default)]
+    pub(super) transforms: Vec<super::transform::TransformFileConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]

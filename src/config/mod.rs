@@ -49,6 +49,7 @@ pub use self::source::{
     DEFAULT_MULTILINE_MAX_LINES, DEFAULT_MULTILINE_TIMEOUT_MS, FORMAT_NAMES, STRICT_FORMATS,
 };
 pub use self::syntax::Syntax;
+pub use self::transform::SharedTransform;
 
 /// Checkpoints live here when the config does not say otherwise.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/tailship";
@@ -132,6 +133,9 @@ pub struct Settings {
     /// Resource attributes for every record: config `[resource]` over Downward API env vars.
     pub resource: BTreeMap<String, String>,
     pub sources: Vec<SourceSettings>,
+    /// The top-level `[[transforms]]`, for `validate --print`: each runs as part of the
+    /// `transforms` of the sources it names.
+    pub transforms: Vec<SharedTransform>,
     pub sinks: Vec<SinkSettings>,
     /// What the tailer never ships: the config file, secret and key files, `data_dir`.
     pub agent_files: AgentFiles,
@@ -299,11 +303,21 @@ fn validate(
     let own_pod = env("POD_NAMESPACE").is_some_and(|v| !v.is_empty())
         || resource.contains_key("k8s.namespace.name")
         || resource.contains_key("k8s.pod.name");
-    let sources = source::validate_all(
+    let mut sources = source::validate_all(
         std::mem::take(&mut file.sources),
         &file.fields,
         !own_pod,
         &data_dir,
+        &mut problem,
+    );
+    let mut names: Vec<String> = sources
+        .iter()
+        .flat_map(|s| s.transforms.names().map(str::to_owned))
+        .collect();
+    let transforms = transform::validate_shared(
+        std::mem::take(&mut file.transforms),
+        &mut sources,
+        &mut names,
         &mut problem,
     );
     let sinks = sink::validate_all(std::mem::take(&mut file.sinks), &sources, &data_dir, &mut problem);
@@ -332,6 +346,7 @@ fn validate(
         metrics_per_file: file.metrics.per_file.unwrap_or(false),
         resource,
         sources,
+        transforms,
         sinks,
     })
 }

@@ -17,7 +17,7 @@ use super::{Encoding, Format, ReadFrom, Settings, SinkKind, SinkSettings, Source
 use crate::adapt::multiline::Rule;
 
 /// What a masked secret is shown as.
-const MASKED: &str = "<masked>";
+pub(super) const MASKED: &str = "<masked>";
 
 impl Settings {
     /// The effective config as TOML (see the module doc).
@@ -40,8 +40,19 @@ impl Settings {
         metrics.insert("per_file".into(), Value::Boolean(self.metrics_per_file));
         t.insert("metrics".into(), Value::Table(metrics));
         t.insert("resource".into(), strings(self.resource.iter()));
-        let sources = self.sources.iter().map(source).map(Value::Table).collect();
+        let sources = self.sources.iter().map(|s| Value::Table(source(s))).collect();
         t.insert("sources".into(), Value::Array(sources));
+        // Transforms as written (`config::transform::written`), `hash_key` masked.
+        let transforms = self.transforms.iter().map(|x| {
+            let mut t = x.written.clone();
+            let inputs = x.inputs.iter().filter_map(|&i| self.sources.get(i));
+            t.insert(
+                "inputs".into(),
+                Value::Array(inputs.map(|s| Value::String(s.name.clone())).collect()),
+            );
+            Value::Table(t)
+        });
+        t.insert("transforms".into(), Value::Array(transforms.collect()));
         let sinks = self.sinks.iter().map(|s| Value::Table(sink(self, s))).collect();
         t.insert("sinks".into(), Value::Array(sinks));
         toml::to_string(&t).unwrap_or_else(|e| format!("# cannot write the effective config: {e}\n"))
@@ -82,6 +93,8 @@ fn source(s: &SourceSettings) -> Table {
     let k8s = if s.kubernetes_path_metadata { "path" } else { "none" };
     t.insert("kubernetes_metadata".into(), Value::String(k8s.into()));
     t.insert("strict".into(), Value::Boolean(s.strict));
+    let own = s.written_transforms.iter().cloned().map(Value::Table);
+    t.insert("transforms".into(), Value::Array(own.collect()));
     t
 }
 

@@ -42,8 +42,11 @@ pub struct SourceSettings {
     /// Reject lines that break the format's RFC rather than salvage them with a
     /// `parse_warning` (only the `STRICT_FORMATS`).
     pub strict: bool,
-    /// What runs on the source's records after adapt (`config::transform`).
+    /// What runs on the source's records after adapt (`config::transform`): its own
+    /// transforms, then the top-level ones naming it.
     pub transforms: Transforms,
+    /// Its own transforms as written, for `validate --print`.
+    pub written_transforms: Vec<toml::Table>,
     /// A network source: what it listens on. Its files are its spool's segments, read in the
     /// `json` format.
     pub input: Option<InputSettings>,
@@ -149,7 +152,7 @@ pub(super) fn validate_all(
             None => validate(i, s, global_fields, node_mode, problem),
         };
         let at = |k: &str| format!("sources[{i}].{k}");
-        settings.transforms =
+        (settings.transforms, settings.written_transforms) =
             super::transform::validate_all(transforms, &settings.name, &at, &mut transform_names, problem);
         if out.iter().any(|o| o.name == settings.name) {
             problem(
@@ -223,6 +226,7 @@ fn network(
         symlink_roots: Vec::new(),
         strict: false,
         transforms: Transforms::default(),
+        written_transforms: Vec::new(),
         input,
     }
 }
@@ -304,6 +308,7 @@ fn validate(
         symlink_roots: s.symlink_roots,
         strict: s.strict,
         transforms: Transforms::default(),
+        written_transforms: Vec::new(),
         input: None,
     }
 }

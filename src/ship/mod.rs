@@ -43,7 +43,12 @@ const RETRY_MAX: Duration = Duration::from_secs(10);
 
 /// What a sink thread needs.
 pub struct SinkContext {
+    /// The sink's place in the config: its metrics.
     pub index: usize,
+    /// Its place in the checkpoint's acknowledgements (`Msg::Ack::sink`): the index at start,
+    /// a fresh one for a sink a reload rebuilt (so the one it replaces keeps holding the
+    /// checkpoint back until it has drained).
+    pub slot: usize,
     pub settings: SinkSettings,
     pub encoder: Encoder,
     /// Records from the adapt workers; disconnected when every worker is done.
@@ -69,6 +74,7 @@ pub fn run(ctx: SinkContext) {
     }
     let SinkContext {
         index,
+        slot,
         settings,
         mut encoder,
         records,
@@ -80,6 +86,7 @@ pub fn run(ctx: SinkContext) {
     metrics.sinks[index].up.store(1, Ordering::Relaxed);
     let mut sink = ByteSink {
         index,
+        slot,
         name: settings.name.clone(),
         output: Output::new(&settings.kind),
         backoff: Backoff::new(RETRY_MIN, RETRY_MAX),
@@ -104,6 +111,7 @@ pub fn run(ctx: SinkContext) {
 /// backoff until they are.
 struct ByteSink {
     index: usize,
+    slot: usize,
     name: String,
     output: Output,
     backoff: Backoff,
@@ -150,10 +158,7 @@ impl Deliver for ByteSink {
         add(&m.batches_sent, 1);
         add(&m.bytes_sent, batch.bytes.len() as u64);
         let marks = std::mem::take(&mut batch.marks);
-        let _ = self.checkpoints.send(Msg::Ack {
-            sink: self.index,
-            marks,
-        });
+        let _ = self.checkpoints.send(Msg::Ack { sink: self.slot, marks });
         true
     }
 

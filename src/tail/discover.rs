@@ -214,6 +214,7 @@ mod tests {
             symlink_roots: Vec::new(),
             strict: false,
             transforms: Default::default(),
+            written_transforms: Vec::new(),
             input: None,
         };
         let r = roots(&[src(vec!["/var/log/*.log", "/var/log/app/*/x.log"])]);

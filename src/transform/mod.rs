@@ -55,6 +55,17 @@ impl Kind {
         }
     }
 
+    /// Its `type` in the config.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Kind::Filter(_) => "filter",
+            Kind::Fields(_) => "fields",
+            Kind::Redact(_) => "redact",
+            Kind::Sample(_) => "sample",
+            Kind::Throttle(_) => "throttle",
+        }
+    }
+
     fn drops(&self) -> bool {
         !matches!(self, Kind::Fields(_) | Kind::Redact(_))
     }
@@ -79,15 +90,35 @@ impl Step {
 }
 
 /// The transforms of one source, in order; shared by every adapt worker (the state of
-/// `sample` and `throttle` is per source, not per worker).
+/// `sample` and `throttle` is per source, not per worker). A top-level `[[transforms]]` is one
+/// `Step` in the lists of every source it names: one state, one drop counter.
 #[derive(Debug, Default, Clone)]
 pub struct Transforms {
-    steps: Arc<[Step]>,
+    steps: Arc<[Arc<Step>]>,
 }
 
 impl Transforms {
     pub fn new(steps: Vec<Step>) -> Transforms {
-        Transforms { steps: steps.into() }
+        Transforms {
+            steps: steps.into_iter().map(Arc::new).collect(),
+        }
+    }
+
+    /// These transforms, then `step`.
+    pub fn then(&self, step: Arc<Step>) -> Transforms {
+        Transforms {
+            steps: self.steps.iter().cloned().chain([step]).collect(),
+        }
+    }
+
+    /// The transforms' names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.steps.iter().map(|s| s.name.as_str())
+    }
+
+    /// Each transform's name and type, in order.
+    pub fn kinds(&self) -> impl Iterator<Item = (&str, &'static str)> {
+        self.steps.iter().map(|s| (s.name.as_str(), s.kind.type_name()))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -117,7 +148,8 @@ impl Transforms {
         }
     }
 
-    /// The drop counters of the transforms that drop, for `/metrics`.
+    /// The drop counters of the transforms that drop, for `/metrics` (a top-level transform's
+    /// in the list of each source it names: one series, `pipeline::metrics_for` keeps one).
     pub fn counters(&self) -> Vec<DropCounter> {
         self.steps
             .iter()

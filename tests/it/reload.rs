@@ -1,5 +1,7 @@
 //! Hot reload through the binary: a reload while 500,000 lines flow, adding a sink and removing
-//! a source and a sink (nothing lost, nothing twice, the removed sink drained); an invalid
+//! a source and a sink (nothing lost, nothing twice, the removed sink drained); one changing a
+//! single sink's batching while 500,000 lines flow (that sink alone rebuilt, the other keeping
+//! its connection, nothing lost or twice at either), then one that changes nothing; an invalid
 //! config refused with every problem named while the old one keeps running; `--watch-config`
 //! following a ConfigMap-style symlink swap.
 
@@ -170,6 +172,99 @@ fn a_reload_while_lines_flow_adds_a_sink_removes_a_source_and_loses_nothing() {
     assert_eq!(removed.unique("b"), 0, "it never read source old");
     assert_eq!(added.unique("b"), 0, "source old was gone when it came");
     eprintln!("added sink from seq {skipped}, removed sink got {removed_got} lines; endpoint {m}");
+}
+
+#[test]
+fn a_reload_changing_one_sink_rebuilds_it_alone_while_the_other_keeps_its_connection() {
+    const LINES: u64 = 500_000;
+    let _heavy = heavy();
+    let dir = TestDir::new("reload-one-sink");
+    let a = dir.subdir("a");
+    let (steady, tuned) = (Receiver::ndjson(), Receiver::ndjson());
+    let config_path = dir.join("tailship.toml");
+    let before = config(
+        &dir.subdir("data"),
+        &[("app", format!("{}/*.log", a.display()))],
+        &[("steady", &steady, &["app"]), ("tuned", &tuned, &["app"])],
+    );
+    std::fs::write(&config_path, &before).unwrap();
+    let mut agent = start(&dir, &config_path, &[]);
+    let addr = agent.metrics_addr.unwrap();
+    let writer = Writer::spawn(WriterSpec::new(a.join("a.log"), "a", LINES).rate(30_000));
+    wait_progress(
+        Some(&mut agent),
+        "150,000 lines before the reload",
+        STALL,
+        LIMIT,
+        || {
+            let u = steady.unique("a");
+            (u, u >= 150_000)
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", steady.summary()));
+
+    // Only sink tuned's batching changes.
+    let (head, tail) = before.split_at(before.find("name = \"tuned\"").unwrap());
+    let tail = tail.replacen(
+        "max_events = 1000, linger_ms = 50",
+        "max_events = 300, linger_ms = 20",
+        1,
+    );
+    std::fs::write(&config_path, format!("{head}{tail}")).unwrap();
+    let at_reload = writer.written();
+    let (status, body) = http_post(addr, "/-/reload");
+    assert_eq!(status, 200, "{body}\n{}", agent.stderr_tail(30));
+    assert!(
+        body.starts_with("reloaded (rebuilt sinks tuned; the rest kept running)"),
+        "{body}\n{}",
+        agent.stderr_tail(30)
+    );
+    assert!(
+        at_reload < LINES,
+        "the reload came after the writer finished: {at_reload}"
+    );
+    // The file read again gives what runs: nothing to do.
+    let (status, body) = http_post(addr, "/-/reload");
+    assert_eq!((status, body.as_str()), (200, "unchanged\n"));
+
+    assert_eq!(writer.join().lines, LINES);
+    for (name, rx) in [("steady", &steady), ("tuned", &tuned)] {
+        wait_progress(
+            Some(&mut agent),
+            &format!("every line at sink {name}"),
+            STALL,
+            LIMIT,
+            || {
+                let u = rx.unique("a");
+                (u, u >= LINES)
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", rx.summary()));
+    }
+    let metrics = agent.metrics().expect("metrics");
+    assert_eq!(metrics.val("tailship_config_reloads_total"), 1.0, "{}", metrics.text);
+    assert_eq!(
+        metrics.val("tailship_config_reload_gap_seconds"),
+        0.0,
+        "{}",
+        metrics.text
+    );
+    // The untouched sink was never rebuilt: the one connection it opened at start carried
+    // every line. The rebuilt one connected again.
+    assert_eq!(steady.accepted(), 1, "{}", steady.summary());
+    assert_eq!(tuned.accepted(), 2, "{}", tuned.summary());
+    assert!(
+        agent.stderr().contains("rebuilt the changed sinks"),
+        "{}",
+        agent.stderr_tail(30)
+    );
+    stop_clean(&mut agent, &steady);
+    assert!(tuned.wait_drained(Duration::from_secs(10)));
+    for (name, rx) in [("steady", &steady), ("tuned", &tuned)] {
+        let r = rx.check("a", LINES);
+        assert_eq!((r.missing, r.duplicates), (0, 0), "sink {name}: {r}");
+    }
+    eprintln!("reloaded with {at_reload} lines written");
 }
 
 #[test]

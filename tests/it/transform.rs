@@ -1,8 +1,9 @@
 //! Transforms and output shapes through the binary, on lines from `tests/data/`: redaction of
 //! real-looking card numbers, tokens, keys and e-mails (none reaches either receiver, NDJSON or
 //! raw), a filter whose drops are counted and still move the checkpoint, field edits, sampling
-//! and throttling with their counts, an ECS-shaped sink beside a default one, and the count of
-//! files each source matches.
+//! and throttling with their counts, top-level `[[transforms]]` naming the sources they apply
+//! to (after each source's own; `validate --print` and an unknown name), an ECS-shaped sink
+//! beside a default one, and the count of files each source matches.
 
 use std::fs;
 use std::time::Duration;
@@ -277,6 +278,143 @@ fn a_throttle_lets_through_at_most_its_rate_per_second() {
     assert!(kept >= RATE, "at least one second's worth: {kept}");
     assert!(kept <= RATE * seconds, "{kept} in at most {seconds} s");
     assert_eq!(kept + all_dropped, N);
+}
+
+#[test]
+fn top_level_transforms_apply_to_the_sources_they_name_after_their_own() {
+    let dir = TestDir::new("shared-transforms");
+    let (app, web) = (dir.subdir("app"), dir.subdir("web"));
+    let leaks = leak_lines();
+    fs::write(app.join("a.log"), leaks.join("\n") + "\n").unwrap();
+    const N: u64 = 100;
+    fs::write(web.join("w.log"), leveled(N)).unwrap();
+    let rx = Receiver::keeping();
+    // App's own transform adds a field holding an address; the shared redaction, after it,
+    // masks it. The filter applies to web alone.
+    let text = format!(
+        r#"data_dir = {data}
+[metrics]
+address = "127.0.0.1:0"
+
+[[sources]]
+name = "app"
+include = [{app}]
+read_from = "beginning"
+transforms = [{{ type = "fields", set = {{ contact = "maria.garcia@example.com" }} }}]
+
+[[sources]]
+name = "web"
+include = [{web}]
+format = "json"
+read_from = "beginning"
+
+[[sinks]]
+name = "out"
+type = "tcp"
+address = "{rx}"
+batch = {{ linger_ms = 50 }}
+
+[[transforms]]
+name = "no-leaks"
+type = "redact"
+inputs = ["app", "web"]
+presets = ["credit_card", "email", "bearer", "jwt", "aws_access_key", "password"]
+fields = ["contact"]
+
+[[transforms]]
+name = "no-debug"
+type = "filter"
+inputs = ["web"]
+drop = 'level < "info"'
+"#,
+        data = q(&dir.subdir("data").to_string_lossy()),
+        app = q(&format!("{}/*.log", app.display())),
+        web = q(&format!("{}/*.log", web.display())),
+        rx = rx.addr(),
+    );
+    let path = dir.join("tailship.toml");
+    fs::write(&path, &text).unwrap();
+
+    let mut validate = Agent::spawn(
+        &dir,
+        &[
+            "validate".into(),
+            "--print".into(),
+            "--config".into(),
+            path.display().to_string(),
+        ],
+        None,
+        |_| {},
+    );
+    assert_eq!(
+        validate.wait_exit(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        validate.stderr()
+    );
+    let printed = fs::read_to_string(&validate.stdout_path).unwrap();
+    assert!(
+        printed.contains("[[transforms]]") && printed.contains("inputs = [\"app\", \"web\"]"),
+        "{printed}"
+    );
+
+    let mut agent = Agent::spawn(
+        &dir,
+        &["--config".into(), path.display().to_string()],
+        Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+        |_| {},
+    );
+    let want = leaks.len() as u64 + N / 5 * 3;
+    wait_progress(Some(&mut agent), "the kept records", STALL, LIMIT, || {
+        (rx.lines(), rx.lines() >= want)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.diag()));
+    let dropped = |a: &Agent| {
+        a.metrics()
+            .and_then(|m| m.get_with("tailship_transform_dropped_total", "transform=\"no-debug\""))
+            .unwrap_or(0.0) as u64
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || dropped(&agent) == N / 5 * 2),
+        "dropped {}",
+        dropped(&agent)
+    );
+    stop_clean(&mut agent, &rx);
+    let recs = rx.records();
+    assert_eq!(recs.len() as u64, want);
+    for r in &recs {
+        let t = r.json.to_string();
+        for s in SECRETS.iter().chain(&["maria.garcia@example.com"]) {
+            assert!(!t.contains(s), "{s:?} reached the receiver in {t}");
+        }
+    }
+    let from_app: Vec<_> = recs.iter().filter(|r| r.file().contains("/app/")).collect();
+    assert_eq!(from_app.len(), leaks.len());
+    assert!(
+        from_app
+            .iter()
+            .all(|r| r.field("contact").and_then(|v| v.as_str()) == Some("[REDACTED]")),
+        "the shared redaction ran after app's own transform"
+    );
+    assert!(recs.iter().all(|r| r.str("level") != Some("debug")));
+
+    // A name no source has is an error with its place.
+    let bad = text.replace("inputs = [\"web\"]", "inputs = [\"web\", \"nope\"]");
+    fs::write(&path, &bad).unwrap();
+    let line = bad.lines().position(|l| l.contains("\"nope\"")).unwrap() + 1;
+    let mut validate = Agent::spawn(
+        &dir,
+        &["validate".into(), "--config".into(), path.display().to_string()],
+        None,
+        |_| {},
+    );
+    assert_eq!(validate.wait_exit(Duration::from_secs(15)), Some(2));
+    let err = validate.stderr();
+    assert!(
+        err.contains(&format!("transforms[1].inputs (line {line}, column 10)"))
+            && err.contains("no source is named \"nope\""),
+        "{err}"
+    );
 }
 
 #[test]

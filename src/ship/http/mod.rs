@@ -103,6 +103,8 @@ struct Shared {
     /// The URL as it may be logged (`logsafe::url`: no userinfo, query values masked).
     shown_url: String,
     index: usize,
+    /// The checkpoint slot its acknowledgements name (`SinkContext::slot`).
+    slot: usize,
     http: HttpSettings,
     client: reqwest::Client,
     /// The protocol: content type, body, answer.
@@ -146,6 +148,7 @@ struct InFlight {
 pub fn run(ctx: SinkContext) {
     let SinkContext {
         index,
+        slot,
         settings,
         mut encoder,
         records,
@@ -179,6 +182,7 @@ pub fn run(ctx: SinkContext) {
         sink: sink.clone(),
         shown_url: crate::logsafe::url(&http.url),
         index,
+        slot,
         http: (**http).clone(),
         client,
         protocol,
@@ -302,7 +306,7 @@ impl HttpSink {
         while self.window.front().is_some_and(|f| f.settled) {
             let Some(f) = self.window.pop_front() else { break };
             let _ = self.checkpoints.send(Msg::Ack {
-                sink: shared.index,
+                sink: shared.slot,
                 marks: f.marks,
             });
             // The request is over, so the buffer is normally ours alone again.

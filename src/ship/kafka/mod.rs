@@ -82,6 +82,7 @@ struct InFlight {
 pub fn run(ctx: SinkContext) {
     let SinkContext {
         index,
+        slot,
         settings,
         mut encoder,
         records,
@@ -109,6 +110,7 @@ pub fn run(ctx: SinkContext) {
         dead_letter: DeadLetter::new(&sink, &kafka.dead_letter),
         sink,
         index,
+        slot,
         kafka,
         batch: settings.batch,
         raw,
@@ -164,6 +166,8 @@ fn built(
 struct KafkaSink {
     sink: String,
     index: usize,
+    /// The checkpoint slot its acknowledgements name (`SinkContext::slot`).
+    slot: usize,
     kafka: Box<KafkaSettings>,
     batch: BatchSettings,
     raw: bool,
@@ -277,7 +281,7 @@ impl KafkaSink {
         while self.window.front().is_some_and(|f| f.settled) {
             let Some(f) = self.window.pop_front() else { break };
             let _ = self.checkpoints.send(Msg::Ack {
-                sink: self.index,
+                sink: self.slot,
                 marks: f.marks,
             });
         }
