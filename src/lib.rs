@@ -22,6 +22,7 @@ pub mod checkpoint;
 pub mod chunk;
 pub mod config;
 pub mod convert;
+pub mod forward;
 pub mod input;
 pub mod liveness;
 pub mod logging;
