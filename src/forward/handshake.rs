@@ -8,6 +8,8 @@
 //! The key never leaves the process: only digests go on the wire, and nothing here puts the
 //! key in an error message.
 
+use std::fmt::Write as _;
+
 use rmpv::Value;
 use sha2::{Digest, Sha512};
 
@@ -30,7 +32,12 @@ fn digest(salt: &[u8], hostname: &str, nonce: &[u8], key: &[u8]) -> String {
     h.update(hostname.as_bytes());
     h.update(nonce);
     h.update(key);
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    let mut hex = String::with_capacity(128);
+    for b in h.finalize().iter() {
+        // Writing to a String cannot fail.
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
 }
 
 /// Compares two digests in time that does not depend on where they differ (a few lines:
