@@ -71,7 +71,7 @@ fn config(dir: &TestDir, port: u16, extra: &str) -> PathBuf {
     let text = format!(
         "data_dir = {data}\n[metrics]\naddress = \"127.0.0.1:0\"\n\n[[sources]]\nname = \"app\"\ninclude = [{glob}]\n\n[[sinks]]\nname = \"fwd\"\ntype = \"forward\"\naddress = \"127.0.0.1:{port}\"\ntag = \"app.logs\"\nack_timeout = \"1s\"\nbatch = {{ max_events = 500, linger_ms = 20 }}\n{extra}\n",
         data = q(&dir.subdir("data").to_string_lossy()),
-        glob = q(&dir.join("logs/*.log").to_string_lossy()),
+        glob = q(&dir.subdir("logs").join("*.log").to_string_lossy()),
     );
     let path = dir.join("tailship.toml");
     std::fs::write(&path, text).unwrap();
@@ -131,7 +131,7 @@ fn count_all(server: &Server, files: &[&str], n: u64) -> (u64, bool) {
     for (file, seq) in &r {
         let name = Path::new(file).file_stem().and_then(|s| s.to_str()).unwrap_or("");
         if let Some(f) = files.iter().find(|f| **f == name) {
-            seen.entry(f).or_default().insert(*seq);
+            seen.entry(*f).or_default().insert(*seq);
         }
     }
     let total: u64 = seen.values().map(|s| s.len() as u64).sum();
