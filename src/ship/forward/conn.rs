@@ -293,16 +293,19 @@ impl Conn {
         })
     }
 
-    /// Writes a chunk; without acks it is delivered at once.
+    /// Writes a chunk; it joins the window first, so a failed write keeps it for the next
+    /// connection. Without acks it is delivered once written.
     async fn send(&self, io: &mut Box<dyn Io>, window: &mut VecDeque<Sent>, chunk: Chunk) -> Result<(), Error> {
-        self.write(io, &chunk.message).await?;
-        if self.settings.require_ack {
-            window.push_back(Sent {
-                chunk,
-                at: Instant::now(),
-            });
-        } else {
-            let _ = self.tell.send(Told::Acked(chunk.seq));
+        let message = Arc::clone(&chunk.message);
+        window.push_back(Sent {
+            chunk,
+            at: Instant::now(),
+        });
+        self.write(io, &message).await?;
+        if !self.settings.require_ack {
+            if let Some(s) = window.pop_back() {
+                let _ = self.tell.send(Told::Acked(s.chunk.seq));
+            }
         }
         Ok(())
     }
@@ -316,10 +319,17 @@ impl Conn {
         acked: &mut bool,
     ) -> End {
         let address = self.settings.address.clone();
-        let again: Vec<Sent> = window.drain(..).collect();
-        for s in again {
-            if let Err(e) = self.send(&mut io, window, s.chunk).await {
+        // Everything unacknowledged again, in order; a failed write leaves it all in the window.
+        for i in 0..window.len() {
+            let message = Arc::clone(&window[i].chunk.message);
+            if let Err(e) = self.write(&mut io, &message).await {
                 return End::Failed(e);
+            }
+            window[i].at = Instant::now();
+        }
+        if !self.settings.require_ack {
+            while let Some(s) = window.pop_front() {
+                let _ = self.tell.send(Told::Acked(s.chunk.seq));
             }
         }
         let mut answers: Vec<u8> = Vec::new();
