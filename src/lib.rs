@@ -25,6 +25,7 @@ pub mod convert;
 /// The fuzz targets' entry points, shared by `fuzz/` and their property tests.
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod forward;
 pub mod input;
 pub mod liveness;
 pub mod logging;

@@ -157,6 +157,13 @@ pub(super) struct SinkFileConfig {
     pub(super) key: Option<String>,
     pub(super) sasl: Option<SaslFileConfig>,
     pub(super) message_max_bytes: Option<usize>,
+    // The forward sink's own keys (it shares `address`, `compression`, `tls`, `dead_letter`).
+    pub(super) tag: Option<String>,
+    pub(super) require_ack_response: Option<bool>,
+    pub(super) shared_key: Option<String>,
+    pub(super) shared_key_file: Option<PathBuf>,
+    pub(super) ack_timeout: Option<DurationValue>,
+    pub(super) time_as_integer: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

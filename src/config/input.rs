@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::file::{duration, SourceFileConfig};
 
 /// The `type` values of a network source, for messages.
-pub const INPUT_TYPES: &str = "otlp";
+pub const INPUT_TYPES: &str = "otlp, forward";
 /// Bytes of one request body (after decompression) an input accepts; more is answered 413.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 8 << 20;
 /// Connections one input serves at once; past that new ones are closed.
@@ -31,6 +31,8 @@ pub const SEGMENT_SUFFIX: &str = ".ndjson";
 pub enum InputKind {
     /// OTLP logs over HTTP at `address`, and over gRPC at `grpc` when set.
     Otlp { grpc: Option<SocketAddr> },
+    /// The Fluent Forward protocol at `address`.
+    Forward,
 }
 
 /// When spooled bytes are fsynced.
@@ -117,6 +119,12 @@ pub(super) fn validate(
                     .and_then(|a| address(a, &at("grpc_address"), problem)),
             },
         ),
+        "forward" => {
+            if s.grpc_address.is_some() {
+                problem(at("grpc_address"), "only an otlp source takes a grpc_address".into());
+            }
+            ("127.0.0.1:24224", InputKind::Forward)
+        }
         other => {
             problem(
                 at("type"),

@@ -15,6 +15,7 @@ use std::time::Duration;
 mod de;
 mod expand;
 mod file;
+mod forward;
 mod http;
 mod input;
 mod kafka;
@@ -29,6 +30,7 @@ mod syntax_tests;
 mod transform;
 
 use self::file::{duration, FileConfig};
+pub use self::forward::ForwardSettings;
 pub use self::http::{
     client_identity, Api, Auth, Compression, DeadLetterSettings, EsTarget, Framing, HttpSettings, IdentityError,
     LineKind, LokiSettings, RecordKey, RetrySettings, Secret, SplunkSettings, TlsSettings, DEFAULT_ES_INDEX,

@@ -43,6 +43,14 @@ pub(super) fn agent_files(config: &Path, data_dir: &Path, sinks: &[SinkSettings]
                     files.push(p.clone());
                 }
             }
+            SinkKind::Forward(f) => {
+                if let Some(tls) = &f.tls {
+                    tls_files(tls, &mut files);
+                }
+                if let Some(Secret::File(p)) = &f.shared_key {
+                    files.push(p.clone());
+                }
+            }
             SinkKind::Stdout | SinkKind::Tcp { .. } => {}
         }
     }

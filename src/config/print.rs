@@ -127,8 +127,30 @@ fn sink(settings: &Settings, s: &SinkSettings) -> Table {
         }
         SinkKind::Http(h) => http(h, &mut t),
         SinkKind::Kafka(k) => kafka(k, &mut t),
+        SinkKind::Forward(f) => forward(f, &mut t),
     }
     t
+}
+
+fn forward(f: &crate::config::ForwardSettings, t: &mut Table) {
+    t.insert("address".into(), Value::String(f.address.clone()));
+    t.insert("tag".into(), Value::String(f.tag.clone()));
+    t.insert("require_ack_response".into(), Value::Boolean(f.require_ack));
+    t.insert(
+        "compression".into(),
+        Value::String(if f.gzip { "gzip" } else { "none" }.into()),
+    );
+    if f.shared_key.is_some() {
+        t.insert("shared_key".into(), Value::String(MASKED.into()));
+    }
+    t.insert(
+        "ack_timeout".into(),
+        Value::String(humantime::format_duration(f.ack_timeout).to_string()),
+    );
+    t.insert(
+        "time_as_integer".into(),
+        Value::Boolean(f.time_format == crate::forward::encode::TimeFormat::Seconds),
+    );
 }
 
 fn kafka(k: &KafkaSettings, t: &mut Table) {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::file::SinkFileConfig;
+use super::forward::{forward_keys_set, validate_forward, ForwardSettings};
 use super::http::{http_keys_set, validate_http, HttpSettings};
 use super::kafka::{kafka_keys_set, validate_kafka, KafkaSettings};
 use super::source::SourceSettings;
@@ -30,6 +31,7 @@ pub enum SinkKind {
     Tcp { address: String },
     Http(Box<HttpSettings>),
     Kafka(Box<KafkaSettings>),
+    Forward(Box<ForwardSettings>),
 }
 
 impl SinkKind {
@@ -47,6 +49,7 @@ impl SinkKind {
                 super::Api::SplunkHec(_) => "splunk_hec",
             },
             SinkKind::Kafka(_) => "kafka",
+            SinkKind::Forward(_) => "forward",
         }
     }
 }
@@ -114,15 +117,18 @@ fn validate(
     let name = s.name.clone().unwrap_or_else(|| format!("sink{i}"));
     let kind = kind(s, &name, data_dir, &at, problem);
     let keys = http_keys_set(s.kind.as_deref(), s).into_iter();
-    for key in keys.chain(kafka_keys_set(s.kind.as_deref(), s)) {
+    let keys = keys
+        .chain(kafka_keys_set(s.kind.as_deref(), s))
+        .chain(forward_keys_set(s.kind.as_deref(), s));
+    for key in keys {
         problem(
             at(key),
             format!("a {} sink does not take this key", s.kind.as_deref().unwrap_or("")),
         );
     }
     // Keys that belong to another sink type are mistakes worth reporting, not ignoring.
-    if s.address.is_some() && !matches!(kind, SinkKind::Tcp { .. }) && s.kind.as_deref() != Some("tcp") {
-        problem(at("address"), "only a tcp sink takes an address".into());
+    if s.address.is_some() && !matches!(s.kind.as_deref(), Some("tcp" | "forward")) {
+        problem(at("address"), "only a tcp or forward sink takes an address".into());
     }
     if s.path.is_some() && s.kind.as_deref() != Some("file") {
         problem(at("path"), "only a file sink takes a path".into());
@@ -191,6 +197,7 @@ fn shape(
     let key = if s.shape.is_some() { "shape" } else { "keys" };
     let plain = match kind {
         SinkKind::Http(h) => h.api == super::Api::Plain,
+        SinkKind::Forward(_) => false,
         _ => true,
     };
     if !plain || encoding != Encoding::Ndjson {
@@ -264,11 +271,15 @@ fn kind(
                 None => SinkKind::Stdout,
             }
         }
+        Some("forward") => match validate_forward(s, name, data_dir, at, problem) {
+            Some(f) => SinkKind::Forward(Box::new(f)),
+            None => SinkKind::Stdout,
+        },
         Some(other) => {
             problem(
                 at("type"),
                 format!(
-                    "{other:?} is not a known sink type; one of: stdout, file, tcp, http, elasticsearch, loki, otlp, splunk_hec, kafka"
+                    "{other:?} is not a known sink type; one of: stdout, file, tcp, http, elasticsearch, loki, otlp, splunk_hec, kafka, forward"
                 ),
             );
             SinkKind::Stdout

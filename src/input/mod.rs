@@ -6,8 +6,9 @@
 //! Each network source runs on a thread of its own (`input-NAME`) with a small tokio runtime;
 //! the spool's writes and fsyncs run on its blocking pool, so a slow disk does not stall the
 //! connections being read. One file per protocol: `otlp.rs` (OTLP/HTTP), `grpc.rs` (OTLP/gRPC),
-//! `otlp_lines.rs` (OTLP records as spool lines); `listen.rs` serves connections within the
-//! input's limits;
+//! `otlp_lines.rs` (OTLP records as spool lines), `forward.rs` (the Fluent Forward protocol),
+//! `forward_lines.rs` (Forward entries as spool lines); `listen.rs` serves connections within
+//! the input's limits;
 //! `intake.rs` is what every protocol calls to put lines in the spool.
 
 use std::net::{SocketAddr, TcpListener};
@@ -20,6 +21,8 @@ use crate::config::{InputKind, Settings};
 use crate::metrics::Metrics;
 use crate::spool::{self, Spool};
 
+mod forward;
+pub mod forward_lines;
 mod grpc;
 mod intake;
 mod listen;
@@ -76,7 +79,7 @@ pub fn prepare(settings: &Settings, metrics: &Arc<Metrics>) -> Result<Vec<Prepar
         let http = bind(input.address)?;
         let grpc = match input.kind {
             InputKind::Otlp { grpc: Some(a) } => Some(bind(a)?),
-            InputKind::Otlp { grpc: None } => None,
+            InputKind::Otlp { grpc: None } | InputKind::Forward => None,
         };
         let intake = Intake::new(spool, Arc::clone(metrics), out.len(), source.max_line_bytes);
         out.push(Prepared {
@@ -110,10 +113,21 @@ impl Prepared {
                     return;
                 }
             };
+            let limits = self.settings.max_connections;
+            if self.settings.kind == InputKind::Forward {
+                if let Ok(a) = http.local_addr() {
+                    tracing::info!(source = %name, address = %a, "input listening (Forward)");
+                }
+                let s = &self.settings;
+                let serve = forward::serve(Arc::clone(&self.intake), s.max_message_bytes, s.read_timeout);
+                tokio::spawn(listen::accept(http, limits, Arc::clone(&self.intake), serve));
+                tokio::spawn(upkeep(Arc::clone(&self.intake)));
+                let _ = stop.changed().await;
+                return;
+            }
             if let Ok(a) = http.local_addr() {
                 tracing::info!(source = %name, address = %a, "input listening (OTLP/HTTP)");
             }
-            let limits = self.settings.max_connections;
             let app = otlp::router(Arc::clone(&self.intake), &self.settings);
             let serve = listen::http1(app, self.settings.read_timeout);
             tokio::spawn(listen::accept(http, limits, Arc::clone(&self.intake), serve));

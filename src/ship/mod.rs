@@ -13,6 +13,7 @@ pub mod deadletter;
 pub mod elasticsearch;
 pub mod encode;
 pub mod escape;
+pub mod forward;
 pub mod http;
 pub mod kafka;
 pub mod loki;
@@ -71,6 +72,10 @@ pub fn run(ctx: SinkContext) {
     // So does the kafka sink, through librdkafka's queue: `ship::kafka`.
     if matches!(ctx.settings.kind, crate::config::SinkKind::Kafka(_)) {
         return kafka::run(ctx);
+    }
+    // And the forward sink, through its connection thread: `ship::forward`.
+    if matches!(ctx.settings.kind, crate::config::SinkKind::Forward(_)) {
+        return forward::run(ctx);
     }
     let SinkContext {
         index,

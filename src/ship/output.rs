@@ -47,7 +47,9 @@ impl Output {
                 conn: None,
             },
             // `ship::run` hands HTTP and kafka sinks to their own `run` before it builds an Output.
-            SinkKind::Http(_) | SinkKind::Kafka(_) => unreachable!("an http or kafka sink has no byte Output"),
+            SinkKind::Http(_) | SinkKind::Kafka(_) | SinkKind::Forward(_) => {
+                unreachable!("an http, kafka or forward sink has no byte Output")
+            }
         }
     }
 

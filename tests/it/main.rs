@@ -62,6 +62,9 @@ mod http_splunk;
 mod http_tls;
 /// 1,000 idle files cost (almost) no CPU.
 mod idle;
+/// The forward input against fluent-logger and a msgpack client (all four modes, chunk acks);
+/// garbage, truncated and oversized messages counted while the clients are served on.
+mod input_forward;
 /// The otlp input against the OpenTelemetry Python SDK over HTTP and gRPC, kill -9 while it
 /// sends, bad requests, a full spool's pushback.
 mod input_otlp;
@@ -90,6 +93,9 @@ mod restart;
 mod rotation;
 /// SIGTERM/SIGINT with lines pending: everything shipped, checkpoint written, exit 0.
 mod shutdown;
+/// The forward sink against a Forward server in Python (msgpack from PyPI) that withholds
+/// acks, closes mid-message and checks the shared key; kill -9 twice: 0 lost.
+mod sink_forward;
 /// `tailship status` against a running agent and a stopped one; `validate --print` on YAML.
 mod status;
 /// Links made by the app: to secrets, to /etc and /sys, doubling chains; follow_symlinks.

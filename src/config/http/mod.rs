@@ -302,6 +302,7 @@ pub(in crate::config) fn http_keys_set(kind: Option<&str>, s: &SinkFileConfig) -
     .chain(if http { Vec::new() } else { http_only_keys(s) })
     // The kafka sink takes some of the HTTP sinks' keys.
     .filter(|k| kind != Some("kafka") || !super::kafka::SHARED_WITH_HTTP.contains(k))
+    .filter(|k| kind != Some("forward") || !super::forward::SHARED_WITH_HTTP.contains(k))
     .collect()
 }
 

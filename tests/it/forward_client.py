@@ -1,0 +1,81 @@
+"""Forward clients for the forward input's tests.
+
+    forward_client.py logger PORT COUNT FIRST
+        fluent-logger (PyPI): COUNT records {"seq", "message"} from FIRST, Message mode with
+        EventTime; exits 1 if an emit fails.
+    forward_client.py packed PORT COUNT FIRST
+        msgpack (PyPI): the same records in Forward, PackedForward and CompressedPackedForward
+        messages of 100 entries in turn, each with a chunk id; waits for every ack and exits 1
+        on a missing or wrong one.
+"""
+
+import gzip
+import socket
+import sys
+import time
+import uuid
+
+import msgpack
+
+
+def record(seq):
+    return {"seq": seq, "message": f"forward record {seq}", "kind": "test"}
+
+
+def logger(port, count, first):
+    from fluent import sender
+
+    s = sender.FluentSender("app", host="127.0.0.1", port=port, nanosecond_precision=True, timeout=10)
+    for seq in range(first, first + count):
+        if not s.emit("line", record(seq)):
+            print(f"emit {seq} failed: {s.last_error}", file=sys.stderr)
+            sys.exit(1)
+    s.close()
+
+
+def event_time(t):
+    secs = int(t)
+    return msgpack.ExtType(0, secs.to_bytes(4, "big") + int((t - secs) * 1e9).to_bytes(4, "big"))
+
+
+def packed(port, count, first):
+    c = socket.create_connection(("127.0.0.1", port), timeout=30)
+    u = msgpack.Unpacker(raw=False)
+    mode = 0
+    for start in range(first, first + count, 100):
+        seqs = range(start, min(start + 100, first + count))
+        now = time.time()
+        chunk = uuid.uuid4().hex
+        if mode == 0:
+            msg = ["app.fwd", [[event_time(now), record(s)] for s in seqs], {"chunk": chunk}]
+        else:
+            stream = b"".join(msgpack.packb([event_time(now), record(s)]) for s in seqs)
+            opts = {"chunk": chunk, "size": len(seqs)}
+            if mode == 2:
+                stream = gzip.compress(stream)
+                opts["compressed"] = "gzip"
+            msg = ["app.fwd", stream, opts]
+        mode = (mode + 1) % 3
+        c.sendall(msgpack.packb(msg, use_bin_type=True))
+        while True:
+            got = next(u, None)
+            if got is not None:
+                break
+            data = c.recv(4096)
+            if not data:
+                print("the input closed the connection before the ack", file=sys.stderr)
+                sys.exit(1)
+            u.feed(data)
+        if got != {"ack": chunk}:
+            print(f"wrong ack {got!r} for {chunk}", file=sys.stderr)
+            sys.exit(1)
+    c.close()
+
+
+def main():
+    kind, port, count, first = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    {"logger": logger, "packed": packed}[kind](port, count, first)
+
+
+if __name__ == "__main__":
+    main()

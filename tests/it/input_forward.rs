@@ -1,0 +1,121 @@
+//! The `forward` input against real clients: `fluent-logger` (PyPI; Message mode with
+//! EventTime) and a msgpack client (PyPI's `msgpack`) sending Forward, PackedForward and
+//! CompressedPackedForward messages with chunk ids and checking every ack → every record
+//! delivered to the receiver; garbage and truncated msgpack on other connections are counted
+//! and closed while the clients are served on.
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::util::*;
+
+const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/forward_client.py");
+
+fn start(dir: &TestDir, rx: &Receiver, port: u16) -> Agent {
+    let text = format!(
+        "data_dir = {data}\n[metrics]\naddress = \"127.0.0.1:0\"\n\n[[sources]]\nname = \"app-fwd\"\ntype = \"forward\"\naddress = \"127.0.0.1:{port}\"\nread_timeout = \"5s\"\nmax_message_bytes = 1048576\n\n[[sinks]]\nname = \"out\"\ntype = \"tcp\"\naddress = {rx}\nencoding = \"ndjson\"\nbatch = {{ max_events = 1000, linger_ms = 50 }}\n",
+        data = q(&dir.subdir("data").to_string_lossy()),
+        rx = q(&rx.addr().to_string()),
+    );
+    let path = dir.join("tailship.toml");
+    std::fs::write(&path, text).unwrap();
+    let args = vec!["--config".to_owned(), path.to_string_lossy().into_owned()];
+    let mut agent = Agent::spawn(dir, &args, Some(SocketAddr::from(([127, 0, 0, 1], 0))), |_| {});
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    assert!(
+        wait_until(Duration::from_secs(20), || TcpStream::connect(addr).is_ok()),
+        "the input never listened on {addr}\n{}",
+        agent.diag()
+    );
+    agent
+}
+
+fn client(kind: &str, port: u16, count: u64, first: u64) -> Child {
+    Command::new("python3")
+        .args([CLIENT, kind, &port.to_string(), &count.to_string(), &first.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs")
+}
+
+/// Waits for the client; fails loudly with its stderr (a missing package, a missing ack).
+fn finish(mut c: Child) {
+    let status = c.wait().expect("wait for the client");
+    let mut err = String::new();
+    if let Some(mut e) = c.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(status.success(), "the forward client failed ({status}):\n{err}");
+}
+
+fn seqs(rx: &Receiver) -> HashSet<u64> {
+    rx.records()
+        .into_iter()
+        .filter_map(|r| r.field("seq")?.as_u64())
+        .collect()
+}
+
+#[test]
+fn fluent_logger_and_acked_packed_messages_all_arrive() {
+    const LOGGER: u64 = 10_000;
+    const PACKED: u64 = 30_000;
+    let dir = TestDir::new("forward-input");
+    let rx = Receiver::keeping();
+    let port = free_port();
+    let mut agent = start(&dir, &rx, port);
+    let a = client("logger", port, LOGGER, 0);
+    let b = client("packed", port, PACKED, LOGGER);
+    // Hostile neighbours on other connections while the clients send.
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut garbage = TcpStream::connect(addr).unwrap();
+    let _ = garbage.write_all(b"\xc1\xc1 GET / HTTP/1.1\r\n\r\n");
+    let mut truncated = TcpStream::connect(addr).unwrap();
+    // A PackedForward header promising 1 MiB of entries, then the client goes away.
+    let _ = truncated.write_all(&[0x93, 0xa1, b't', 0xc6, 0x00, 0x10, 0x00, 0x00, 0x92]);
+    drop(truncated);
+    let mut oversized = TcpStream::connect(addr).unwrap();
+    let _ = oversized.write_all(&[0x93, 0xa1, b't', 0xc6, 0x7f, 0x00, 0x00, 0x00]);
+    let _ = oversized.write_all(&vec![0u8; 2 << 20]);
+    finish(a);
+    finish(b);
+    wait_progress(Some(&mut agent), "every record at the receiver", STALL, LIMIT, || {
+        let n = seqs(&rx).len() as u64;
+        (n, n >= LOGGER + PACKED)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.diag()));
+    let got = seqs(&rx);
+    assert!((0..LOGGER + PACKED).all(|s| got.contains(&s)));
+    let sample = rx
+        .records()
+        .into_iter()
+        .find(|r| r.field("seq").and_then(|v| v.as_u64()) == Some(42))
+        .unwrap();
+    assert_eq!(sample.message, "forward record 42", "{}", sample.brief());
+    assert_eq!(
+        sample.field("tag").and_then(|v| v.as_str()),
+        Some("app.line"),
+        "{}",
+        sample.brief()
+    );
+    // The garbage connection was closed by the agent.
+    let _ = garbage.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut scratch = [0u8; 16];
+    assert!(
+        matches!(garbage.read(&mut scratch), Ok(0) | Err(_)),
+        "garbage was answered"
+    );
+    let m = agent.metrics().expect("metrics");
+    assert_eq!(
+        m.get_with("tailship_input_records_accepted_total", "app-fwd"),
+        Some((LOGGER + PACKED) as f64)
+    );
+    let rejected = m
+        .get_with("tailship_input_requests_rejected_total", "app-fwd")
+        .unwrap_or(0.0);
+    assert!(rejected >= 2.0, "garbage and the oversized message counted: {rejected}");
+    assert!(agent.alive());
+}
