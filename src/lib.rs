@@ -22,10 +22,10 @@ pub mod checkpoint;
 pub mod chunk;
 pub mod config;
 pub mod convert;
+pub mod forward;
 /// The fuzz targets' entry points, shared by `fuzz/` and their property tests.
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod forward;
 pub mod input;
 pub mod liveness;
 pub mod logging;

@@ -320,12 +320,12 @@ impl Conn {
     ) -> End {
         let address = self.settings.address.clone();
         // Everything unacknowledged again, in order; a failed write leaves it all in the window.
-        for i in 0..window.len() {
-            let message = Arc::clone(&window[i].chunk.message);
+        for sent in window.iter_mut() {
+            let message = Arc::clone(&sent.chunk.message);
             if let Err(e) = self.write(&mut io, &message).await {
                 return End::Failed(e);
             }
-            window[i].at = Instant::now();
+            sent.at = Instant::now();
         }
         if !self.settings.require_ack {
             while let Some(s) = window.pop_front() {

@@ -60,6 +60,7 @@ struct InFlight {
 pub fn run(ctx: SinkContext) {
     let SinkContext {
         index,
+        slot,
         settings,
         mut encoder,
         records,
@@ -113,6 +114,7 @@ pub fn run(ctx: SinkContext) {
         dead_letter: DeadLetter::new(&sink, &forward.dead_letter),
         sink,
         index,
+        slot,
         prefix: fastrand::u64(..),
         settings: forward,
         chunks: Some(chunks),
@@ -143,6 +145,8 @@ pub fn run(ctx: SinkContext) {
 struct ForwardSink {
     sink: String,
     index: usize,
+    /// The checkpoint slot its acknowledgements name (`SinkContext::slot`).
+    slot: usize,
     /// Chunk ids are this sink's random prefix and the batch number.
     prefix: u64,
     settings: Box<ForwardSettings>,
@@ -222,7 +226,7 @@ impl ForwardSink {
             let Some(f) = self.window.pop_front() else { break };
             self.window_bytes -= f.wire;
             let _ = self.checkpoints.send(Msg::Ack {
-                sink: self.index,
+                sink: self.slot,
                 marks: f.marks,
             });
         }
