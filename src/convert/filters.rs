@@ -257,12 +257,14 @@ fn modify(f: &Section) -> Result<Mapped, String> {
             "rename" | "hard_rename" => &mut e.rename,
             "copy" | "hard_copy" => &mut e.copy,
             "remove" => {
+                f.consume(&rule);
                 if !is_message(entry.value.trim(), &entry.key, &mut remarks) {
                     e.drop.push(entry.value.trim().into());
                 }
                 continue;
             }
             "remove_wildcard" | "remove_regex" | "move_to_start" | "move_to_end" => {
+                f.consume(&rule);
                 remarks.push(format!(
                     "not carried over: {} {}: list the fields to drop by name",
                     entry.key, entry.value
@@ -271,6 +273,8 @@ fn modify(f: &Section) -> Result<Mapped, String> {
             }
             _ => continue,
         };
+        // Carried over or explained in a remark below: not a leftover.
+        f.consume(&rule);
         let (k, v) = pair(&entry.key, &entry.value)?;
         if rule == "rename" || rule == "copy" {
             remarks.push(format!(
@@ -281,21 +285,6 @@ fn modify(f: &Section) -> Result<Mapped, String> {
         if !is_message(&k, &entry.key, &mut remarks) && !is_message(&v, &entry.key, &mut remarks) {
             target.insert(k, toml::Value::String(v));
         }
-    }
-    for k in [
-        "set",
-        "add",
-        "remove",
-        "rename",
-        "hard_rename",
-        "copy",
-        "hard_copy",
-        "remove_wildcard",
-        "remove_regex",
-        "move_to_start",
-        "move_to_end",
-    ] {
-        f.consume(k);
     }
     e.into_mapped(remarks)
 }

@@ -378,6 +378,27 @@ fn sent(agent: &Agent) -> u64 {
     sent_at(agent.metrics_addr)
 }
 
+/// Waits (up to 60 s) until the agent has had `n` records acknowledged.
+fn wait_sent(agent: &Agent, n: u64) {
+    assert!(
+        wait_until(Duration::from_secs(60), || sent(agent) >= n),
+        "{n} acknowledged expected, {} so far\n{}",
+        sent(agent),
+        agent.stderr_tail(20)
+    );
+}
+
+/// SIGTERM, and a clean exit within 30 s.
+fn stop(agent: &mut Agent) {
+    agent.sigterm();
+    assert_eq!(
+        agent.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        agent.stderr_tail(30)
+    );
+}
+
 /// `tailship_records_sent_total` of the agent whose metrics are at `addr`.
 fn sent_at(addr: Option<SocketAddr>) -> u64 {
     addr.and_then(|a| Metrics::fetch(a).ok())
@@ -417,13 +438,7 @@ fn a_million_numbered_lines_arrive_once_each_in_order_per_file() {
         broker.log_tail()
     );
     let messages = consume(&broker, &["logs"], 1_000_000, 10);
-    agent.sigterm();
-    assert_eq!(
-        agent.wait_exit(Duration::from_secs(30)),
-        Some(0),
-        "{}",
-        agent.stderr_tail(30)
-    );
+    stop(&mut agent);
     let t = tally(&messages);
     let extra = t.all_of("a", 500_000) + t.all_of("b", 500_000);
     assert_eq!(extra, 0, "a clean run sends every line once");
@@ -470,12 +485,7 @@ fn the_broker_down_for_20_s_loses_nothing_and_memory_stays_bounded() {
     let total = 400_000;
     let writer = trickle(file.clone(), "o", total, 10_000);
     let rss = RssSampler::start(agent.pid);
-    assert!(
-        wait_until(Duration::from_secs(60), || sent(&agent) >= 80_000),
-        "80,000 before the outage: sent {}\n{}",
-        sent(&agent),
-        agent.stderr_tail(20)
-    );
+    wait_sent(&agent, 80_000);
     proxy.cut();
     // The outage itself is the scenario: 20 s while the app keeps writing.
     std::thread::sleep(Duration::from_secs(20));
@@ -502,13 +512,7 @@ fn the_broker_down_for_20_s_loses_nothing_and_memory_stays_bounded() {
         broker.log_tail()
     );
     let messages = consume(&broker, &["logs"], total as usize, 10);
-    agent.sigterm();
-    assert_eq!(
-        agent.wait_exit(Duration::from_secs(30)),
-        Some(0),
-        "{}",
-        agent.stderr_tail(30)
-    );
+    stop(&mut agent);
     let t = tally(&messages);
     let extra = t.all_of("o", total);
     t.ids_identify_copies();
@@ -535,25 +539,14 @@ fn kill_9_twice_loses_nothing_and_replays_carry_the_first_copys_id() {
     let writer = trickle(file.clone(), "k", total, 50_000);
     let mut agent = Agent::start(&dir, &cfg);
     for at in [40_000, 120_000] {
-        assert!(
-            wait_until(Duration::from_secs(60), || sent(&agent) >= at),
-            "{at} before the kill: sent {}\n{}",
-            sent(&agent),
-            agent.stderr_tail(20)
-        );
+        wait_sent(&agent, at);
         agent.kill9();
         cfg.fresh_metrics_port();
         agent = Agent::start(&dir, &cfg);
     }
     writer.join().unwrap();
     let messages = consume(&broker, &["logs"], total as usize, 15);
-    agent.sigterm();
-    assert_eq!(
-        agent.wait_exit(Duration::from_secs(30)),
-        Some(0),
-        "{}",
-        agent.stderr_tail(30)
-    );
+    stop(&mut agent);
     let t = tally(&messages);
     let extra = t.all_of("k", total);
     t.ids_identify_copies();
@@ -586,21 +579,10 @@ fn a_record_over_the_size_limit_is_dead_lettered_and_the_rest_flows() {
     )
     .source("max_line_bytes = 1048576");
     let mut agent = Agent::start(&dir, &cfg);
-    assert!(
-        wait_until(Duration::from_secs(60), || sent(&agent) >= 999),
-        "sent {}\n{}",
-        sent(&agent),
-        agent.stderr_tail(20)
-    );
+    wait_sent(&agent, 999);
     let messages = consume(&broker, &["logs"], 999, 5);
     let dead = fs::read_to_string(cfg.data_dir.join("dead-letter/out.ndjson")).unwrap_or_default();
-    agent.sigterm();
-    assert_eq!(
-        agent.wait_exit(Duration::from_secs(30)),
-        Some(0),
-        "{}",
-        agent.stderr_tail(30)
-    );
+    stop(&mut agent);
     let t = tally(&messages);
     assert_eq!(messages.len(), 999, "every line but the big one, once");
     for s in (0..1000).filter(|s| *s != 500) {
@@ -641,22 +623,11 @@ fn a_topic_template_sends_each_namespace_to_its_topic() {
     )
     .source("kubernetes_metadata = \"path\"");
     let mut agent = Agent::start(&dir, &cfg);
-    assert!(
-        wait_until(Duration::from_secs(60), || sent(&agent) >= 600),
-        "sent {}\n{}",
-        sent(&agent),
-        agent.stderr_tail(20)
-    );
+    wait_sent(&agent, 600);
     let topic_a = format!("logs-{}", a.namespace);
     let topic_b = format!("logs-{}", b.namespace);
     let messages = consume(&broker, &[&topic_a, &topic_b, "logs-other"], 600, 5);
-    agent.sigterm();
-    assert_eq!(
-        agent.wait_exit(Duration::from_secs(30)),
-        Some(0),
-        "{}",
-        agent.stderr_tail(30)
-    );
+    stop(&mut agent);
     let mut per_topic: HashMap<&str, Vec<&str>> = HashMap::new();
     for m in &messages {
         let tag = m
@@ -704,11 +675,5 @@ fn records_for_a_topic_the_broker_does_not_have_are_dead_lettered_with_the_reaso
     let log = agent.stderr();
     assert!(log.contains("UnknownTopicOrPartition"), "{log}");
     assert!(agent.alive(), "the agent goes on");
-    agent.sigterm();
-    assert_eq!(
-        agent.wait_exit(Duration::from_secs(30)),
-        Some(0),
-        "{}",
-        agent.stderr_tail(30)
-    );
+    stop(&mut agent);
 }
