@@ -65,6 +65,9 @@ mod idle;
 /// The forward input against fluent-logger and a msgpack client (all four modes, chunk acks);
 /// garbage, truncated and oversized messages counted while the clients are served on.
 mod input_forward;
+/// 10,000 idle connections to an otlp and a forward input: capped, timed out, counted, memory
+/// bounded, real clients served all along.
+mod input_limits;
 /// The otlp input against the OpenTelemetry Python SDK over HTTP and gRPC, kill -9 while it
 /// sends, bad requests, a full spool's pushback.
 mod input_otlp;
