@@ -63,6 +63,8 @@ pub(super) fn table(records: &mut Records) -> &mut Table {
 fn lines_table(records: &Records) -> Table {
     let utf8 = matches!(records.body, Body::Lines { utf8: true });
     let mut t = Table::default();
+    // One record per line: counted first (a SIMD count), so the vector is allocated once.
+    t.records.reserve(records.len());
     let mut pos = 0;
     while let Some((r, next)) = records.record_at(pos) {
         let mut message = r.message;

@@ -160,11 +160,14 @@ impl Redact {
     }
 
     /// A `Lines` batch with `hits` (positions in the chunk): made a table, the lines with hits
-    /// get their redacted text.
+    /// get their redacted text, written straight into the arena.
     fn lines(&self, records: &mut Records, hits: &[(usize, usize)]) {
         let (data, t) = parts(records);
+        // Most lines of a batch with hits have one: room for all of the chunk's text at once,
+        // rather than the arena doubling its way up.
+        t.arena.reserve(data.len());
         let mut h = 0;
-        let mut out = String::new();
+        let mut mine: Vec<(usize, usize)> = Vec::new();
         for i in 0..t.records.len() {
             let Some(Text::Chunk { start, len }) = t.records[i].message else {
                 // A repaired line (not UTF-8): its hits are looked for in its repaired text.
@@ -187,16 +190,17 @@ impl Redact {
             if first == h {
                 continue;
             }
-            let mine: Vec<(usize, usize)> = hits[first..h]
-                .iter()
-                .map(|&(s, e)| (s.max(start), e.min(end)))
-                .collect();
+            mine.clear();
+            mine.extend(hits[first..h].iter().map(|&(s, e)| (s.max(start), e.min(end))));
             // A hit may go on past this line's end (a user pattern spanning lines): the next
             // line sees it again.
             h = h.saturating_sub(1).max(first);
-            out.clear();
-            self.write(data, start, end, &mine, &mut out);
-            t.records[i].message = Some(t.push_text(&out));
+            let at = t.arena.len();
+            self.write(data, start, end, &mine, &mut t.arena);
+            t.records[i].message = Some(Text::Arena {
+                start: at as u32,
+                len: (t.arena.len() - at) as u32,
+            });
         }
     }
 
@@ -302,18 +306,18 @@ impl Redact {
         }
     }
 
-    /// `hay[from..to]` with `hits` replaced, into `out`.
+    /// `hay[from..to]` with `hits` replaced, appended to `out`.
     fn write(&self, hay: &[u8], from: usize, to: usize, hits: &[(usize, usize)], out: &mut String) {
         let mut at = from;
         for &(s, e) in hits {
             if s < at || e > to {
                 continue;
             }
-            out.push_str(&String::from_utf8_lossy(&hay[at..s]));
+            push_utf8(out, &hay[at..s]);
             self.replacement(&hay[s..e], out);
             at = e;
         }
-        out.push_str(&String::from_utf8_lossy(&hay[at..to]));
+        push_utf8(out, &hay[at..to]);
     }
 
     fn replacement(&self, value: &[u8], out: &mut String) {
@@ -334,6 +338,16 @@ impl Redact {
                 out.push(']');
             }
         }
+    }
+}
+
+/// `bytes` appended to `out`: checked with the SIMD validator (the text is almost always
+/// UTF-8 already, and `from_utf8_lossy`'s chunk walk cost more than the regex scan), repaired
+/// only when it is not.
+fn push_utf8(out: &mut String, bytes: &[u8]) {
+    match simdutf8::basic::from_utf8(bytes) {
+        Ok(s) => out.push_str(s),
+        Err(_) => out.push_str(&String::from_utf8_lossy(bytes)),
     }
 }
 
