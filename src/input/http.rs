@@ -103,7 +103,7 @@ async fn receive(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, body: Body) ->
     add(&ctx.intake.metrics().bytes_received, sent as u64);
     // Parsing a body of megabytes is CPU work: off the runtime's thread, with the write.
     let intake = Arc::clone(&ctx.intake);
-    let kept = tokio::task::spawn_blocking(move || {
+    let kept = tokio::task::spawn_blocking(move || -> Result<Result<u64, Refused>, http_lines::Malformed> {
         let lines = http_lines::to_lines(&plain, intake.max_line_bytes)?;
         if lines.count == 0 {
             return Ok(Ok(0));

@@ -116,6 +116,7 @@ fn write_object(out: &mut Vec<u8>, object: &Object<'_>) {
         if i > 0 {
             out.push(b',');
         }
+        let key: &str = key;
         let key = if log_is_message && key == "log" { "message" } else { key };
         // Writing into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut *out, key);

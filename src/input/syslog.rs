@@ -18,7 +18,6 @@
 //! while the spool is full — the client's socket fills and its sends wait. UDP cannot push
 //! back: at the cap what arrives is dropped and counted (`dropped{reason="spool_full"}`).
 
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -240,14 +239,15 @@ pub async fn serve_udp(socket: UdpSocket, intake: Arc<Intake>, max: usize) {
     loop {
         let mut lines = Lines::default();
         let now = timefmt::now_ns();
-        let (mut n, mut peer) = match socket.recv_from(&mut buf).await {
+        let mut got = match socket.recv_from(&mut buf).await {
             Ok(got) => got,
             Err(e) => {
                 tracing::debug!(error = %e, "syslog input: UDP receive failed");
                 continue;
             }
         };
-        for _ in 0..DATAGRAMS_PER_WRITE {
+        for taken in 1.. {
+            let (n, peer) = got;
             add(&intake.metrics().bytes_received, n as u64);
             if n > max {
                 add(&intake.metrics().dropped_too_large, 1);
@@ -255,11 +255,12 @@ pub async fn serve_udp(socket: UdpSocket, intake: Arc<Intake>, max: usize) {
             } else if !syslog_lines::trim_trailer(&buf[..n]).is_empty() {
                 lines.push(&buf[..n], Origin { peer, transport: "udp" }, now, intake.max_line_bytes);
             }
-            (n, peer) = match socket.try_recv_from(&mut buf) {
-                Ok(got) => got,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => break,
-            };
+            if taken == DATAGRAMS_PER_WRITE {
+                break;
+            }
+            // Nothing more waiting (`WouldBlock`), or an error the next `recv_from` reports.
+            let Ok(next) = socket.try_recv_from(&mut buf) else { break };
+            got = next;
         }
         count(&intake, &lines);
         if lines.count == 0 {
@@ -307,7 +308,7 @@ mod tests {
         let (msgs, err, left) = frames(b"<13>a\n11 <13>b\nline2\0<14>c\r\n\n5 <13>", 1024);
         assert_eq!(msgs, ["<13>a", "<13>b\nline2", "<14>c\r"]);
         assert!(err.is_none());
-        assert_eq!(left, 6, "an incomplete octet-counted frame waits for more");
+        assert_eq!(left, 7, "an incomplete octet-counted frame waits for more (its separator too)");
     }
 
     #[test]

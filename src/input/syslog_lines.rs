@@ -83,6 +83,7 @@ fn write_message(out: &mut Vec<u8>, text: &str, origin: Origin, now_ns: i64) -> 
             out.extend_from_slice(b",\"message\":");
             write_str(out, &p.message);
             for (key, value) in &p.fields {
+                let key: &str = key;
                 out.push(b',');
                 // An unreadable time is kept as `timestamp`; under that key the json format
                 // would take it for the record's time.

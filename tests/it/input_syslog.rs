@@ -135,7 +135,17 @@ fn logger_over_udp_tcp_and_octet_counting_all_arrive_intact() {
         let n = by_key(&rx).len() as u64;
         (n, n >= total)
     })
-    .unwrap_or_else(|e| panic!("{e}\n{}", agent.diag()));
+    .unwrap_or_else(|e| {
+        let got = by_key(&rx);
+        let missing: Vec<(&str, u64)> = runs
+            .iter()
+            .flat_map(|&(tag, _, n, _)| (0..n).map(move |i| (tag, i)))
+            .filter(|&(tag, i)| !got.contains_key(&(tag.to_owned(), i)))
+            .take(20)
+            .collect();
+        let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+        panic!("{e}\nmissing: {missing:?}\n{snmp}\n{}", agent.diag())
+    });
     let got = by_key(&rx);
     let host = hostname();
     let expect = [
