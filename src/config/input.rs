@@ -168,7 +168,10 @@ pub(super) fn validate(
     let type_name = kind_name(&kind);
     let only = |key: &str, set: bool, types: &[&str], problem: &mut dyn FnMut(String, String)| {
         if set && !types.contains(&type_name) {
-            problem(at(key), format!("only a source of type {} takes it", types.join(" or ")));
+            problem(
+                at(key),
+                format!("only a source of type {} takes it", types.join(" or ")),
+            );
         }
     };
     only("grpc_address", s.grpc_address.is_some(), &["otlp"], problem);
@@ -184,7 +187,11 @@ pub(super) fn validate(
     let address = address(s.address.as_deref().unwrap_or(default_address), &at("address"), problem);
     let (cap_key, cap, default_cap) = match kind {
         InputKind::Http { .. } => ("max_request_bytes", s.max_request_bytes, DEFAULT_MAX_MESSAGE_BYTES),
-        InputKind::Syslog { .. } => ("max_message_bytes", s.max_message_bytes, DEFAULT_MAX_SYSLOG_MESSAGE_BYTES),
+        InputKind::Syslog { .. } => (
+            "max_message_bytes",
+            s.max_message_bytes,
+            DEFAULT_MAX_SYSLOG_MESSAGE_BYTES,
+        ),
         _ => ("max_message_bytes", s.max_message_bytes, DEFAULT_MAX_MESSAGE_BYTES),
     };
     let max_message_bytes = cap.unwrap_or(default_cap);
@@ -355,10 +362,22 @@ mod tests {
         let e = problems("type = \"syslog\"\nmode = \"sctp\"\npath = \"/x\"\nmax_request_bytes = 4096");
         assert!(said(&e, "sources[0].mode", "\"sctp\" must be"), "{e}");
         assert!(said(&e, "sources[0].path", "only a source of type http"), "{e}");
-        assert!(said(&e, "sources[0].max_request_bytes", "only a source of type http"), "{e}");
-        let e = problems("type = \"http\"\npath = \"ingest?x=1\"\nmax_message_bytes = 4096\ngrpc_address = \"127.0.0.1:1\"");
+        assert!(
+            said(&e, "sources[0].max_request_bytes", "only a source of type http"),
+            "{e}"
+        );
+        let e = problems(
+            "type = \"http\"\npath = \"ingest?x=1\"\nmax_message_bytes = 4096\ngrpc_address = \"127.0.0.1:1\"",
+        );
         assert!(said(&e, "sources[0].path", "\"ingest?x=1\" must be a path"), "{e}");
-        assert!(said(&e, "sources[0].max_message_bytes", "only a source of type otlp or forward or syslog"), "{e}");
+        assert!(
+            said(
+                &e,
+                "sources[0].max_message_bytes",
+                "only a source of type otlp or forward or syslog"
+            ),
+            "{e}"
+        );
         assert!(said(&e, "sources[0].grpc_address", "only a source of type otlp"), "{e}");
         let e = problems("mode = \"udp\"\ninclude = [\"/x\"]");
         assert!(said(&e, "sources[0].mode", "only a network source"), "{e}");

@@ -26,7 +26,12 @@ pub enum BodyError {
 
 /// The body, read within `max` bytes and `read_timeout`, and its size as sent (before
 /// decompression), un-gzipped when `Content-Encoding` says so.
-pub async fn read(headers: &HeaderMap, body: Body, max: usize, read_timeout: Duration) -> Result<(Vec<u8>, usize), BodyError> {
+pub async fn read(
+    headers: &HeaderMap,
+    body: Body,
+    max: usize,
+    read_timeout: Duration,
+) -> Result<(Vec<u8>, usize), BodyError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

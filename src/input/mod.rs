@@ -172,14 +172,26 @@ impl Prepared {
                 listener(l, what)
             });
             let intake = &self.intake;
-            let accept = |l: tokio::net::TcpListener, serve: Serve| tokio::spawn(listen::accept(l, limits, Arc::clone(intake), serve));
+            let accept = |l: tokio::net::TcpListener, serve: Serve| {
+                tokio::spawn(listen::accept(l, limits, Arc::clone(intake), serve))
+            };
             match (&s.kind, tcp) {
                 (_, None) => {}
                 (InputKind::Forward, Some(l)) => {
-                    accept(l, Box::new(forward::serve(Arc::clone(intake), s.max_message_bytes, s.read_timeout)));
+                    accept(
+                        l,
+                        Box::new(forward::serve(Arc::clone(intake), s.max_message_bytes, s.read_timeout)),
+                    );
                 }
                 (InputKind::Syslog { .. }, Some(l)) => {
-                    accept(l, Box::new(syslog::serve_tcp(Arc::clone(intake), s.max_message_bytes, s.read_timeout)));
+                    accept(
+                        l,
+                        Box::new(syslog::serve_tcp(
+                            Arc::clone(intake),
+                            s.max_message_bytes,
+                            s.read_timeout,
+                        )),
+                    );
                 }
                 (InputKind::Otlp { .. }, Some(l)) => {
                     let app = otlp::router(Arc::clone(intake), s);
@@ -202,7 +214,10 @@ impl Prepared {
                 }
             }
             if let Some(l) = self.grpc.and_then(|l| listener(l, "OTLP/gRPC")) {
-                accept(l, Box::new(grpc::http2(Arc::clone(intake), s.max_message_bytes, s.read_timeout)));
+                accept(
+                    l,
+                    Box::new(grpc::http2(Arc::clone(intake), s.max_message_bytes, s.read_timeout)),
+                );
             }
             tokio::spawn(upkeep(Arc::clone(intake)));
             let _ = stop.changed().await;

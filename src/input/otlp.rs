@@ -145,21 +145,19 @@ async fn export(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, body: Body) -> 
 /// Reads, decodes and keeps one request.
 async fn receive(ctx: &Ctx, headers: &HeaderMap, body: Body, encoding: Encoding) -> Result<Response, Refusal> {
     let max = ctx.max_message_bytes;
-    let (plain, sent) = body::read(headers, body, max, ctx.read_timeout)
-        .await
-        .map_err(|e| {
-            let (status, code) = match e {
-                BodyError::TooBig { .. } => (StatusCode::PAYLOAD_TOO_LARGE, INVALID_ARGUMENT),
-                BodyError::Timeout => (StatusCode::REQUEST_TIMEOUT, DEADLINE_EXCEEDED),
-                BodyError::Encoding(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, INVALID_ARGUMENT),
-                BodyError::Read(_) | BodyError::Gzip(_) => (StatusCode::BAD_REQUEST, INVALID_ARGUMENT),
-            };
-            let message = match e {
-                BodyError::TooBig { .. } => format!("the request is over this input's max_message_bytes ({max})"),
-                e => e.to_string(),
-            };
-            Refusal::new(status, code, message)
-        })?;
+    let (plain, sent) = body::read(headers, body, max, ctx.read_timeout).await.map_err(|e| {
+        let (status, code) = match e {
+            BodyError::TooBig { .. } => (StatusCode::PAYLOAD_TOO_LARGE, INVALID_ARGUMENT),
+            BodyError::Timeout => (StatusCode::REQUEST_TIMEOUT, DEADLINE_EXCEEDED),
+            BodyError::Encoding(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, INVALID_ARGUMENT),
+            BodyError::Read(_) | BodyError::Gzip(_) => (StatusCode::BAD_REQUEST, INVALID_ARGUMENT),
+        };
+        let message = match e {
+            BodyError::TooBig { .. } => format!("the request is over this input's max_message_bytes ({max})"),
+            e => e.to_string(),
+        };
+        Refusal::new(status, code, message)
+    })?;
     add(&ctx.intake.metrics().bytes_received, sent as u64);
     let request = match encoding {
         Encoding::Protobuf => ExportLogsServiceRequest::decode(&plain[..]).map_err(|e| e.to_string()),

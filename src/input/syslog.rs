@@ -80,7 +80,10 @@ struct Frame {
 fn next_frame(b: &[u8], max: usize) -> Result<Option<Frame>, Closed> {
     let start = b.iter().position(|c| !is_separator(c)).unwrap_or(b.len());
     let Some(&first) = b.get(start) else {
-        return Ok((start > 0).then_some(Frame { msg: start..start, used: start }));
+        return Ok((start > 0).then_some(Frame {
+            msg: start..start,
+            used: start,
+        }));
     };
     match first {
         b'0'..=b'9' => {
@@ -125,7 +128,11 @@ fn next_frame(b: &[u8], max: usize) -> Result<Option<Frame>, Closed> {
 }
 
 /// Serves each TCP connection with `intake`'s spool and the source's limits.
-pub fn serve_tcp(intake: Arc<Intake>, max_message_bytes: usize, read_timeout: Duration) -> impl Fn(TcpStream) -> BoxFuture {
+pub fn serve_tcp(
+    intake: Arc<Intake>,
+    max_message_bytes: usize,
+    read_timeout: Duration,
+) -> impl Fn(TcpStream) -> BoxFuture {
     move |stream| {
         let intake = Arc::clone(&intake);
         Box::pin(async move {
@@ -159,7 +166,12 @@ async fn connection(
             match next_frame(&buf[pos..], max) {
                 Ok(Some(f)) => {
                     if !f.msg.is_empty() {
-                        lines.push(&buf[pos + f.msg.start..pos + f.msg.end], origin, now, intake.max_line_bytes);
+                        lines.push(
+                            &buf[pos + f.msg.start..pos + f.msg.end],
+                            origin,
+                            now,
+                            intake.max_line_bytes,
+                        );
                     }
                     pos += f.used;
                 }
@@ -259,7 +271,9 @@ pub async fn serve_udp(socket: UdpSocket, intake: Arc<Intake>, max: usize) {
                 break;
             }
             // Nothing more waiting (`WouldBlock`), or an error the next `recv_from` reports.
-            let Ok(next) = socket.try_recv_from(&mut buf) else { break };
+            let Ok(next) = socket.try_recv_from(&mut buf) else {
+                break;
+            };
             got = next;
         }
         count(&intake, &lines);
@@ -308,7 +322,10 @@ mod tests {
         let (msgs, err, left) = frames(b"<13>a\n11 <13>b\nline2\0<14>c\r\n\n5 <13>", 1024);
         assert_eq!(msgs, ["<13>a", "<13>b\nline2", "<14>c\r"]);
         assert!(err.is_none());
-        assert_eq!(left, 7, "an incomplete octet-counted frame waits for more (its separator too)");
+        assert_eq!(
+            left, 7,
+            "an incomplete octet-counted frame waits for more (its separator too)"
+        );
     }
 
     #[test]
@@ -319,7 +336,10 @@ mod tests {
         ));
         assert!(matches!(frames(b"12345678901 x", 1 << 20).1, Some(Closed::BadCount)));
         assert!(matches!(frames(b"12x", 1 << 20).1, Some(Closed::BadCount)));
-        assert!(matches!(frames(b"GET / HTTP/1.1", 1024).1, Some(Closed::Framing { byte: b'G' })));
+        assert!(matches!(
+            frames(b"GET / HTTP/1.1", 1024).1,
+            Some(Closed::Framing { byte: b'G' })
+        ));
         let long = [b"<13>".as_slice(), &[b'x'; 2000]].concat();
         assert!(matches!(frames(&long, 1024).1, Some(Closed::LineTooLarge { .. })));
         let (msgs, err, _) = frames(b"<13>ok\n\xff", 1024);

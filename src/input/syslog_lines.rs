@@ -195,7 +195,12 @@ mod tests {
             transport: "tcp",
         };
         // 2027-01-01T00:00:10Z
-        lines.push(b"<13>Dec 31 23:59:58 h a: m", origin, 1_798_761_610_000_000_000, 1 << 20);
+        lines.push(
+            b"<13>Dec 31 23:59:58 h a: m",
+            origin,
+            1_798_761_610_000_000_000,
+            1 << 20,
+        );
         let v: serde_json::Value = serde_json::from_slice(lines.bytes.trim_ascii_end()).unwrap();
         assert_eq!(v["timestamp"], "2026-12-31T23:59:58.000000000Z");
         assert_eq!(v["network.peer.address"], "::1");

@@ -122,7 +122,10 @@ pub(super) fn render(inputs: &[InputMetrics], out: &mut String) {
     );
     for m in inputs {
         let input = escape_label(&m.name);
-        for (reason, v) in [("spool_full", &m.dropped_spool_full), ("too_large", &m.dropped_too_large)] {
+        for (reason, v) in [
+            ("spool_full", &m.dropped_spool_full),
+            ("too_large", &m.dropped_too_large),
+        ] {
             let _ = writeln!(
                 out,
                 "{name}{{input=\"{input}\",reason=\"{reason}\"}} {}",

@@ -41,7 +41,10 @@ fn record(seq: u64) -> String {
 }
 
 fn ndjson(first: u64, n: u64) -> Vec<u8> {
-    (first..first + n).map(|s| record(s) + "\n").collect::<String>().into_bytes()
+    (first..first + n)
+        .map(|s| record(s) + "\n")
+        .collect::<String>()
+        .into_bytes()
 }
 
 fn array(first: u64, n: u64) -> Vec<u8> {
@@ -108,7 +111,13 @@ fn by_seq(rx: &Receiver) -> HashMap<u64, Record> {
 }
 
 /// `method` of `body` to `path` over a raw connection; (status, head lower-cased, body).
-fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> io::Result<(u16, String, String)> {
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> io::Result<(u16, String, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
@@ -149,14 +158,28 @@ fn curl_and_python_urllib_with_gzip_deliver_100000_records() {
     let py = python(port, PYTHON, CURL_NDJSON + CURL_ARRAY, 1_000, &acked);
     for first in (0..CURL_NDJSON).step_by(10_000) {
         let (status, body) = curl(&dir, port, "application/x-ndjson", &ndjson(first, 10_000));
-        assert_eq!((status, body.as_str()), (200, "{\"accepted\":10000}"), "{}", agent.diag());
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "{\"accepted\":10000}"),
+            "{}",
+            agent.diag()
+        );
     }
     for first in (CURL_NDJSON..CURL_NDJSON + CURL_ARRAY).step_by(10_000) {
         let (status, body) = curl(&dir, port, "application/json", &array(first, 10_000));
-        assert_eq!((status, body.as_str()), (200, "{\"accepted\":10000}"), "{}", agent.diag());
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "{\"accepted\":10000}"),
+            "{}",
+            agent.diag()
+        );
     }
     finish(py);
-    assert_eq!(acked_seqs(&acked).len() as u64, PYTHON, "every Python batch answered 200");
+    assert_eq!(
+        acked_seqs(&acked).len() as u64,
+        PYTHON,
+        "every Python batch answered 200"
+    );
     wait_progress(Some(&mut agent), "every record", STALL, LIMIT, || {
         let n = by_seq(&rx).len() as u64;
         (n, n >= TOTAL)
@@ -173,7 +196,10 @@ fn curl_and_python_urllib_with_gzip_deliver_100000_records() {
         }
     }
     let m = agent.metrics().expect("metrics");
-    assert_eq!(m.get_with("tailship_input_records_accepted_total", SOURCE), Some(TOTAL as f64));
+    assert_eq!(
+        m.get_with("tailship_input_records_accepted_total", SOURCE),
+        Some(TOTAL as f64)
+    );
     println!("http: {TOTAL} records (curl NDJSON, curl JSON array, urllib gzip) delivered");
 }
 
@@ -199,8 +225,14 @@ fn malformed_oversized_and_misrouted_requests_get_clear_answers_and_are_counted(
     chunked.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
     chunked.extend_from_slice(&chunk);
     chunked.extend_from_slice(b"\r\n0\r\n\r\n");
-    let (status, _, _) =
-        request(addr, "POST", PATH, &[NDJSON, ("Transfer-Encoding", "chunked")], &chunked).unwrap_or_default();
+    let (status, _, _) = request(
+        addr,
+        "POST",
+        PATH,
+        &[NDJSON, ("Transfer-Encoding", "chunked")],
+        &chunked,
+    )
+    .unwrap_or_default();
     assert_eq!(status, 413, "a chunked body past the cap");
     let (status, _, _) = request(addr, "POST", PATH, &[NDJSON, ("Content-Encoding", "br")], b"{}").unwrap();
     assert_eq!(status, 415, "another encoding");
@@ -213,10 +245,19 @@ fn malformed_oversized_and_misrouted_requests_get_clear_answers_and_are_counted(
     assert_eq!((status, body.as_str()), (200, "{\"accepted\":5}"));
     assert!(wait_until(LIMIT, || by_seq(&rx).len() >= 5), "{}", agent.diag());
     let got = by_seq(&rx);
-    assert!((100..105).all(|s| !got.contains_key(&s)), "part of the refused request arrived");
+    assert!(
+        (100..105).all(|s| !got.contains_key(&s)),
+        "part of the refused request arrived"
+    );
     let m = agent.metrics().expect("metrics");
-    let rejected = m.get_with("tailship_input_requests_rejected_total", SOURCE).unwrap_or(0.0);
-    assert!(rejected >= 4.0, "malformed, 100 MB, chunked past the cap, encoding: {rejected}\n{}", m.text);
+    let rejected = m
+        .get_with("tailship_input_requests_rejected_total", SOURCE)
+        .unwrap_or(0.0);
+    assert!(
+        rejected >= 4.0,
+        "malformed, 100 MB, chunked past the cap, encoding: {rejected}\n{}",
+        m.text
+    );
     assert!(agent.alive(), "{}", agent.diag());
 }
 
@@ -252,10 +293,16 @@ fn a_full_spool_answers_429_and_nothing_accepted_is_lost() {
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let refused: HashSet<u64> = (seq..seq + 500).collect();
-    assert!(by_seq(&rx).keys().all(|s| !refused.contains(s)), "the refused request arrived");
+    assert!(
+        by_seq(&rx).keys().all(|s| !refused.contains(s)),
+        "the refused request arrived"
+    );
     let m = agent.metrics().expect("metrics");
     assert!(m.get_with("tailship_input_pushbacks_total", SOURCE).unwrap_or(0.0) >= 1.0);
-    println!("http: {} accepted before the 429, all delivered after the sink came back", accepted.len());
+    println!(
+        "http: {} accepted before the 429, all delivered after the sink came back",
+        accepted.len()
+    );
 }
 
 #[test]

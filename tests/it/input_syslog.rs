@@ -67,7 +67,13 @@ fn logger(port: u16, args: &[&str], lines: impl Iterator<Item = String>, pace: b
 
 fn python(transport: &str, port: u16, count: u64, first: u64) -> Child {
     Command::new("python3")
-        .args([CLIENT, transport, &port.to_string(), &count.to_string(), &first.to_string()])
+        .args([
+            CLIENT,
+            transport,
+            &port.to_string(),
+            &count.to_string(),
+            &first.to_string(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -119,11 +125,32 @@ fn logger_over_udp_tcp_and_octet_counting_all_arrive_intact() {
     let mut agent = start(&dir, &rx, port, "");
     // (tag, logger's options, count, pace): each stream has its own tag, so its own appname.
     let runs: [(&str, &[&str], u64, bool); 5] = [
-        ("udp5424", &["-d", "--rfc5424", "-p", "local3.warning", "--msgid", "M1", "--sd-id", "ex@1", "--sd-param", "k=\"v\""], UDP, true),
+        (
+            "udp5424",
+            &[
+                "-d",
+                "--rfc5424",
+                "-p",
+                "local3.warning",
+                "--msgid",
+                "M1",
+                "--sd-id",
+                "ex@1",
+                "--sd-param",
+                "k=\"v\"",
+            ],
+            UDP,
+            true,
+        ),
         ("udp3164", &["-d", "--rfc3164", "-p", "user.err"], UDP, true),
         ("tcp5424", &["-T", "--rfc5424", "-p", "daemon.info"], TCP, false),
         ("tcp3164", &["-T", "--rfc3164", "-p", "local0.debug"], TCP, false),
-        ("oct5424", &["-T", "--octet-count", "--rfc5424", "-p", "auth.notice"], TCP, false),
+        (
+            "oct5424",
+            &["-T", "--octet-count", "--rfc5424", "-p", "auth.notice"],
+            TCP,
+            false,
+        ),
     ];
     for (tag, opts, n, pace) in runs {
         let mut args = vec!["-t", tag];
@@ -161,11 +188,34 @@ fn logger_over_udp_tcp_and_octet_counting_all_arrive_intact() {
                 .get(&(tag.to_owned(), i))
                 .unwrap_or_else(|| panic!("{tag} {i} missing\n{}", agent.diag()));
             assert_eq!(r.str("level"), Some(level), "{}", r.brief());
-            assert_eq!(r.field("syslog.severity").and_then(|v| v.as_u64()), Some(severity), "{}", r.brief());
-            assert_eq!(r.field("syslog.facility").and_then(|v| v.as_str()), Some(facility), "{}", r.brief());
-            assert_eq!(r.field("syslog.appname").and_then(|v| v.as_str()), Some(tag), "{}", r.brief());
-            assert_eq!(r.field("host.hostname").and_then(|v| v.as_str()), Some(host.as_str()), "{}", r.brief());
-            assert_eq!(r.field("network.peer.address").and_then(|v| v.as_str()), Some("127.0.0.1"));
+            assert_eq!(
+                r.field("syslog.severity").and_then(|v| v.as_u64()),
+                Some(severity),
+                "{}",
+                r.brief()
+            );
+            assert_eq!(
+                r.field("syslog.facility").and_then(|v| v.as_str()),
+                Some(facility),
+                "{}",
+                r.brief()
+            );
+            assert_eq!(
+                r.field("syslog.appname").and_then(|v| v.as_str()),
+                Some(tag),
+                "{}",
+                r.brief()
+            );
+            assert_eq!(
+                r.field("host.hostname").and_then(|v| v.as_str()),
+                Some(host.as_str()),
+                "{}",
+                r.brief()
+            );
+            assert_eq!(
+                r.field("network.peer.address").and_then(|v| v.as_str()),
+                Some("127.0.0.1")
+            );
             let transport = if tag.starts_with("udp") { "udp" } else { "tcp" };
             assert_eq!(r.field("network.transport").and_then(|v| v.as_str()), Some(transport));
             assert!(r.str("timestamp").is_some_and(|t| t.starts_with("20")), "{}", r.brief());
@@ -177,7 +227,10 @@ fn logger_over_udp_tcp_and_octet_counting_all_arrive_intact() {
     let sd = sample.field("sd").and_then(|v| v.get("ex@1")).and_then(|v| v.get("k"));
     assert_eq!(sd.and_then(|v| v.as_str()), Some("v"), "{}", sample.brief());
     let m = agent.metrics().expect("metrics");
-    assert_eq!(m.get_with("tailship_input_records_accepted_total", SOURCE), Some(total as f64));
+    assert_eq!(
+        m.get_with("tailship_input_records_accepted_total", SOURCE),
+        Some(total as f64)
+    );
     assert_eq!(m.get_with("tailship_input_records_unparsed_total", SOURCE), Some(0.0));
     println!("logger: {total} messages over UDP, TCP and octet counting all delivered");
 }
@@ -208,14 +261,31 @@ fn python_syslog_handler_over_udp_and_tcp_all_arrive() {
         assert_eq!(r.message, format!("py record {seq}"), "{}", r.brief());
         assert_eq!(r.str("level"), Some("warn"), "{}", r.brief());
         assert_eq!(r.field("syslog.facility").and_then(|v| v.as_str()), Some("local1"));
-        assert_eq!(r.field("syslog.appname").and_then(|v| v.as_str()), Some("pyapp"), "{}", r.brief());
-        assert_eq!(r.field("host.hostname").and_then(|v| v.as_str()), Some("pyhost"), "{}", r.brief());
-        assert!(r.field("process.pid").and_then(|v| v.as_u64()).is_some(), "{}", r.brief());
+        assert_eq!(
+            r.field("syslog.appname").and_then(|v| v.as_str()),
+            Some("pyapp"),
+            "{}",
+            r.brief()
+        );
+        assert_eq!(
+            r.field("host.hostname").and_then(|v| v.as_str()),
+            Some("pyhost"),
+            "{}",
+            r.brief()
+        );
+        assert!(
+            r.field("process.pid").and_then(|v| v.as_u64()).is_some(),
+            "{}",
+            r.brief()
+        );
         let transport = if seq < N { "udp" } else { "tcp" };
         assert_eq!(r.field("network.transport").and_then(|v| v.as_str()), Some(transport));
     }
     let m = agent.metrics().expect("metrics");
-    assert_eq!(m.get_with("tailship_input_records_accepted_total", SOURCE), Some((2 * N) as f64));
+    assert_eq!(
+        m.get_with("tailship_input_records_accepted_total", SOURCE),
+        Some((2 * N) as f64)
+    );
     println!("SysLogHandler: {N} over UDP and {N} over TCP delivered");
 }
 
@@ -273,17 +343,36 @@ fn newlines_in_an_octet_counted_frame_and_bad_input_closed_and_counted() {
         .expect("the octet-counted message");
     assert_eq!(multi.message, "first line\nsecond line\n\tthird", "{}", multi.brief());
     assert_eq!(multi.field("process.pid").and_then(|v| v.as_u64()), Some(42));
-    assert_eq!(multi.str("timestamp"), Some("2026-11-30T10:00:00.000000000Z"), "{}", multi.brief());
+    assert_eq!(
+        multi.str("timestamp"),
+        Some("2026-11-30T10:00:00.000000000Z"),
+        "{}",
+        multi.brief()
+    );
     let odd = records
         .iter()
         .find(|r| r.message.contains("not syslog"))
         .expect("the non-syslog message, kept");
-    assert!(odd.field("parse_warning").is_some() || odd.field("parse_error").is_some(), "{}", odd.brief());
+    assert!(
+        odd.field("parse_warning").is_some() || odd.field("parse_error").is_some(),
+        "{}",
+        odd.brief()
+    );
     let m = agent.metrics().expect("metrics");
-    let rejected = m.get_with("tailship_input_requests_rejected_total", SOURCE).unwrap_or(0.0);
-    assert!(rejected >= 3.0, "garbage, the huge count and the 10 MB line counted: {rejected}\n{}", m.text);
+    let rejected = m
+        .get_with("tailship_input_requests_rejected_total", SOURCE)
+        .unwrap_or(0.0);
+    assert!(
+        rejected >= 3.0,
+        "garbage, the huge count and the 10 MB line counted: {rejected}\n{}",
+        m.text
+    );
     let log = agent.stderr();
-    for reason in ["neither an octet count", "octet count of 999999999", "still has no newline"] {
+    for reason in [
+        "neither an octet count",
+        "octet count of 999999999",
+        "still has no newline",
+    ] {
         assert!(log.contains(reason), "no logged reason {reason:?}\n{log}");
     }
     assert!(agent.alive(), "{}", agent.diag());
@@ -309,11 +398,24 @@ fn a_non_syslog_datagram_is_kept_with_a_parse_error_and_counted() {
     );
     let r = &rx.records()[0];
     assert_eq!(r.message, "<999>\u{fffd}just text", "{}", r.brief());
-    assert!(r.field("parse_error").and_then(|v| v.as_str()).is_some_and(|e| e.contains("PRI")), "{}", r.brief());
-    let m = agent.metrics().expect("metrics");
-    assert_eq!(m.get_with("tailship_input_records_unparsed_total", SOURCE), Some(1.0), "{}", m.text);
     assert!(
-        m.text.contains(&format!("tailship_input_dropped_total{{input=\"{SOURCE}\",reason=\"too_large\"}} 1")),
+        r.field("parse_error")
+            .and_then(|v| v.as_str())
+            .is_some_and(|e| e.contains("PRI")),
+        "{}",
+        r.brief()
+    );
+    let m = agent.metrics().expect("metrics");
+    assert_eq!(
+        m.get_with("tailship_input_records_unparsed_total", SOURCE),
+        Some(1.0),
+        "{}",
+        m.text
+    );
+    assert!(
+        m.text.contains(&format!(
+            "tailship_input_dropped_total{{input=\"{SOURCE}\",reason=\"too_large\"}} 1"
+        )),
         "{}",
         m.text
     );
@@ -326,7 +428,9 @@ fn spooled(dir: &TestDir, tag: &str) -> HashSet<u64> {
     for entry in std::fs::read_dir(spool).into_iter().flatten().flatten() {
         let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
         for line in text.lines() {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
             let msg = v["message"].as_str().unwrap_or("");
             if let Some(n) = msg.strip_prefix(&format!("{tag} ")).and_then(|n| n.parse().ok()) {
                 out.insert(n);
@@ -364,7 +468,7 @@ fn kill9_while_a_client_sends_over_tcp_loses_nothing_that_was_spooled() {
             } else {
                 s = None;
             }
-            if seq % 100 == 0 {
+            if seq.is_multiple_of(100) {
                 std::thread::sleep(Duration::from_millis(2));
             }
         }
@@ -383,11 +487,21 @@ fn kill9_while_a_client_sends_over_tcp_loses_nothing_that_was_spooled() {
     }
     let sent = sender.join().unwrap();
     assert_eq!(sent, N, "the client finished");
-    wait_progress(Some(&mut agent), "every record spooled before a kill", STALL, LIMIT, || {
-        let got: HashSet<u64> = by_key(&rx).keys().filter(|(t, _)| t == "kill").map(|(_, n)| *n).collect();
-        let n = before.iter().filter(|s| got.contains(s)).count() as u64;
-        (n, n == before.len() as u64)
-    })
+    wait_progress(
+        Some(&mut agent),
+        "every record spooled before a kill",
+        STALL,
+        LIMIT,
+        || {
+            let got: HashSet<u64> = by_key(&rx)
+                .keys()
+                .filter(|(t, _)| t == "kill")
+                .map(|(_, n)| *n)
+                .collect();
+            let n = before.iter().filter(|s| got.contains(s)).count() as u64;
+            (n, n == before.len() as u64)
+        },
+    )
     .unwrap_or_else(|e| panic!("{e}\n{}", agent.diag()));
     let got = by_key(&rx).keys().filter(|(t, _)| t == "kill").count();
     println!(

@@ -65,12 +65,12 @@ mod idle;
 /// The forward input against fluent-logger and a msgpack client (all four modes, chunk acks);
 /// garbage, truncated and oversized messages counted while the clients are served on.
 mod input_forward;
-/// The otlp input against the OpenTelemetry Python SDK over HTTP and gRPC, kill -9 while it
-/// sends, bad requests, a full spool's pushback.
-mod input_otlp;
 /// The http input: curl (NDJSON, JSON array) and Python urllib with gzip; malformed, 100 MB,
 /// wrong method and path; a full spool's 429; kill -9 while Python posts.
 mod input_http;
+/// The otlp input against the OpenTelemetry Python SDK over HTTP and gRPC, kill -9 while it
+/// sends, bad requests, a full spool's pushback.
+mod input_otlp;
 /// The syslog input against util-linux logger (UDP, TCP, octet counting; RFC 5424 and 3164)
 /// and Python's SysLogHandler; framing in octet counts; garbage and oversize closed and
 /// counted; kill -9 while a client sends over TCP.
