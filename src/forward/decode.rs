@@ -474,7 +474,7 @@ mod tests {
             &raw,
             Options {
                 size: 50,
-                chunk: Some("c".into()),
+                chunk: Some("c"),
                 gzip: false,
             },
         );
