@@ -474,7 +474,7 @@ mod tests {
             &raw,
             Options {
                 size: 50,
-                chunk: Some("c"),
+                chunk: Some("c".into()),
                 gzip: false,
             },
         );
