@@ -5,10 +5,8 @@
 //! the ack a server answers a chunk with (`ack`).
 //!
 //! Everything here reads untrusted bytes: every problem is an `Error` naming the part of the
-//! message it is about, never a panic; sizes are capped (decompression included), nesting
-//! is bounded by rmpv's depth limit, and the elements a message decodes into are counted
-//! before they are decoded (`skim`): a value costs tens of bytes in memory for one byte on
-//! the wire (a nil), so an 8 MiB message of nils would otherwise cost some 256 MiB.
+//! message it is about, never a panic; sizes are capped (decompression included) and nesting
+//! is bounded by rmpv's depth limit.
 
 use std::io::{self, Read};
 
@@ -24,14 +22,7 @@ pub enum Error {
     Shape { what: &'static str, why: String },
     #[error("message of {size} bytes or more is over the limit of {max}")]
     TooLarge { size: usize, max: usize },
-    #[error("a message of more than {max} msgpack elements (each value, key and item counts)")]
-    TooManyElements { max: usize },
 }
-
-/// The msgpack elements one message may decode into, entries of a packed stream included: far
-/// above what a message of real records holds (a Fluent Bit chunk of 2 MiB is some 200,000),
-/// and at most about 50 MiB of decoded values.
-pub const MAX_ELEMENTS: usize = 1 << 20;
 
 fn shape(what: &'static str, why: impl Into<String>) -> Error {
     Error::Shape { what, why: why.into() }
@@ -41,9 +32,6 @@ fn shape(what: &'static str, why: impl Into<String>) -> Error {
 /// `buf` ends before the value does (more bytes are needed).
 pub fn next_value(buf: &[u8]) -> Result<Option<(Value, usize)>, Error> {
     if buf.len() < min_len(buf) {
-        return Ok(None);
-    }
-    if skim(buf, &mut { MAX_ELEMENTS })?.is_none() {
         return Ok(None);
     }
     let mut rd = buf;
@@ -56,81 +44,6 @@ pub fn next_value(buf: &[u8]) -> Result<Option<(Value, usize)>, Error> {
         }
         Err(e) => Err(Error::Msgpack(e.to_string())),
     }
-}
-
-/// The length of the msgpack value at the start of `buf` without decoding it, `Ok(None)` when
-/// `buf` ends first; each element taken from `budget`, `TooManyElements` when it runs out.
-/// Hand-written because rmp reads markers but has no skipper that counts.
-fn skim(buf: &[u8], budget: &mut usize) -> Result<Option<usize>, Error> {
-    let max = MAX_ELEMENTS;
-    let mut at = 0usize;
-    // Elements still to read: a container adds its items.
-    let mut pending: u64 = 1;
-    let be = |at: usize, n: usize| -> Option<u64> {
-        let b = buf.get(at..at + n)?;
-        Some(b.iter().fold(0u64, |acc, &x| acc << 8 | u64::from(x)))
-    };
-    while pending > 0 {
-        pending -= 1;
-        *budget = budget.checked_sub(1).ok_or(Error::TooManyElements { max })?;
-        let Some(&m) = buf.get(at) else { return Ok(None) };
-        at += 1;
-        // (bytes of data after the marker and its length field, items to read after them)
-        let (data, items): (u64, u64) = match m {
-            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => (0, 0),
-            0x80..=0x8f => (0, 2 * u64::from(m & 0x0f)),
-            0x90..=0x9f => (0, u64::from(m & 0x0f)),
-            0xa0..=0xbf => (u64::from(m & 0x1f), 0),
-            0xc1 => return Err(Error::Msgpack("reserved marker 0xc1".into())),
-            0xca => (4, 0),
-            0xcb => (8, 0),
-            0xcc | 0xd0 => (1, 0),
-            0xcd | 0xd1 => (2, 0),
-            0xce | 0xd2 => (4, 0),
-            0xcf | 0xd3 => (8, 0),
-            0xd4..=0xd8 => (1 + (1 << (m - 0xd4)), 0),
-            0xc4 | 0xd9 | 0xc7 | 0xdc | 0xde => {
-                let Some(n) = be(at, if matches!(m, 0xdc | 0xde) { 2 } else { 1 }) else {
-                    return Ok(None);
-                };
-                at += if matches!(m, 0xdc | 0xde) { 2 } else { 1 };
-                match m {
-                    0xdc => (0, n),
-                    0xde => (0, 2 * n),
-                    0xc7 => (n + 1, 0),
-                    _ => (n, 0),
-                }
-            }
-            0xc5 | 0xda | 0xc8 => {
-                let Some(n) = be(at, 2) else { return Ok(None) };
-                at += 2;
-                (n + u64::from(m == 0xc8), 0)
-            }
-            0xc6 | 0xdb | 0xc9 | 0xdd | 0xdf => {
-                let Some(n) = be(at, 4) else { return Ok(None) };
-                at += 4;
-                match m {
-                    0xdd => (0, n),
-                    0xdf => (0, 2 * n),
-                    0xc9 => (n + 1, 0),
-                    _ => (n, 0),
-                }
-            }
-        };
-        let Some(end) = usize::try_from(data).ok().and_then(|d| at.checked_add(d)) else {
-            return Ok(None);
-        };
-        if end > buf.len() {
-            return Ok(None);
-        }
-        at = end;
-        // More items than elements left in the budget cannot all be read.
-        if items > *budget as u64 {
-            return Err(Error::TooManyElements { max });
-        }
-        pending += items;
-    }
-    Ok(Some(at))
 }
 
 /// How many bytes a PackedForward message at the start of `buf` needs at least, from its
@@ -267,15 +180,6 @@ fn packed(bytes: &[u8], gzip: bool, max_bytes: usize) -> Result<Vec<Entry>, Erro
     } else {
         bytes
     };
-    // The entries are counted, all together, before any is decoded.
-    let mut budget = MAX_ELEMENTS;
-    let mut rest = stream;
-    while !rest.is_empty() {
-        match skim(rest, &mut budget)? {
-            Some(len) => rest = &rest[len..],
-            None => return Err(shape("entries", "the stream ends inside an entry")),
-        }
-    }
     let mut out = Vec::new();
     while !stream.is_empty() {
         let v =
@@ -464,86 +368,6 @@ mod tests {
             Value::Map(vec![("compressed".into(), "gzip".into())]),
         ]);
         assert!(matches!(message(v, 4096), Err(Error::TooLarge { .. })));
-    }
-
-    #[test]
-    fn skim_measures_what_rmpv_decodes_and_caps_the_element_count() {
-        let raw = entries(50, TimeFormat::EventTime);
-        let msg = encode::packed_forward(
-            "t",
-            &raw,
-            Options {
-                size: 50,
-                chunk: Some("c".into()),
-                gzip: false,
-            },
-        );
-        assert_eq!(skim(&msg, &mut { MAX_ELEMENTS }).unwrap(), Some(msg.len()));
-        let mut stream = &raw[..];
-        while !stream.is_empty() {
-            let len = skim(stream, &mut { MAX_ELEMENTS }).unwrap().unwrap();
-            let mut rd = stream;
-            rmpv::decode::read_value(&mut rd).unwrap();
-            assert_eq!(len, stream.len() - rd.len());
-            stream = &stream[len..];
-        }
-        // Every marker, against rmpv's own reading.
-        let values = [
-            Value::Nil,
-            Value::from(-3),
-            Value::from(200u8),
-            Value::from(70_000u32),
-            Value::from(-70_000i64),
-            Value::from(1u64 << 40),
-            Value::F32(1.5),
-            Value::F64(2.5),
-            Value::from("x".repeat(40)),
-            Value::from("y".repeat(300)),
-            Value::from("z".repeat(70_000)),
-            Value::Binary(vec![1; 10]),
-            Value::Binary(vec![1; 300]),
-            Value::Binary(vec![1; 70_000]),
-            Value::Ext(5, vec![1; 1]),
-            Value::Ext(5, vec![1; 2]),
-            Value::Ext(5, vec![1; 4]),
-            Value::Ext(5, vec![1; 8]),
-            Value::Ext(5, vec![1; 16]),
-            Value::Ext(5, vec![1; 3]),
-            Value::Ext(5, vec![1; 300]),
-            Value::Ext(5, vec![1; 70_000]),
-            Value::Array(vec![Value::Nil; 20]),
-            Value::Array(vec![Value::Nil; 70_000]),
-            Value::Map(vec![(Value::from(1), Value::Nil); 20]),
-            Value::Map(vec![(Value::from(1), Value::Nil); 70_000]),
-            Value::Boolean(true),
-        ];
-        for v in values {
-            let mut bytes = Vec::new();
-            rmpv::encode::write_value(&mut bytes, &v).unwrap();
-            assert_eq!(skim(&bytes, &mut { MAX_ELEMENTS }).unwrap(), Some(bytes.len()), "{v:?}");
-            for cut in [0, 1, bytes.len() / 2, bytes.len() - 1]
-                .into_iter()
-                .filter(|&c| c < bytes.len())
-            {
-                assert_eq!(
-                    skim(&bytes[..cut], &mut { MAX_ELEMENTS }).unwrap(),
-                    None,
-                    "{v:?} cut at {cut}"
-                );
-            }
-        }
-        // 8 MiB of nils in one array: refused before anything is decoded.
-        let mut nils = vec![0xdd];
-        nils.extend_from_slice(&(8u32 << 20).to_be_bytes());
-        nils.resize(5 + (8 << 20), 0xc0);
-        assert!(matches!(next_value(&nils), Err(Error::TooManyElements { .. })));
-        // The same as a packed stream of entries.
-        let mut stream = Vec::new();
-        for _ in 0..(MAX_ELEMENTS / 3 + 1) {
-            stream.extend_from_slice(&[0x92, 0x01, 0x80]);
-        }
-        let v = Value::Array(vec!["t".into(), Value::Binary(stream)]);
-        assert!(matches!(message(v, 64 << 20), Err(Error::TooManyElements { .. })));
     }
 
     #[test]
