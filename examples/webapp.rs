@@ -8,8 +8,13 @@
 //!
 //! ```text
 //! webapp [--path /var/log/app.log] [--rate LINES_PER_SECOND] [--rotate-every LINES]
+//! webapp --stdout LINES [--rate LINES_PER_SECOND]
 //! webapp --pause
 //! ```
+//!
+//! `--stdout LINES` writes that many numbered lines to stdout instead (nothing else), at the
+//! rate, then exits 0: an app whose container runtime collects its output (the pod test's
+//! container logging through Docker's `fluentd` driver).
 //!
 //! `--pause` writes nothing and just waits for SIGTERM: the pod test runs one such container
 //! to hold the pod's network namespace, as Kubernetes' pause container does, so the agent keeps
@@ -50,6 +55,7 @@ struct Options {
     rate: u64,
     rotate_every: u64,
     pause: bool,
+    stdout: Option<u64>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -58,6 +64,7 @@ fn parse_args() -> Result<Options, String> {
         rate: 500,
         rotate_every: 2000,
         pause: false,
+        stdout: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -66,6 +73,7 @@ fn parse_args() -> Result<Options, String> {
             "--path" => o.path = PathBuf::from(value()?),
             "--rate" => o.rate = value()?.parse().map_err(|e| format!("--rate: {e}"))?,
             "--pause" => o.pause = true,
+            "--stdout" => o.stdout = Some(value()?.parse().map_err(|e| format!("--stdout: {e}"))?),
             "--rotate-every" => o.rotate_every = value()?.parse().map_err(|e| format!("--rotate-every: {e}"))?,
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -93,6 +101,24 @@ fn line(out: &mut impl Write, seq: u64) -> io::Result<()> {
         now.subsec_millis(),
         seq % 250
     )
+}
+
+/// `count` lines to stdout at the rate (or until a stop signal); the last seq written.
+fn to_stdout(count: u64, rate: u64) -> io::Result<u64> {
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    let mut seq = 0u64;
+    let start = Instant::now();
+    while seq < count && !STOP.load(Ordering::SeqCst) {
+        let due = ((start.elapsed().as_micros() as u64).saturating_mul(rate) / 1_000_000).min(count);
+        while seq < due {
+            seq += 1;
+            line(&mut out, seq)?;
+        }
+        out.flush()?;
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(seq)
 }
 
 fn run(o: &Options) -> io::Result<u64> {
@@ -139,6 +165,13 @@ fn main() {
     if o.pause {
         while !STOP.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(50));
+        }
+        return;
+    }
+    if let Some(count) = o.stdout {
+        if let Err(e) = to_stdout(count, o.rate) {
+            eprintln!("webapp: stdout: {e}");
+            std::process::exit(1);
         }
         return;
     }

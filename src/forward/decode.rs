@@ -5,10 +5,11 @@
 //! the ack a server answers a chunk with (`ack`).
 //!
 //! Everything here reads untrusted bytes: every problem is an `Error` naming the part of the
-//! message it is about, never a panic; sizes are capped (decompression included) and nesting
-//! is bounded by rmpv's depth limit.
+//! message it is about, never a panic; sizes are capped (decompression included), a value's
+//! elements are counted before it is decoded (`value_len`, `element_budget`), and nesting is
+//! bounded by rmpv's depth limit.
 
-use std::io::{self, Read};
+use std::io::Read;
 
 use rmpv::Value;
 
@@ -22,6 +23,11 @@ pub enum Error {
     Shape { what: &'static str, why: String },
     #[error("message of {size} bytes or more is over the limit of {max}")]
     TooLarge { size: usize, max: usize },
+    #[error("a message of more elements than its size allows (see decode::element_budget)")]
+    TooManyElements,
+    /// Internal to `value_len`: a length field cut off (more bytes are needed).
+    #[error("a length cut off")]
+    Incomplete,
 }
 
 fn shape(what: &'static str, why: impl Into<String>) -> Error {
@@ -29,46 +35,101 @@ fn shape(what: &'static str, why: impl Into<String>) -> Error {
 }
 
 /// One whole msgpack value at the start of `buf` and the bytes it took; `Ok(None)` when
-/// `buf` ends before the value does (more bytes are needed).
-pub fn next_value(buf: &[u8]) -> Result<Option<(Value, usize)>, Error> {
-    if buf.len() < min_len(buf) {
+/// `buf` ends before the value does (more bytes are needed). A value of more than
+/// `max_elements` elements (itself and everything inside it) is an error, found before it
+/// is decoded: see `element_budget`.
+pub fn next_value(buf: &[u8], max_elements: usize) -> Result<Option<(Value, usize)>, Error> {
+    let mut budget = max_elements;
+    let Some(len) = value_len(buf, &mut budget)? else {
         return Ok(None);
-    }
-    let mut rd = buf;
-    match rmpv::decode::read_value(&mut rd) {
-        Ok(v) => Ok(Some((v, buf.len() - rd.len()))),
-        Err(rmpv::decode::Error::InvalidMarkerRead(e) | rmpv::decode::Error::InvalidDataRead(e))
-            if e.kind() == io::ErrorKind::UnexpectedEof =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(Error::Msgpack(e.to_string())),
-    }
-}
-
-/// How many bytes a PackedForward message at the start of `buf` needs at least, from its
-/// header (the array, the tag, the length of the entries): so a large message arriving in
-/// many reads is decoded once, not once per read. 0 when the header says nothing (yet).
-fn min_len(buf: &[u8]) -> usize {
-    packed_header_len(buf).unwrap_or(0)
-}
-
-/// `min_len` when `buf` starts with a whole PackedForward header.
-fn packed_header_len(buf: &[u8]) -> Option<usize> {
-    let mut rd = buf;
-    let n = rmp::decode::read_array_len(&mut rd).ok()?;
-    if !(2..=4).contains(&n) {
-        return None;
-    }
-    let tag = rmp::decode::read_str_len(&mut rd).ok()? as usize;
-    rd = rd.get(tag..)?;
-    let entries = match rmp::decode::read_marker(&mut rd).ok()? {
-        rmp::Marker::Bin8 | rmp::Marker::Str8 => usize::from(*rd.first()?) + 1,
-        rmp::Marker::Bin16 | rmp::Marker::Str16 => usize::from(u16::from_be_bytes(rd.get(..2)?.try_into().ok()?)) + 2,
-        rmp::Marker::Bin32 | rmp::Marker::Str32 => u32::from_be_bytes(rd.get(..4)?.try_into().ok()?) as usize + 4,
-        _ => return None,
     };
-    Some(buf.len() - rd.len() + entries)
+    let mut rd = &buf[..len];
+    rmpv::decode::read_value(&mut rd)
+        .map(|v| Some((v, len)))
+        .map_err(|e| Error::Msgpack(e.to_string()))
+}
+
+/// How many elements a message of `max_bytes` may hold. Decoded, each element is an
+/// `rmpv::Value` of 32 bytes (plus its vector's share), so a message of one-byte elements
+/// (8 MiB of `nil`s) would take 32 times its size; a quarter of the bytes caps that at about
+/// 8 times, while a real record (keys and values of a few bytes each) stays well under it.
+pub fn element_budget(max_bytes: usize) -> usize {
+    max_bytes / 4 + 1024
+}
+
+/// The length of the msgpack value at the start of `buf`, found by walking its markers
+/// without building it: `Ok(None)` when `buf` ends first, an error on a reserved marker or
+/// once more than `budget` elements were met (what is left of the budget stays in it, so one
+/// budget can cover a stream of values). Written by hand because rmp/rmpv decode as they go
+/// and have no element budget; it allocates nothing and does not recurse.
+pub fn value_len(buf: &[u8], budget: &mut usize) -> Result<Option<usize>, Error> {
+    match walk(buf, budget) {
+        Err(Error::Incomplete) => Ok(None),
+        other => other,
+    }
+}
+
+fn walk(buf: &[u8], budget: &mut usize) -> Result<Option<usize>, Error> {
+    // A big-endian length of `n` bytes at `at`.
+    let be = |at: usize, n: usize| -> Option<usize> {
+        let b = buf.get(at..at + n)?;
+        Some(b.iter().fold(0usize, |acc, &x| (acc << 8) | usize::from(x)))
+    };
+    let mut at = 0usize;
+    // Values still to walk: 1, plus the children of every container met.
+    let mut pending: usize = 1;
+    while pending > 0 {
+        pending -= 1;
+        if *budget == 0 {
+            return Err(Error::TooManyElements);
+        }
+        *budget -= 1;
+        let Some(&m) = buf.get(at) else { return Ok(None) };
+        at += 1;
+        // (bytes after the marker and any length, the length's own size, children)
+        let (data, children) = match m {
+            0x00..=0x7f | 0xc0 | 0xc2 | 0xc3 | 0xe0..=0xff => (0, 0),
+            0x80..=0x8f => (0, 2 * usize::from(m & 0x0f)),
+            0x90..=0x9f => (0, usize::from(m & 0x0f)),
+            0xa0..=0xbf => (usize::from(m & 0x1f), 0),
+            0xc1 => return Err(Error::Msgpack("the reserved marker 0xc1".into())),
+            0xc4 | 0xd9 => (len_at(&be, &mut at, 1)?, 0),
+            0xc5 | 0xda => (len_at(&be, &mut at, 2)?, 0),
+            0xc6 | 0xdb => (len_at(&be, &mut at, 4)?, 0),
+            0xc7 => (len_at(&be, &mut at, 1)? + 1, 0),
+            0xc8 => (len_at(&be, &mut at, 2)? + 1, 0),
+            0xc9 => (len_at(&be, &mut at, 4)? + 1, 0),
+            0xca => (4, 0),
+            0xcb => (8, 0),
+            0xcc | 0xd0 => (1, 0),
+            0xcd | 0xd1 => (2, 0),
+            0xce | 0xd2 => (4, 0),
+            0xcf | 0xd3 => (8, 0),
+            0xd4 => (2, 0),
+            0xd5 => (3, 0),
+            0xd6 => (5, 0),
+            0xd7 => (9, 0),
+            0xd8 => (17, 0),
+            0xdc => (0, len_at(&be, &mut at, 2)?),
+            0xdd => (0, len_at(&be, &mut at, 4)?),
+            0xde => (0, 2 * len_at(&be, &mut at, 2)?),
+            0xdf => (0, 2usize.saturating_mul(len_at(&be, &mut at, 4)?)),
+        };
+        at = at.saturating_add(data);
+        if at > buf.len() {
+            return Ok(None);
+        }
+        pending = pending.saturating_add(children);
+    }
+    Ok(Some(at))
+}
+
+/// The length of `n` bytes at `*at`, moving past it; a length not all there yet is the
+/// `Incomplete` error, which `value_len` turns into "more bytes needed".
+fn len_at(be: &impl Fn(usize, usize) -> Option<usize>, at: &mut usize, n: usize) -> Result<usize, Error> {
+    let v = be(*at, n).ok_or(Error::Incomplete)?;
+    *at += n;
+    Ok(v)
 }
 
 /// One event of a message.
@@ -181,9 +242,19 @@ fn packed(bytes: &[u8], gzip: bool, max_bytes: usize) -> Result<Vec<Entry>, Erro
         bytes
     };
     let mut out = Vec::new();
+    let mut budget = element_budget(max_bytes);
     while !stream.is_empty() {
+        let len = match value_len(stream, &mut budget) {
+            Ok(Some(len)) => len,
+            Ok(None) => {
+                return Err(shape("entries", format!("entry {}: cut off", out.len())));
+            }
+            Err(e) => return Err(e),
+        };
+        let (mut one, rest) = stream.split_at(len);
+        stream = rest;
         let v =
-            rmpv::decode::read_value(&mut stream).map_err(|e| shape("entries", format!("entry {}: {e}", out.len())))?;
+            rmpv::decode::read_value(&mut one).map_err(|e| shape("entries", format!("entry {}: {e}", out.len())))?;
         out.push(entry(v)?);
     }
     Ok(out)
@@ -281,7 +352,7 @@ mod tests {
                     gzip,
                 },
             );
-            let (v, used) = next_value(&msg).unwrap().unwrap();
+            let (v, used) = next_value(&msg, usize::MAX).unwrap().unwrap();
             assert_eq!(used, msg.len());
             let m = message(v, 1 << 20).unwrap();
             assert_eq!(m.tag, "app.log");
@@ -324,7 +395,7 @@ mod tests {
             },
         );
         for cut in 0..msg.len() {
-            assert!(next_value(&msg[..cut]).unwrap().is_none(), "cut at {cut}");
+            assert!(next_value(&msg[..cut], usize::MAX).unwrap().is_none(), "cut at {cut}");
         }
         // An entry stream cut short inside a whole message is a shape error.
         assert!(message(
@@ -343,7 +414,7 @@ mod tests {
             b"GET / HTTP/1.1\r\n\r\n".to_vec(),
         ];
         for c in cases {
-            if let Ok(Some((v, _))) = next_value(&c) {
+            if let Ok(Some((v, _))) = next_value(&c, 1 << 20) {
                 assert!(message(v, 1024).is_err());
             }
         }
@@ -352,7 +423,7 @@ mod tests {
         for _ in 0..2000 {
             let len = rng.usize(0..64);
             let buf: Vec<u8> = (0..len).map(|_| rng.u8(..)).collect();
-            if let Ok(Some((v, _))) = next_value(&buf) {
+            if let Ok(Some((v, _))) = next_value(&buf, 1 << 20) {
                 let _ = message(v, 1024);
             }
         }
@@ -371,9 +442,80 @@ mod tests {
     }
 
     #[test]
+    fn too_many_elements_are_refused_before_decoding() {
+        // 8 MiB of nils in one array: 32 bytes each decoded, refused from the count.
+        let n = 8 << 20;
+        let mut msg = vec![0xdd];
+        msg.extend_from_slice(&(n as u32).to_be_bytes());
+        msg.resize(5 + n, 0xc0);
+        assert!(matches!(
+            next_value(&msg, element_budget(msg.len())),
+            Err(Error::TooManyElements)
+        ));
+        // The same inside a PackedForward entry.
+        let mut entry = vec![0x92, 0x01, 0xdd];
+        entry.extend_from_slice(&(100_000u32).to_be_bytes());
+        entry.resize(entry.len() + 100_000, 0xc0);
+        let v = Value::Array(vec!["t".into(), Value::Binary(entry)]);
+        assert!(matches!(message(v, 200_000), Err(Error::TooManyElements)));
+        // A real message fits its budget by far.
+        let raw = entries(100, TimeFormat::EventTime);
+        let msg = encode::packed_forward(
+            "t",
+            &raw,
+            Options {
+                size: 100,
+                chunk: None,
+                gzip: false,
+            },
+        );
+        assert!(next_value(&msg, element_budget(msg.len())).unwrap().is_some());
+    }
+
+    #[test]
+    fn value_len_agrees_with_rmpv_on_every_marker() {
+        let values = vec![
+            Value::Nil,
+            Value::Boolean(true),
+            Value::from(7),
+            Value::from(-3),
+            Value::from(200u8),
+            Value::from(70_000u32),
+            Value::from(u64::MAX),
+            Value::from(i64::MIN),
+            Value::F32(1.5),
+            Value::F64(2.5),
+            Value::from("s"),
+            Value::from("x".repeat(300)),
+            Value::from("y".repeat(70_000)),
+            Value::Binary(vec![1; 10]),
+            Value::Binary(vec![2; 300]),
+            Value::Ext(0, vec![0; 8]),
+            Value::Ext(5, vec![0; 3]),
+            Value::Ext(6, vec![0; 300]),
+            Value::Array((0..20).map(Value::from).collect()),
+            Value::Map((0..20).map(|i| (Value::from(i), Value::Nil)).collect()),
+        ];
+        for v in values {
+            let mut bytes = Vec::new();
+            rmpv::encode::write_value(&mut bytes, &v).unwrap();
+            let mut budget = usize::MAX;
+            assert_eq!(value_len(&bytes, &mut budget).unwrap(), Some(bytes.len()), "{v:?}");
+            for cut in 0..bytes.len() {
+                let mut budget = usize::MAX;
+                assert_eq!(
+                    value_len(&bytes[..cut], &mut budget).unwrap(),
+                    None,
+                    "{v:?} cut at {cut}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn ack_reads_the_chunk() {
         let bytes = encode::ack("xyz");
-        let (v, _) = next_value(&bytes).unwrap().unwrap();
+        let (v, _) = next_value(&bytes, 16).unwrap().unwrap();
         assert_eq!(ack(&v), Some("xyz"));
     }
 }

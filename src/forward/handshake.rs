@@ -194,7 +194,7 @@ mod tests {
     use crate::forward::decode::next_value;
 
     fn value(bytes: &[u8]) -> Value {
-        next_value(bytes).unwrap().unwrap().0
+        next_value(bytes, 1024).unwrap().unwrap().0
     }
 
     #[test]

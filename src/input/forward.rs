@@ -69,7 +69,7 @@ async fn connection(
     let mut buf: Vec<u8> = Vec::with_capacity(READ_SIZE);
     let mut scratch = vec![0u8; READ_SIZE];
     loop {
-        while let Some((value, used)) = decode::next_value(&buf)? {
+        while let Some((value, used)) = decode::next_value(&buf, decode::element_budget(max))? {
             buf.drain(..used);
             let msg = decode::message(value, max)?;
             if !keep(intake, &msg).await? {

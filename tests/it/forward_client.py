@@ -7,6 +7,11 @@
         msgpack (PyPI): the same records in Forward, PackedForward and CompressedPackedForward
         messages of 100 entries in turn, each with a chunk id; waits for every ack and exits 1
         on a missing or wrong one.
+    forward_client.py acked PORT COUNT FIRST ACKED_FILE
+        msgpack (PyPI): the same records in PackedForward chunks of 100, one at a time; the
+        seqs of each chunk acknowledged are appended to ACKED_FILE. A lost connection (the
+        agent killed) is retried for up to 60 s and the unacknowledged chunk sent again; an ack
+        may take as long as the agent withholds it (a full spool).
 """
 
 import gzip
@@ -72,8 +77,64 @@ def packed(port, count, first):
     c.close()
 
 
+def connect(port, deadline):
+    while True:
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=120)
+        except OSError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def send_chunk(c, msg, chunk):
+    """Sends one chunk and waits for its ack; False if the connection ended first."""
+    u = msgpack.Unpacker(raw=False)
+    try:
+        c.sendall(msg)
+        while True:
+            got = next(u, None)
+            if got is not None:
+                break
+            data = c.recv(4096)
+            if not data:
+                return False
+            u.feed(data)
+    except OSError:
+        return False
+    if got != {"ack": chunk}:
+        print(f"wrong ack {got!r} for {chunk}", file=sys.stderr)
+        sys.exit(1)
+    return True
+
+
+def acked(port, count, first, path):
+    out = open(path, "a")
+    c = connect(port, time.time() + 60)
+    for start in range(first, first + count, 100):
+        seqs = range(start, min(start + 100, first + count))
+        stream = b"".join(msgpack.packb([event_time(time.time()), record(s)]) for s in seqs)
+        deadline = time.time() + 60
+        while True:
+            chunk = uuid.uuid4().hex
+            msg = msgpack.packb(["app.fwd", stream, {"chunk": chunk, "size": len(seqs)}], use_bin_type=True)
+            if send_chunk(c, msg, chunk):
+                break
+            c.close()
+            if time.time() > deadline:
+                print(f"no ack for the chunk from {start} within 60 s", file=sys.stderr)
+                sys.exit(1)
+            c = connect(port, deadline)
+        out.write("".join(f"{s}\n" for s in seqs))
+        out.flush()
+    c.close()
+
+
 def main():
     kind, port, count, first = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    if kind == "acked":
+        acked(port, count, first, sys.argv[5])
+        return
     {"logger": logger, "packed": packed}[kind](port, count, first)
 
 

@@ -15,8 +15,13 @@ use crate::util::*;
 const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/forward_client.py");
 
 fn start(dir: &TestDir, rx: &Receiver, port: u16) -> Agent {
+    start_with(dir, rx, port, "")
+}
+
+/// `start` with `extra` lines in the source.
+fn start_with(dir: &TestDir, rx: &Receiver, port: u16, extra: &str) -> Agent {
     let text = format!(
-        "data_dir = {data}\n[metrics]\naddress = \"127.0.0.1:0\"\n\n[[sources]]\nname = \"app-fwd\"\ntype = \"forward\"\naddress = \"127.0.0.1:{port}\"\nread_timeout = \"5s\"\nmax_message_bytes = 1048576\n\n[[sinks]]\nname = \"out\"\ntype = \"tcp\"\naddress = {rx}\nencoding = \"ndjson\"\nbatch = {{ max_events = 1000, linger_ms = 50 }}\n",
+        "data_dir = {data}\n[metrics]\naddress = \"127.0.0.1:0\"\n\n[[sources]]\nname = \"app-fwd\"\ntype = \"forward\"\naddress = \"127.0.0.1:{port}\"\nread_timeout = \"5s\"\nmax_message_bytes = 1048576\n{extra}\n\n[[sinks]]\nname = \"out\"\ntype = \"tcp\"\naddress = {rx}\nencoding = \"ndjson\"\nbatch = {{ max_events = 1000, linger_ms = 50 }}\n",
         data = q(&dir.subdir("data").to_string_lossy()),
         rx = q(&rx.addr().to_string()),
     );
@@ -34,8 +39,13 @@ fn start(dir: &TestDir, rx: &Receiver, port: u16) -> Agent {
 }
 
 fn client(kind: &str, port: u16, count: u64, first: u64) -> Child {
+    client_args(kind, port, count, first, &[])
+}
+
+fn client_args(kind: &str, port: u16, count: u64, first: u64, more: &[&str]) -> Child {
     Command::new("python3")
         .args([CLIENT, kind, &port.to_string(), &count.to_string(), &first.to_string()])
+        .args(more)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -118,4 +128,107 @@ fn fluent_logger_and_acked_packed_messages_all_arrive() {
         .unwrap_or(0.0);
     assert!(rejected >= 2.0, "garbage and the oversized message counted: {rejected}");
     assert!(agent.alive());
+}
+
+fn acked_seqs(path: &std::path::Path) -> Vec<u64> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// PackedForward chunks acknowledged one by one while the agent is killed with `kill -9`
+/// twice and restarted: every record of an acknowledged chunk is delivered.
+#[test]
+fn kill9_while_chunks_are_sent_loses_nothing_acknowledged() {
+    const N: u64 = 40_000;
+    let _heavy = heavy();
+    let dir = TestDir::new("forward-kill9");
+    let rx = Receiver::keeping();
+    let port = free_port();
+    let mut agent = start(&dir, &rx, port);
+    let acked = dir.join("acked");
+    let c = client_args("acked", port, N, 0, &[&acked.to_string_lossy()]);
+    for at in [5_000usize, 20_000] {
+        assert!(
+            wait_until(LIMIT, || acked_seqs(&acked).len() >= at),
+            "{at} records acknowledged before the kill\n{}",
+            agent.diag()
+        );
+        agent.kill9();
+        agent = start(&dir, &rx, port);
+    }
+    finish(c);
+    let acked = acked_seqs(&acked);
+    assert_eq!(
+        acked.len() as u64,
+        N,
+        "the client saw every chunk acknowledged in the end"
+    );
+    wait_progress(Some(&mut agent), "every acknowledged record", STALL, LIMIT, || {
+        let got = seqs(&rx);
+        let n = acked.iter().filter(|s| got.contains(s)).count() as u64;
+        (n, n == acked.len() as u64)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let delivered = rx.records().len() as u64;
+    eprintln!(
+        "forward input kill -9 twice: {N} records acknowledged, {delivered} delivered ({} duplicates)",
+        delivered.saturating_sub(N)
+    );
+}
+
+/// The collector down and a 1 MiB spool: the input withholds the ack of the chunk that does
+/// not fit (and counts the pushback), memory stays bounded; once the collector is back the
+/// withheld chunk is acknowledged and every record arrives.
+#[test]
+fn a_full_spool_withholds_the_ack_and_nothing_acknowledged_is_lost() {
+    const N: u64 = 30_000;
+    let dir = TestDir::new("forward-full");
+    let mut rx = Receiver::keeping();
+    rx.stop();
+    let port = free_port();
+    let mut agent = start_with(&dir, &rx, port, "max_spool_bytes = 1048576");
+    let before_kib = agent.stat().expect("stat").rss_kib;
+    let rss = RssSampler::start(agent.pid);
+    let acked = dir.join("acked");
+    let c = client_args("acked", port, N, 0, &[&acked.to_string_lossy()]);
+    // The client stalls: its acknowledged count stops growing well short of N.
+    let mut last = (0usize, std::time::Instant::now());
+    let stalled = wait_until(LIMIT, || {
+        let n = acked_seqs(&acked).len();
+        if n != last.0 {
+            last = (n, std::time::Instant::now());
+        }
+        n > 0 && last.1.elapsed() > Duration::from_secs(3)
+    });
+    let held = acked_seqs(&acked).len() as u64;
+    assert!(
+        stalled && held < N,
+        "the client never stalled ({held} acknowledged)\n{}",
+        agent.diag()
+    );
+    let m = agent.metrics().expect("metrics");
+    assert!(
+        m.get_with("tailship_input_pushbacks_total", "app-fwd").unwrap_or(0.0) >= 1.0,
+        "{}",
+        m.text
+    );
+    rx.restart();
+    finish(c);
+    assert_eq!(acked_seqs(&acked).len() as u64, N);
+    wait_progress(Some(&mut agent), "every record", STALL, LIMIT, || {
+        let n = seqs(&rx).len() as u64;
+        (n, n == N)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (peak_kib, _) = rss.finish();
+    eprintln!(
+        "forward input, full spool: stalled at {held} of {N} acknowledged; RSS {before_kib} KiB before, peak {peak_kib} KiB"
+    );
+    assert!(
+        peak_kib < before_kib + (32 << 10),
+        "RSS grew from {before_kib} KiB to {peak_kib} KiB"
+    );
 }

@@ -68,6 +68,9 @@ mod input_forward;
 /// The http input: curl (NDJSON, JSON array) and Python urllib with gzip; malformed, 100 MB,
 /// wrong method and path; a full spool's 429; kill -9 while Python posts.
 mod input_http;
+/// 10,000 idle connections to an otlp and a forward input: capped, timed out, counted, memory
+/// bounded, real clients served all along.
+mod input_limits;
 /// The otlp input against the OpenTelemetry Python SDK over HTTP and gRPC, kill -9 while it
 /// sends, bad requests, a full spool's pushback.
 mod input_otlp;

@@ -684,3 +684,130 @@ fn webapp_and_log_agent_share_a_pod() {
     );
     eprint!("pod: {}", report.replace('\n', "\npod: ").trim_end_matches("pod: "));
 }
+
+/// An app container logging through Docker's own `fluentd` logging driver (the daemon's
+/// fluent-logger, with `fluentd-request-ack`) to the agent's `forward` input, published on
+/// the host's loopback as a node agent's port would be: every line the app printed arrives at
+/// the collector once, with the driver's fields (`container_name`, `source`) and the tag.
+#[test]
+fn an_app_logging_through_dockers_fluentd_driver_reaches_the_agent() {
+    const LINES: u64 = 5000;
+    if let Err(why) = docker_available() {
+        panic!("the pod test needs a Docker engine ({why}); leave it out with `cargo test -- --skip pod::`");
+    }
+    let _heavy = heavy();
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
+    let id = format!("{}-{:x}", std::process::id(), nanos);
+    let name = |role: &str| format!("tailship-it-{id}-{role}");
+    let mut cleanup = Cleanup {
+        containers: Vec::new(),
+        networks: Vec::new(),
+        images: Vec::new(),
+    };
+    let dir = TestDir::new("pod-fluentd");
+    let agent_image = format!("tailship-it-agent:{id}-fluentd");
+    let webapp_image = format!("tailship-it-webapp:{id}-fluentd");
+    let collector_image = format!("tailship-it-collector:{id}-fluentd");
+    cleanup
+        .images
+        .extend([agent_image.clone(), webapp_image.clone(), collector_image.clone()]);
+    build_agent_image(&agent_image, &dir);
+    build_scratch_image(&webapp_image, &build_example("webapp"), "65532:65532", &dir);
+    build_scratch_image(&collector_image, &build_example("collector"), "0:0", &dir);
+
+    let open_dir = |rel: &str| {
+        let p = dir.subdir(rel);
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o777)).unwrap();
+        p
+    };
+    let data_dir = open_dir("tailship-data");
+    let out_dir = open_dir("collector");
+    let config = dir.join("tailship.toml");
+    fs::write(
+        &config,
+        "data_dir = \"/var/lib/tailship\"\n[metrics]\naddress = \"0.0.0.0:9090\"\n\n\
+         [[sources]]\nname = \"docker-fluentd\"\ntype = \"forward\"\naddress = \"0.0.0.0:24224\"\n\n\
+         [[sinks]]\nname = \"collector\"\ntype = \"tcp\"\naddress = \"log-collector.observability.svc:5170\"\nencoding = \"ndjson\"\n",
+    )
+    .unwrap();
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o644)).unwrap();
+    let mount = |host: &Path, at: &str| format!("{}:{at}", host.display());
+
+    let network = name("net");
+    docker(&["network", "create", &network]);
+    cleanup.networks.push(network.clone());
+    let collector = name("collector");
+    cleanup.containers.push(collector.clone());
+    #[rustfmt::skip]
+    let _ = docker(&[
+        "run", "-d", "--name", &collector, "--network", &network,
+        "--network-alias", "log-collector.observability.svc",
+        "-v", &mount(&out_dir, "/data"),
+        &collector_image,
+    ]);
+    assert!(
+        wait_until(WAIT, || docker(&["logs", &collector]).contains("listening")),
+        "the collector did not start"
+    );
+
+    // The agent, its forward port published on the host's loopback: the logging driver runs
+    // in the Docker daemon, in the host's network namespace, not in the app's.
+    let agent = name("log-agent");
+    cleanup.containers.push(agent.clone());
+    let config_ro = format!("{}:ro", mount(&config, "/etc/tailship/tailship.toml"));
+    #[rustfmt::skip]
+    let _ = docker(&[
+        "run", "-d", "--name", &agent, "--network", &network,
+        "-p", "127.0.0.1::24224", "-p", "127.0.0.1::9090",
+        "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+        "-v", &mount(&data_dir, "/var/lib/tailship"), "-v", &config_ro,
+        &agent_image,
+    ]);
+    let published = |port: &str| -> SocketAddr {
+        docker(&["port", &agent, port])
+            .lines()
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (forward_addr, metrics_addr) = (published("24224/tcp"), published("9090/tcp"));
+    assert!(
+        wait_until(WAIT, || http_get(metrics_addr, "/readyz").is_ok_and(|(s, _)| s == 200)),
+        "/readyz never answered 200 on {metrics_addr}: {}",
+        docker(&["logs", &agent])
+    );
+
+    let app = name("app");
+    cleanup.containers.push(app.clone());
+    let address = format!("fluentd-address=tcp://{forward_addr}");
+    let (count, rate) = (LINES.to_string(), "2000".to_owned());
+    #[rustfmt::skip]
+    let _ = docker(&[
+        "run", "-d", "--name", &app,
+        "--log-driver", "fluentd", "--log-opt", &address,
+        "--log-opt", "tag=docker.webapp", "--log-opt", "fluentd-request-ack=true",
+        &webapp_image, "--stdout", &count, "--rate", &rate,
+    ]);
+    let code = docker_for(Duration::from_secs(120), &["wait", &app]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(code, "0", "the app exited {code}");
+
+    let mut rx = Received::new(out_dir.join("received.ndjson"));
+    wait_for_lines(&mut rx, LINES, "lines through the fluentd driver");
+    let first = rx.first.clone().unwrap();
+    let fields = &first["fields"];
+    assert_eq!(fields["container_name"], format!("/{app}"), "{first}");
+    assert_eq!(fields["source"], "stdout", "{first}");
+    assert_eq!(fields["tag"], "docker.webapp", "{first}");
+    assert_eq!(rx.duplicates(), 0, "no restart, no duplicate");
+    let m = Metrics::fetch(metrics_addr).unwrap();
+    assert_eq!(
+        m.get_with("tailship_input_records_accepted_total", "docker-fluentd"),
+        Some(LINES as f64),
+        "{}",
+        m.text
+    );
+    eprintln!("pod fluentd driver: {LINES} lines from the app's stdout, each once at the collector");
+    drop(cleanup);
+}

@@ -42,6 +42,8 @@ const RETRY_MAX: Duration = Duration::from_secs(10);
 /// An ack is a few dozen bytes; a server sending more than this without a whole msgpack
 /// value is not speaking the protocol.
 const MAX_ANSWER_BYTES: usize = 64 << 10;
+/// An answer (an ack, a HELO, a PONG) has a handful of elements; more is not an answer.
+const ANSWER_ELEMENTS: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -250,7 +252,7 @@ impl Conn {
         let address = &self.settings.address;
         let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
         loop {
-            if let Some((v, used)) = decode::next_value(buf).map_err(|source| Error::Answer {
+            if let Some((v, used)) = decode::next_value(buf, ANSWER_ELEMENTS).map_err(|source| Error::Answer {
                 address: address.clone(),
                 source,
             })? {
@@ -381,7 +383,7 @@ impl Conn {
         let address = &self.settings.address;
         let mut matched = false;
         loop {
-            let next = decode::next_value(answers).map_err(|source| Error::Answer {
+            let next = decode::next_value(answers, ANSWER_ELEMENTS).map_err(|source| Error::Answer {
                 address: address.clone(),
                 source,
             })?;
