@@ -3,7 +3,8 @@
 //! UDP and TCP → every numbered message delivered with hostname, appname and severity intact;
 //! a message with newlines in one octet-counted frame; garbage, a 10 MB line and an octet count
 //! of 999999999 closed and counted while a client is served on; `kill -9` while a client
-//! sends over TCP: everything the agent had spooled is delivered after the restart.
+//! sends over TCP: everything the agent had spooled is delivered after the restart; UDP at
+//! the spool's cap: drops counted, every accepted message delivered once the sink is back.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
@@ -507,5 +508,56 @@ fn kill9_while_a_client_sends_over_tcp_loses_nothing_that_was_spooled() {
     println!(
         "kill -9 twice: {} spooled before the kills all delivered; {got} of {N} sent delivered in all (TCP syslog has no acknowledgement: what sat in socket buffers at a kill is lost)",
         before.len()
+    );
+}
+
+#[test]
+fn udp_at_the_spool_cap_drops_and_counts_and_every_accepted_message_arrives() {
+    let dir = TestDir::new("syslog-udp-full");
+    let mut rx = Receiver::keeping();
+    rx.stop();
+    let port = free_port();
+    let mut agent = start(&dir, &rx, port, "mode = \"udp\"\nmax_spool_bytes = 1048576");
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dropped = |agent: &Agent| {
+        agent.metrics().map_or(0.0, |m| {
+            let key = format!("tailship_input_dropped_total{{input=\"{SOURCE}\",reason=\"spool_full\"}} ");
+            m.text
+                .lines()
+                .find_map(|l| l.strip_prefix(key.as_str())?.parse().ok())
+                .unwrap_or(0.0)
+        })
+    };
+    // ~400-byte messages, 50 at a time, until the agent says it dropped some.
+    let pad = "x".repeat(300);
+    let mut sent = 0u64;
+    while dropped(&agent) == 0.0 && sent < 200_000 {
+        for _ in 0..50 {
+            let msg = format!("<13>1 - host full - - [pad@1 p=\"{pad}\"] full {sent}");
+            sock.send_to(msg.as_bytes(), ("127.0.0.1", port)).unwrap();
+            sent += 1;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let m = agent.metrics().expect("metrics");
+    let accepted = m
+        .get_with("tailship_input_records_accepted_total", SOURCE)
+        .unwrap_or(0.0) as u64;
+    assert!(
+        dropped(&agent) > 0.0,
+        "no drop counted after {sent} messages\n{}",
+        m.text
+    );
+    rx.restart();
+    wait_progress(Some(&mut agent), "every accepted message", STALL, LIMIT, || {
+        let n = by_key(&rx).keys().filter(|(t, _)| t == "full").count() as u64;
+        (n, n >= accepted)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.diag()));
+    let delivered = by_key(&rx).keys().filter(|(t, _)| t == "full").count() as u64;
+    assert_eq!(delivered, accepted, "delivered = accepted");
+    println!(
+        "udp at the spool cap: {sent} sent, {accepted} accepted and delivered, {} dropped and counted",
+        dropped(&agent)
     );
 }

@@ -76,7 +76,7 @@ mod input_limits;
 mod input_otlp;
 /// The syslog input against util-linux logger (UDP, TCP, octet counting; RFC 5424 and 3164)
 /// and Python's SysLogHandler; framing in octet counts; garbage and oversize closed and
-/// counted; kill -9 while a client sends over TCP.
+/// counted; kill -9 while a client sends over TCP; UDP drops counted at the spool's cap.
 mod input_syslog;
 /// The kafka sink against a real broker (tansu), read back with kafka-python: 1,000,000 lines
 /// once each in order, the broker down 20 s, kill -9 twice, an oversized record dead-lettered,
