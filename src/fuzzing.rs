@@ -71,6 +71,35 @@ pub fn syslog(data: &[u8]) {
     let _ = syslog::parse_strict(&line, now);
 }
 
+/// A syslog message as the syslog input writes it to the spool: always one line of one JSON
+/// object, whatever the bytes.
+pub fn syslog_input(data: &[u8]) {
+    let (now, rest) = now_and_rest(data);
+    let mut lines = crate::input::syslog_lines::Lines::default();
+    let origin = crate::input::syslog_lines::Origin {
+        peer: std::net::SocketAddr::from(([127, 0, 0, 1], 5140)),
+        transport: "udp",
+    };
+    lines.push(rest, origin, now, 1 << 20);
+    assert_eq!(lines.count, 1);
+    let line = lines.bytes.strip_suffix(b"\n").expect("a whole line");
+    assert!(!line.contains(&b'\n'), "one line");
+    let v: serde_json::Value = serde_json::from_slice(line).expect("JSON");
+    assert!(v.is_object());
+}
+
+/// A body of the http input: refused, or every line written is one JSON object.
+pub fn http_input(data: &[u8]) {
+    if let Ok(lines) = crate::input::http_lines::to_lines(data, 1 << 20) {
+        let text = std::str::from_utf8(&lines.bytes).expect("UTF-8 lines");
+        assert_eq!(text.lines().count() as u64, lines.count);
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("JSON");
+            assert!(v.is_object());
+        }
+    }
+}
+
 pub fn access(data: &[u8]) {
     let line = String::from_utf8_lossy(data);
     let _ = access::parse_combined(&line);

@@ -97,6 +97,12 @@ pub(super) struct SourceFileConfig {
     pub(super) max_spool_bytes: Option<u64>,
     pub(super) spool_fsync: Option<String>,
     pub(super) spool_fsync_interval: Option<DurationValue>,
+    /// `syslog`: `udp`, `tcp` or both (unset).
+    pub(super) mode: Option<String>,
+    /// `http`: the path records are posted to.
+    pub(super) path: Option<String>,
+    /// `http`: the body cap (what `max_message_bytes` is for the others).
+    pub(super) max_request_bytes: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

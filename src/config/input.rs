@@ -9,9 +9,11 @@ use std::time::Duration;
 use super::file::{duration, SourceFileConfig};
 
 /// The `type` values of a network source, for messages.
-pub const INPUT_TYPES: &str = "otlp, forward";
+pub const INPUT_TYPES: &str = "otlp, forward, syslog, http";
 /// Bytes of one request body (after decompression) an input accepts; more is answered 413.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 8 << 20;
+/// Bytes of one syslog message (a datagram, a TCP frame).
+pub const DEFAULT_MAX_SYSLOG_MESSAGE_BYTES: usize = 64 << 10;
 /// Connections one input serves at once; past that new ones are closed.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 /// A client that sends nothing for this long (request head or body) is disconnected.
@@ -33,6 +35,10 @@ pub enum InputKind {
     Otlp { grpc: Option<SocketAddr> },
     /// The Fluent Forward protocol at `address`.
     Forward,
+    /// Syslog (RFC 5424, RFC 3164) at `address`, over UDP and/or TCP.
+    Syslog { udp: bool, tcp: bool },
+    /// NDJSON or a JSON array posted to `path` at `address`.
+    Http { path: String },
 }
 
 /// When spooled bytes are fsynced.
@@ -59,6 +65,8 @@ pub struct SpoolSettings {
 pub struct InputSettings {
     pub kind: InputKind,
     pub address: SocketAddr,
+    /// A message's (syslog, forward, gRPC) or a request body's (OTLP/HTTP, http: the
+    /// `max_request_bytes` key) cap in bytes.
     pub max_message_bytes: usize,
     pub max_connections: usize,
     pub read_timeout: Duration,
@@ -76,6 +84,9 @@ pub(super) fn network_keys(s: &SourceFileConfig) -> Vec<&'static str> {
         ("max_spool_bytes", s.max_spool_bytes.is_some()),
         ("spool_fsync", s.spool_fsync.is_some()),
         ("spool_fsync_interval", s.spool_fsync_interval.is_some()),
+        ("mode", s.mode.is_some()),
+        ("path", s.path.is_some()),
+        ("max_request_bytes", s.max_request_bytes.is_some()),
     ]
     .into_iter()
     .filter_map(|(k, set)| set.then_some(k))
@@ -119,11 +130,31 @@ pub(super) fn validate(
                     .and_then(|a| address(a, &at("grpc_address"), problem)),
             },
         ),
-        "forward" => {
-            if s.grpc_address.is_some() {
-                problem(at("grpc_address"), "only an otlp source takes a grpc_address".into());
+        "forward" => ("127.0.0.1:24224", InputKind::Forward),
+        "syslog" => {
+            let (udp, tcp) = match s.mode.as_deref() {
+                None => (true, true),
+                Some("udp") => (true, false),
+                Some("tcp") => (false, true),
+                Some(other) => {
+                    problem(
+                        at("mode"),
+                        format!("{other:?} must be \"udp\" or \"tcp\" (unset: both)"),
+                    );
+                    (true, true)
+                }
+            };
+            ("127.0.0.1:5140", InputKind::Syslog { udp, tcp })
+        }
+        "http" => {
+            let path = s.path.clone().unwrap_or_else(|| "/".to_owned());
+            if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
+                problem(
+                    at("path"),
+                    format!("{path:?} must be a path starting with / (no query)"),
+                );
             }
-            ("127.0.0.1:24224", InputKind::Forward)
+            ("127.0.0.1:8080", InputKind::Http { path })
         }
         other => {
             problem(
@@ -133,11 +164,40 @@ pub(super) fn validate(
             return None;
         }
     };
+    // Each key belongs to one type (or a few): elsewhere it would be silently ignored.
+    let type_name = kind_name(&kind);
+    let only = |key: &str, set: bool, types: &[&str], problem: &mut dyn FnMut(String, String)| {
+        if set && !types.contains(&type_name) {
+            problem(
+                at(key),
+                format!("only a source of type {} takes it", types.join(" or ")),
+            );
+        }
+    };
+    only("grpc_address", s.grpc_address.is_some(), &["otlp"], problem);
+    only("mode", s.mode.is_some(), &["syslog"], problem);
+    only("path", s.path.is_some(), &["http"], problem);
+    only("max_request_bytes", s.max_request_bytes.is_some(), &["http"], problem);
+    only(
+        "max_message_bytes",
+        s.max_message_bytes.is_some(),
+        &["otlp", "forward", "syslog"],
+        problem,
+    );
     let address = address(s.address.as_deref().unwrap_or(default_address), &at("address"), problem);
-    let max_message_bytes = s.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
+    let (cap_key, cap, default_cap) = match kind {
+        InputKind::Http { .. } => ("max_request_bytes", s.max_request_bytes, DEFAULT_MAX_MESSAGE_BYTES),
+        InputKind::Syslog { .. } => (
+            "max_message_bytes",
+            s.max_message_bytes,
+            DEFAULT_MAX_SYSLOG_MESSAGE_BYTES,
+        ),
+        _ => ("max_message_bytes", s.max_message_bytes, DEFAULT_MAX_MESSAGE_BYTES),
+    };
+    let max_message_bytes = cap.unwrap_or(default_cap);
     if !(1024..=256 << 20).contains(&max_message_bytes) {
         problem(
-            at("max_message_bytes"),
+            at(cap_key),
             format!("{max_message_bytes} is out of range 1024..=268435456"),
         );
     }
@@ -189,6 +249,16 @@ pub(super) fn validate(
             fsync,
         },
     })
+}
+
+/// The `type` value of `kind`.
+fn kind_name(kind: &InputKind) -> &'static str {
+    match kind {
+        InputKind::Otlp { .. } => "otlp",
+        InputKind::Forward => "forward",
+        InputKind::Syslog { .. } => "syslog",
+        InputKind::Http { .. } => "http",
+    }
 }
 
 /// `data_dir/spool/<name>`, with the name's path separators and dots made harmless.
@@ -276,6 +346,41 @@ mod tests {
         assert!(e.contains("sources[0].format"), "{e}");
         let e = problems("include = [\"/x/*.log\"]\naddress = \"127.0.0.1:1\"");
         assert!(said(&e, "sources[0].address", "only a network source"), "{e}");
+    }
+
+    #[test]
+    fn syslog_and_http_sources_take_their_own_keys() {
+        let s = parse("type = \"syslog\"\nmode = \"udp\"").unwrap();
+        let input = s.sources[0].input.as_ref().unwrap();
+        assert_eq!(input.kind, InputKind::Syslog { udp: true, tcp: false });
+        assert_eq!(input.address, "127.0.0.1:5140".parse().unwrap());
+        assert_eq!(input.max_message_bytes, DEFAULT_MAX_SYSLOG_MESSAGE_BYTES);
+        let s = parse("type = \"http\"\npath = \"/ingest\"\nmax_request_bytes = 2048").unwrap();
+        let input = s.sources[0].input.as_ref().unwrap();
+        assert_eq!(input.kind, InputKind::Http { path: "/ingest".into() });
+        assert_eq!(input.max_message_bytes, 2048);
+        let e = problems("type = \"syslog\"\nmode = \"sctp\"\npath = \"/x\"\nmax_request_bytes = 4096");
+        assert!(said(&e, "sources[0].mode", "\"sctp\" must be"), "{e}");
+        assert!(said(&e, "sources[0].path", "only a source of type http"), "{e}");
+        assert!(
+            said(&e, "sources[0].max_request_bytes", "only a source of type http"),
+            "{e}"
+        );
+        let e = problems(
+            "type = \"http\"\npath = \"ingest?x=1\"\nmax_message_bytes = 4096\ngrpc_address = \"127.0.0.1:1\"",
+        );
+        assert!(said(&e, "sources[0].path", "\"ingest?x=1\" must be a path"), "{e}");
+        assert!(
+            said(
+                &e,
+                "sources[0].max_message_bytes",
+                "only a source of type otlp or forward or syslog"
+            ),
+            "{e}"
+        );
+        assert!(said(&e, "sources[0].grpc_address", "only a source of type otlp"), "{e}");
+        let e = problems("mode = \"udp\"\ninclude = [\"/x\"]");
+        assert!(said(&e, "sources[0].mode", "only a network source"), "{e}");
     }
 
     #[test]

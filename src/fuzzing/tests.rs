@@ -33,6 +33,10 @@ const DOCKER: &[&str] = &[
     r#"{"log":"hello\n","stream":"stdout","time":"2026-11-25T13:51:20.123456789Z"}"#,
     "{\"log\":\"part \\u00e9\",\"stream\":\"stderr\",\"time\":\"2026-11-25T13:51:20Z\"}\n{\"log\":\"rest\\n\",\"stream\":\"stderr\",\"time\":\"2026-11-25T13:51:21Z\",\"attrs\":{\"a\":1}}",
 ];
+const HTTP_BODIES: &[&str] = &[
+    "{\"message\":\"a\",\"n\":1}\n{\"log\":\"b\",\"o\":{\"k\":[1,2.5,null,true]}}\n",
+    "[\n  {\"msg\": \"x \\\" y\",\n   \"nested\": {\n     \"a\": \"\\n\"\n   }\n  }\n]",
+];
 const SYSLOG: &[&str] = &[
     r#"<34>1 2026-11-25T13:51:20.003Z host app 123 ID47 [exampleSDID@32473 iut="3" eventSource="App\]"] message"#,
     "<13>Nov 25 13:51:20 host app[12]: message",
@@ -125,6 +129,16 @@ proptest! {
     fn syslog_takes_any_bytes(b in bytes()) { syslog(&b) }
     #[test]
     fn syslog_takes_near_valid_lines(b in near(SYSLOG)) { syslog(&with_now(&b)) }
+
+    #[test]
+    fn the_syslog_input_writes_one_json_line_for_any_bytes(b in bytes()) { syslog_input(&b) }
+    #[test]
+    fn the_syslog_input_writes_one_json_line_for_near_valid_messages(b in near(SYSLOG)) { syslog_input(&with_now(&b)) }
+
+    #[test]
+    fn the_http_input_takes_any_bytes(b in bytes()) { http_input(&b) }
+    #[test]
+    fn the_http_input_takes_near_valid_bodies(b in near(HTTP_BODIES)) { http_input(&b) }
 
     #[test]
     fn access_takes_any_bytes(b in bytes()) { access(&b) }

@@ -7,7 +7,6 @@
 //! 408 (the body did not come within `read_timeout`), 429 with `Retry-After` (the spool is
 //! full: the client keeps the records and retries), 503 (the spool cannot be written).
 
-use std::io::Read as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,12 +16,12 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use http_body_util::BodyExt as _;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use prost::Message as _;
 
+use super::body::{self, BodyError};
 use super::intake::Refused;
 use super::{otlp_lines, Intake};
 use crate::config::InputSettings;
@@ -146,59 +145,20 @@ async fn export(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, body: Body) -> 
 /// Reads, decodes and keeps one request.
 async fn receive(ctx: &Ctx, headers: &HeaderMap, body: Body, encoding: Encoding) -> Result<Response, Refusal> {
     let max = ctx.max_message_bytes;
-    let too_big = || {
-        Refusal::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            INVALID_ARGUMENT,
-            format!("the request is over this input's max_message_bytes ({max})"),
-        )
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
-        return Err(too_big());
-    }
-    let raw = tokio::time::timeout(ctx.read_timeout, read_body(body, max))
-        .await
-        .map_err(|_| {
-            Refusal::new(
-                StatusCode::REQUEST_TIMEOUT,
-                DEADLINE_EXCEEDED,
-                "the body did not arrive within read_timeout",
-            )
-        })?
-        .map_err(|e| match e {
-            BodyError::TooBig => too_big(),
-            BodyError::Read(e) => Refusal::new(
-                StatusCode::BAD_REQUEST,
-                INVALID_ARGUMENT,
-                format!("reading the body: {e}"),
-            ),
-        })?;
-    add(&ctx.intake.metrics().bytes_received, raw.len() as u64);
-    let content_encoding = headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("identity");
-    let plain = match content_encoding {
-        "identity" | "" => raw,
-        "gzip" => gunzip(&raw, max).map_err(|e| match e {
-            BodyError::TooBig => too_big(),
-            BodyError::Read(e) => Refusal::new(StatusCode::BAD_REQUEST, INVALID_ARGUMENT, format!("gzip: {e}")),
-        })?,
-        other => {
-            return Err(Refusal::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                INVALID_ARGUMENT,
-                format!(
-                    "content encoding {:?}: send gzip or none",
-                    crate::logsafe::escape(other)
-                ),
-            ))
-        }
-    };
+    let (plain, sent) = body::read(headers, body, max, ctx.read_timeout).await.map_err(|e| {
+        let (status, code) = match e {
+            BodyError::TooBig { .. } => (StatusCode::PAYLOAD_TOO_LARGE, INVALID_ARGUMENT),
+            BodyError::Timeout => (StatusCode::REQUEST_TIMEOUT, DEADLINE_EXCEEDED),
+            BodyError::Encoding(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, INVALID_ARGUMENT),
+            BodyError::Read(_) | BodyError::Gzip(_) => (StatusCode::BAD_REQUEST, INVALID_ARGUMENT),
+        };
+        let message = match e {
+            BodyError::TooBig { .. } => format!("the request is over this input's max_message_bytes ({max})"),
+            e => e.to_string(),
+        };
+        Refusal::new(status, code, message)
+    })?;
+    add(&ctx.intake.metrics().bytes_received, sent as u64);
     let request = match encoding {
         Encoding::Protobuf => ExportLogsServiceRequest::decode(&plain[..]).map_err(|e| e.to_string()),
         Encoding::Json => serde_json::from_slice::<ExportLogsServiceRequest>(&plain).map_err(|e| e.to_string()),
@@ -240,37 +200,4 @@ pub(super) async fn keep(
             "the agent cannot write its spool; retry later",
         )),
     }
-}
-
-enum BodyError {
-    TooBig,
-    Read(String),
-}
-
-/// The whole body, refused as soon as it passes `max` bytes.
-async fn read_body(mut body: Body, max: usize) -> Result<Vec<u8>, BodyError> {
-    let mut out = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
-        if let Ok(data) = frame.into_data() {
-            if out.len() + data.len() > max {
-                return Err(BodyError::TooBig);
-            }
-            out.extend_from_slice(&data);
-        }
-    }
-    Ok(out)
-}
-
-/// `raw` un-gzipped, refused once it passes `max` bytes (a small bomb stays small).
-fn gunzip(raw: &[u8], max: usize) -> Result<Vec<u8>, BodyError> {
-    let mut out = Vec::new();
-    flate2::read::MultiGzDecoder::new(raw)
-        .take(max as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| BodyError::Read(e.to_string()))?;
-    if out.len() > max {
-        return Err(BodyError::TooBig);
-    }
-    Ok(out)
 }

@@ -1,9 +1,10 @@
 //! The network inputs' counters (`tailship_input_*{input}`), one set per network source, and
 //! their rendering. Rendered only when the config has a network source.
 
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::labelled;
+use super::{escape_label, labelled};
 
 #[derive(Debug, Default)]
 pub struct InputMetrics {
@@ -24,6 +25,11 @@ pub struct InputMetrics {
     pub connections: AtomicU64,
     /// Connections closed at once because `max_connections` were open.
     pub connections_refused: AtomicU64,
+    /// Messages kept whole as the message of a record because they did not parse (syslog).
+    pub unparsed: AtomicU64,
+    /// Messages dropped where the protocol cannot push back (syslog over UDP), by reason.
+    pub dropped_spool_full: AtomicU64,
+    pub dropped_too_large: AtomicU64,
 }
 
 impl InputMetrics {
@@ -41,7 +47,7 @@ pub(super) fn render(inputs: &[InputMetrics], out: &mut String) {
         return;
     }
     type Field = fn(&InputMetrics) -> &AtomicU64;
-    let rows: [(&str, &str, &str, Field); 8] = [
+    let rows: [(&str, &str, &str, Field); 9] = [
         (
             "tailship_input_records_accepted_total",
             "counter",
@@ -90,6 +96,12 @@ pub(super) fn render(inputs: &[InputMetrics], out: &mut String) {
             "Connections closed at once because max_connections were open.",
             |m| &m.connections_refused,
         ),
+        (
+            "tailship_input_records_unparsed_total",
+            "counter",
+            "Messages that did not parse (syslog), kept whole as a record's message with a parse_error field.",
+            |m| &m.unparsed,
+        ),
     ];
     for (name, kind, help, field) in rows {
         labelled(
@@ -102,5 +114,23 @@ pub(super) fn render(inputs: &[InputMetrics], out: &mut String) {
                 .iter()
                 .map(|m| (m.name.clone(), field(m).load(Ordering::Relaxed))),
         );
+    }
+    let name = "tailship_input_dropped_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Messages a network input dropped because its protocol cannot push back (syslog over UDP).\n# TYPE {name} counter"
+    );
+    for m in inputs {
+        let input = escape_label(&m.name);
+        for (reason, v) in [
+            ("spool_full", &m.dropped_spool_full),
+            ("too_large", &m.dropped_too_large),
+        ] {
+            let _ = writeln!(
+                out,
+                "{name}{{input=\"{input}\",reason=\"{reason}\"}} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
     }
 }

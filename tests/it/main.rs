@@ -65,12 +65,19 @@ mod idle;
 /// The forward input against fluent-logger and a msgpack client (all four modes, chunk acks);
 /// garbage, truncated and oversized messages counted while the clients are served on.
 mod input_forward;
+/// The http input: curl (NDJSON, JSON array) and Python urllib with gzip; malformed, 100 MB,
+/// wrong method and path; a full spool's 429; kill -9 while Python posts.
+mod input_http;
 /// 10,000 idle connections to an otlp and a forward input: capped, timed out, counted, memory
 /// bounded, real clients served all along.
 mod input_limits;
 /// The otlp input against the OpenTelemetry Python SDK over HTTP and gRPC, kill -9 while it
 /// sends, bad requests, a full spool's pushback.
 mod input_otlp;
+/// The syslog input against util-linux logger (UDP, TCP, octet counting; RFC 5424 and 3164)
+/// and Python's SysLogHandler; framing in octet counts; garbage and oversize closed and
+/// counted; kill -9 while a client sends over TCP; UDP drops counted at the spool's cap.
+mod input_syslog;
 /// The kafka sink against a real broker (tansu), read back with kafka-python: 1,000,000 lines
 /// once each in order, the broker down 20 s, kill -9 twice, an oversized record dead-lettered,
 /// a topic per namespace.
