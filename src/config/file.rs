@@ -103,6 +103,9 @@ pub(super) struct SourceFileConfig {
     pub(super) path: Option<String>,
     /// `http`: the body cap (what `max_message_bytes` is for the others).
     pub(super) max_request_bytes: Option<usize>,
+    /// `forward`: the shared-key handshake a client must pass first.
+    pub(super) shared_key: Option<String>,
+    pub(super) shared_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]

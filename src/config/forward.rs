@@ -57,6 +57,38 @@ pub(super) fn forward_keys_set(kind: Option<&str>, s: &SinkFileConfig) -> Vec<&'
 /// The HTTP sinks' keys a forward sink takes too.
 pub(super) const SHARED_WITH_HTTP: [&str; 3] = ["compression", "tls", "dead_letter"];
 
+/// The shared key of a forward sink or input, from `shared_key` or `shared_key_file` (read now
+/// to check it, and again at each handshake, so a rotated key file is picked up).
+pub(super) fn shared_key(
+    key: &Option<String>,
+    file: &Option<std::path::PathBuf>,
+    bad: &mut dyn FnMut(&str, String),
+) -> Option<Secret> {
+    match (key, file) {
+        (Some(k), None) if !k.is_empty() => Some(Secret::Value(k.clone())),
+        (Some(_), None) => {
+            bad("shared_key", "must not be empty".into());
+            None
+        }
+        (None, Some(f)) => match Secret::File(f.clone()).reveal() {
+            Ok(k) if !k.is_empty() => Some(Secret::File(f.clone())),
+            Ok(_) => {
+                bad("shared_key_file", format!("{} is empty", f.display()));
+                None
+            }
+            Err(e) => {
+                bad("shared_key_file", format!("cannot read {}: {e}", f.display()));
+                None
+            }
+        },
+        (Some(_), Some(_)) => {
+            bad("shared_key", "set shared_key or shared_key_file, not both".into());
+            None
+        }
+        (None, None) => None,
+    }
+}
+
 /// Validates a forward sink; `None` when a problem was reported.
 pub(super) fn validate_forward(
     s: &SinkFileConfig,
@@ -94,29 +126,7 @@ pub(super) fn validate_forward(
             false
         }
     };
-    let shared_key = match (&s.shared_key, &s.shared_key_file) {
-        (Some(k), None) if !k.is_empty() => Some(Secret::Value(k.clone())),
-        (Some(_), None) => {
-            bad("shared_key", "must not be empty".into());
-            None
-        }
-        (None, Some(f)) => match Secret::File(f.clone()).reveal() {
-            Ok(k) if !k.is_empty() => Some(Secret::File(f.clone())),
-            Ok(_) => {
-                bad("shared_key_file", format!("{} is empty", f.display()));
-                None
-            }
-            Err(e) => {
-                bad("shared_key_file", format!("cannot read {}: {e}", f.display()));
-                None
-            }
-        },
-        (Some(_), Some(_)) => {
-            bad("shared_key", "set shared_key or shared_key_file, not both".into());
-            None
-        }
-        (None, None) => None,
-    };
+    let shared_key = shared_key(&s.shared_key, &s.shared_key_file, &mut bad);
     let tls = s.tls.as_ref().map(|_| tls(s, None, &mut |k, m| bad(k, m)));
     if tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
         bad(

@@ -71,6 +71,8 @@ pub struct InputSettings {
     pub max_connections: usize,
     pub read_timeout: Duration,
     pub spool: SpoolSettings,
+    /// `forward`: the key of the shared-key handshake every connection must pass first.
+    pub shared_key: Option<super::Secret>,
 }
 
 /// The keys only a network source takes, to reject them on a file source.
@@ -80,6 +82,8 @@ pub(super) fn network_keys(s: &SourceFileConfig) -> Vec<&'static str> {
         ("grpc_address", s.grpc_address.is_some()),
         ("max_message_bytes", s.max_message_bytes.is_some()),
         ("max_connections", s.max_connections.is_some()),
+        ("shared_key", s.shared_key.is_some()),
+        ("shared_key_file", s.shared_key_file.is_some()),
         ("read_timeout", s.read_timeout.is_some()),
         ("max_spool_bytes", s.max_spool_bytes.is_some()),
         ("spool_fsync", s.spool_fsync.is_some()),
@@ -178,6 +182,9 @@ pub(super) fn validate(
     only("mode", s.mode.is_some(), &["syslog"], problem);
     only("path", s.path.is_some(), &["http"], problem);
     only("max_request_bytes", s.max_request_bytes.is_some(), &["http"], problem);
+    only("shared_key", s.shared_key.is_some(), &["forward"], problem);
+    only("shared_key_file", s.shared_key_file.is_some(), &["forward"], problem);
+    let shared_key = super::forward::shared_key(&s.shared_key, &s.shared_key_file, &mut |k, m| problem(at(k), m));
     only(
         "max_message_bytes",
         s.max_message_bytes.is_some(),
@@ -248,6 +255,7 @@ pub(super) fn validate(
             segment_bytes: MAX_SEGMENT_BYTES.min(max_bytes / 4),
             fsync,
         },
+        shared_key,
     })
 }
 

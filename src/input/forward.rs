@@ -10,6 +10,11 @@
 //! arrive within `read_timeout` of the previous bytes; a malformed or oversized message is
 //! counted (`requests_rejected`), logged, and its connection closed — the client's other
 //! connections and every other client are served on.
+//!
+//! With a `shared_key`, every connection starts with the protocol's handshake (HELO with a
+//! fresh random nonce, the client's PING proving it knows the key, our PONG proving we do):
+//! a client that fails it gets a PONG saying so, and the connection is closed and counted
+//! before anything it sends is read as a message.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +26,8 @@ use super::forward_lines;
 use super::intake::Refused;
 use super::listen::BoxFuture;
 use super::Intake;
-use crate::forward::{decode, encode};
+use crate::config::Secret;
+use crate::forward::{decode, encode, handshake};
 use crate::logsafe;
 use crate::metrics::add;
 
@@ -42,21 +48,91 @@ enum Closed {
     Spool,
     #[error("the connection ended (or went quiet past read_timeout) {bytes} bytes into a message")]
     Truncated { bytes: usize },
+    #[error("{0}")]
+    Handshake(#[from] handshake::Error),
+    #[error("the client's PING does not prove the shared key")]
+    WrongKey,
+    #[error("no PING within read_timeout")]
+    NoPing,
+    #[error("the shared key cannot be read: {0}")]
+    Key(std::io::Error),
+    #[error("no random nonce from the system: {0}")]
+    Nonce(String),
 }
 
 /// Serves each connection with `intake`'s spool and the source's limits.
-pub fn serve(intake: Arc<Intake>, max_message_bytes: usize, read_timeout: Duration) -> impl Fn(TcpStream) -> BoxFuture {
+pub fn serve(
+    intake: Arc<Intake>,
+    max_message_bytes: usize,
+    read_timeout: Duration,
+    shared_key: Option<Secret>,
+) -> impl Fn(TcpStream) -> BoxFuture {
+    let hostname = crate::config::system_hostname().unwrap_or_else(|| "tailship".into());
     move |stream| {
         let intake = Arc::clone(&intake);
+        let key = shared_key.clone();
+        let hostname = hostname.clone();
         Box::pin(async move {
             let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-            if let Err(e) = connection(stream, &intake, max_message_bytes, read_timeout).await {
+            let mut stream = stream;
+            let served = match &key {
+                Some(key) => shake(&mut stream, key, &hostname, read_timeout).await,
+                None => Ok(()),
+            };
+            let served = match served {
+                Ok(()) => connection(stream, &intake, max_message_bytes, read_timeout).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = served {
                 add(&intake.metrics().requests_rejected, 1);
                 tracing::warn!(source = %intake.metrics().name, peer = %peer, error = %e, "forward input: closing the connection");
             }
         })
     }
 }
+
+/// The server's half of the shared-key handshake: HELO, the client's PING checked, PONG.
+async fn shake(stream: &mut TcpStream, key: &Secret, hostname: &str, read_timeout: Duration) -> Result<(), Closed> {
+    // Read at each connection: a rotated key file is picked up without a restart.
+    let key = key.reveal().map_err(Closed::Key)?;
+    let mut nonce = [0u8; 16];
+    getrandom::fill(&mut nonce).map_err(|e| Closed::Nonce(e.to_string()))?;
+    if stream.write_all(&handshake::helo(&nonce)).await.is_err() {
+        return Err(Closed::NoPing);
+    }
+    let mut buf = Vec::new();
+    let mut scratch = [0u8; 4096];
+    let ping = loop {
+        if let Some((v, used)) = decode::next_value(&buf, PING_ELEMENTS)? {
+            buf.drain(..used);
+            break v;
+        }
+        if buf.len() > PING_BYTES {
+            return Err(Closed::TooLarge {
+                size: buf.len(),
+                max: PING_BYTES,
+            });
+        }
+        match tokio::time::timeout(read_timeout, stream.read(&mut scratch)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&scratch[..n]),
+            _ => return Err(Closed::NoPing),
+        }
+    };
+    let ping = handshake::parse_ping(&ping)?;
+    let ok = handshake::ping_ok(&ping, &nonce, key.as_bytes());
+    let reason = if ok { "" } else { "shared key mismatch" };
+    let pong = handshake::pong(&ping, ok, reason, hostname, &nonce, key.as_bytes());
+    let _ = stream.write_all(&pong).await;
+    if ok {
+        Ok(())
+    } else {
+        Err(Closed::WrongKey)
+    }
+}
+
+/// A PING has six short fields: more is not a PING.
+const PING_ELEMENTS: usize = 64;
+const PING_BYTES: usize = 64 << 10;
 
 /// Reads messages until the client closes (or goes quiet past `read_timeout`, or sends what
 /// cannot be read: `Err`).

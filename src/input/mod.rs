@@ -180,7 +180,12 @@ impl Prepared {
                 (InputKind::Forward, Some(l)) => {
                     accept(
                         l,
-                        Box::new(forward::serve(Arc::clone(intake), s.max_message_bytes, s.read_timeout)),
+                        Box::new(forward::serve(
+                            Arc::clone(intake),
+                            s.max_message_bytes,
+                            s.read_timeout,
+                            s.shared_key.clone(),
+                        )),
                     );
                 }
                 (InputKind::Syslog { .. }, Some(l)) => {

@@ -12,7 +12,15 @@
         seqs of each chunk acknowledged are appended to ACKED_FILE. A lost connection (the
         agent killed) is retried for up to 60 s and the unacknowledged chunk sent again; an ack
         may take as long as the agent withholds it (a full spool).
+    forward_client.py shared PORT COUNT FIRST KEY
+        the shared-key handshake as the Forward protocol specifies it (hashlib's SHA-512):
+        reads HELO, sends PING, checks PONG (its digest too), then sends COUNT records in
+        acknowledged PackedForward chunks of 100. A refused handshake prints
+        "refused: REASON" on stderr and exits 3.
 """
+
+import hashlib
+import os
 
 import gzip
 import socket
@@ -130,8 +138,58 @@ def acked(port, count, first, path):
     c.close()
 
 
+def next_value(c, u):
+    while True:
+        got = next(u, None)
+        if got is not None:
+            return got
+        data = c.recv(4096)
+        if not data:
+            print("the server closed the connection", file=sys.stderr)
+            sys.exit(1)
+        u.feed(data)
+
+
+def shared(port, count, first, key):
+    c = socket.create_connection(("127.0.0.1", port), timeout=30)
+    u = msgpack.Unpacker(raw=False)
+    helo = next_value(c, u)
+    if not (isinstance(helo, list) and helo[0] == "HELO"):
+        print(f"expected HELO, got {helo!r}", file=sys.stderr)
+        sys.exit(1)
+    nonce = helo[1]["nonce"]
+    nonce = nonce.encode() if isinstance(nonce, str) else nonce
+    salt, hostname = os.urandom(16), "forward-client"
+    digest = hashlib.sha512(salt + hostname.encode() + nonce + key.encode()).hexdigest()
+    c.sendall(msgpack.packb(["PING", hostname, salt, digest, "", ""], use_bin_type=True))
+    pong = next_value(c, u)
+    if not (isinstance(pong, list) and pong[0] == "PONG"):
+        print(f"expected PONG, got {pong!r}", file=sys.stderr)
+        sys.exit(1)
+    if not pong[1]:
+        print(f"refused: {pong[2]}", file=sys.stderr)
+        sys.exit(3)
+    theirs = hashlib.sha512(salt + pong[3].encode() + nonce + key.encode()).hexdigest()
+    if pong[4] != theirs:
+        print("the server's PONG digest does not prove the key", file=sys.stderr)
+        sys.exit(1)
+    for start in range(first, first + count, 100):
+        seqs = range(start, min(start + 100, first + count))
+        stream = b"".join(msgpack.packb([event_time(time.time()), record(s)]) for s in seqs)
+        chunk = uuid.uuid4().hex
+        c.sendall(msgpack.packb(["app.fwd", stream, {"chunk": chunk, "size": len(seqs)}], use_bin_type=True))
+        got = next_value(c, u)
+        if got != {"ack": chunk}:
+            print(f"wrong ack {got!r} for {chunk}", file=sys.stderr)
+            sys.exit(1)
+    c.close()
+
+
 def main():
     kind, port, count, first = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    if kind == "shared":
+        shared(port, count, first, sys.argv[5])
+        return
     if kind == "acked":
         acked(port, count, first, sys.argv[5])
         return

@@ -232,3 +232,55 @@ fn a_full_spool_withholds_the_ack_and_nothing_acknowledged_is_lost() {
         "RSS grew from {before_kib} KiB to {peak_kib} KiB"
     );
 }
+
+/// `shared_key` on the input: a client that passes the handshake (written from the protocol's
+/// text with Python's hashlib) is served; a wrong key gets a PONG saying so and nothing it
+/// sends is kept; a client that skips the handshake (fluent-logger, which has none) is closed.
+/// Each refusal is counted.
+#[test]
+fn the_shared_key_handshake_admits_the_right_key_only() {
+    let dir = TestDir::new("forward-shared-key");
+    let rx = Receiver::keeping();
+    let port = free_port();
+    let mut agent = start_with(&dir, &rx, port, "shared_key = \"the-pods-own-key-0123\"");
+    finish(client_args("shared", port, 1000, 0, &["the-pods-own-key-0123"]));
+    wait_progress(Some(&mut agent), "the right key's records", STALL, LIMIT, || {
+        let n = seqs(&rx).len() as u64;
+        (n, n == 1000)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let wrong = client_args("shared", port, 100, 5000, &["not-the-key"]);
+    let out = wrong.wait_with_output().expect("wait for the client");
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refused: shared key mismatch"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // fluent-logger sends its message where the PING belongs.
+    let _ = client("logger", port, 10, 6000).wait();
+    let m = agent.metrics().expect("metrics");
+    assert!(
+        m.get_with("tailship_input_requests_rejected_total", "app-fwd")
+            .unwrap_or(0.0)
+            >= 2.0,
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.get_with("tailship_input_records_accepted_total", "app-fwd"),
+        Some(1000.0),
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        seqs(&rx).len(),
+        1000,
+        "nothing from the wrong key or the client without one"
+    );
+    assert!(
+        !agent.stderr().contains("the-pods-own-key"),
+        "the key reached the agent's log"
+    );
+}
