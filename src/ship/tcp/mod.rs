@@ -92,6 +92,7 @@ pub fn run(ctx: SinkContext) {
         poison_logged: None,
         poison_unlogged: 0,
         largest_window: 0,
+        next_poll: Instant::now(),
         checkpoints,
         metrics: Arc::clone(&metrics),
         hard_stop: hard_stop.clone(),
@@ -139,6 +140,8 @@ struct TcpSink {
     poison_unlogged: u64,
     /// The largest receive window a receiver advertised (logged at the end, for tuning).
     largest_window: u64,
+    /// When the next step is due while the window holds batches.
+    next_poll: Instant,
     checkpoints: Sender<Msg>,
     metrics: Arc<Metrics>,
     hard_stop: HardStop,
@@ -149,6 +152,7 @@ impl TcpSink {
     /// the peer's TCP acknowledged.
     fn step(&mut self) {
         let now = Instant::now();
+        self.next_poll = now + POLL;
         if self.conn.is_none() {
             if self.window.is_empty() || self.retry_at.is_some_and(|t| t > now) {
                 return;
@@ -243,8 +247,14 @@ impl TcpSink {
 
     /// The connection is gone: everything unsettled is written again on the next one.
     fn lost(&mut self, error: &str) {
-        self.conn = None;
-        let progressed = std::mem::take(&mut self.progressed);
+        // A receiver whose TCP took some of our bytes before it closed is up: the next
+        // connection comes at once (the window is narrowing down a record it closes on),
+        // without the backoff for one that cannot be reached.
+        let took_bytes = self
+            .conn
+            .take()
+            .is_some_and(|mut c| c.progress().is_ok_and(|(acked, _, _)| acked > 0));
+        let progressed = std::mem::take(&mut self.progressed) || took_bytes;
         match self.window.closed() {
             Closed::Resend | Closed::Split => {}
             Closed::Again { closes } => {
@@ -371,7 +381,7 @@ impl Deliver for TcpSink {
         if self.window.is_empty() {
             return None;
         }
-        Some(Instant::now() + POLL)
+        Some(self.next_poll)
     }
 
     fn on_poll(&mut self) -> bool {

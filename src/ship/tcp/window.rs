@@ -67,16 +67,27 @@ impl Entry {
         }
     }
 
-    /// Splits the lines in two halves: `self` keeps the first, the second is returned with the
-    /// marks and the parts (acknowledged after the first half).
+    /// Splits the lines in two: `self` keeps the first part, the second is returned with the
+    /// marks and the parts (acknowledged after the first). In halves, unless one line is far
+    /// longer than the others (a receiver closing on a record over its buffer, as Fluent Bit's
+    /// `in_tcp` does): then at that line's start, or after it if it is first, so it is alone
+    /// in two steps rather than ten.
     fn split(&mut self) -> Option<Entry> {
         let lines = line_ends(&self.bytes);
         if lines.len() < 2 {
             return None;
         }
-        let cut = lines[lines.len() / 2 - 1];
+        let len = |i: usize| lines[i] - if i == 0 { 0 } else { lines[i - 1] };
+        let longest = (0..lines.len()).max_by_key(|&i| len(i)).unwrap_or(0);
+        let average = self.bytes.len() / lines.len();
+        let first_lines = if len(longest) >= 4096 && len(longest) >= 4 * average {
+            longest.max(1)
+        } else {
+            lines.len() / 2
+        };
+        let cut = lines[first_lines - 1];
         let second = self.bytes.split_off(cut);
-        let first_records = lines.len() / 2;
+        let first_records = first_lines;
         let mut rest = Entry::new(
             second,
             self.records.saturating_sub(first_records).max(1),
@@ -592,5 +603,16 @@ mod tests {
         assert_eq!((e.records, rest.records), (1, 2));
         assert!(e.marks.is_empty() && rest.marks.len() == 1);
         assert!(entry(&["x"]).split().is_none());
+    }
+
+    #[test]
+    fn a_far_longer_line_is_split_off_first() {
+        let long = "L".repeat(40 << 10);
+        let mut e = entry(&["a", "b", &long, "d", "e"]);
+        let mut rest = e.split().unwrap();
+        assert_eq!(e.bytes, b"a\nb\n");
+        let tail = rest.split().unwrap();
+        assert_eq!(rest.bytes.len(), long.len() + 1, "the long line alone");
+        assert_eq!(tail.bytes, b"d\ne\n");
     }
 }
