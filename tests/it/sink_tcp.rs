@@ -472,7 +472,9 @@ fn tls_with_the_receivers_ca_delivers_every_line_and_a_wrong_ca_sends_nothing() 
             format!("tls = {{ ca_file = {} }}", q(&dir2.join("ca.pem").to_string_lossy())),
         ],
         ..Config::tcp(&dir2, &[format!("{}/*.log", logs2.display())], &Receiver::ndjson())
-    };
+    }
+    // It retries the handshake until the shutdown deadline: the lines wait on disk.
+    .top("shutdown_timeout = \"2s\"");
     let mut agent2 = Agent::start(&dir2, &cfg2);
     let refused = wait_until(Duration::from_secs(20), || {
         failures.load(Ordering::SeqCst) >= 1 && agent2.stderr().contains("certificate")
