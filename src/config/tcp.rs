@@ -13,12 +13,12 @@ use super::http::{dead_letter, tls, DeadLetterSettings, TlsSettings};
 /// batch leaves the replay window: a receiver that closes (Fluent Bit's `in_tcp` on a record
 /// over its buffer) does so within milliseconds of reading what it cannot take.
 pub const DEFAULT_SETTLE: Duration = Duration::from_millis(250);
-/// A batch also settles once this many bytes after it are acknowledged: more than a peer's
-/// kernel can hold unread (Linux's default `tcp_rmem` maximum is 6 MiB) plus a receiver's own
-/// read buffer, so its application has read past the batch.
-pub const DEFAULT_SETTLE_BYTES: usize = 8 << 20;
-/// The replay window's bound: at it, the sink waits for the oldest batch to settle.
-pub const DEFAULT_REPLAY_WINDOW_BYTES: usize = 16 << 20;
+/// A batch the receiver has read also settles once this many bytes after it are acknowledged
+/// (or the receiver's largest window plus 1 MiB, up to half the replay window).
+pub const DEFAULT_SETTLE_BYTES: usize = 4 << 20;
+/// The replay window's bound: at it, the sink waits for the oldest batch to settle. Its bytes
+/// are outside `max_inflight_bytes`.
+pub const DEFAULT_REPLAY_WINDOW_BYTES: usize = 8 << 20;
 /// Closes with one record alone in flight after which it is dead-lettered.
 pub const DEFAULT_POISON_CLOSES: u32 = 3;
 

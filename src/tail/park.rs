@@ -310,8 +310,8 @@ mod tests {
                 address: "127.0.0.1:9".into(),
                 tls: None,
                 settle: std::time::Duration::from_millis(250),
-                settle_bytes: 8 << 20,
-                replay_window_bytes: 16 << 20,
+                settle_bytes: 4 << 20,
+                replay_window_bytes: 8 << 20,
                 poison_closes: 3,
                 dead_letter: crate::config::DeadLetterSettings {
                     dir: "/nonexistent".into(),

@@ -34,6 +34,8 @@ use crate::stop::HardStop;
 
 /// How often acks and closes are looked at while batches are in the window.
 const POLL: Duration = Duration::from_millis(5);
+/// How often, while the window is full and the connection up.
+const ROOM_POLL: Duration = Duration::from_millis(1);
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(10);
 /// After a close on a connection that had acknowledged bytes, the next one is tried after
@@ -181,11 +183,16 @@ impl TcpSink {
             acked,
             // Without the receiver's window the bound is `settle_bytes`; 0 trusts time alone.
             unread: if floor == 0 { 0 } else { unread.min(floor) },
-            // Past the receiver's whole window (what its kernel can hold) and its own buffer.
+            // Past the receiver's whole window (what its kernel can hold) and its own buffer,
+            // but at most half the replay window: past that the window would fill and the
+            // stream wait for `settle` (a loopback receiver's window grows to tens of MiB).
             settle_bytes: if floor == 0 {
                 u64::MAX
             } else {
-                floor.max(window + APP_BUFFER)
+                floor
+                    .max(window + APP_BUFFER)
+                    .min(self.settings.replay_window_bytes as u64 / 2)
+                    .max(1)
             },
         };
         self.largest_window = self.largest_window.max(window);
@@ -303,7 +310,10 @@ impl TcpSink {
                 return true;
             }
             heartbeat.beat();
-            if heartbeat.wait_for(|| self.hard_stop.sleep(POLL)) {
+            // Waiting for room: the oldest batch settles as acknowledgements stream in, so
+            // look often; waiting for a reconnect or for `settle`, every `POLL`.
+            let wait = if self.conn.is_some() { ROOM_POLL } else { POLL };
+            if heartbeat.wait_for(|| self.hard_stop.sleep(wait)) {
                 return false;
             }
         }
