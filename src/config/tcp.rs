@@ -103,3 +103,55 @@ pub(super) fn validate_tcp(
         dead_letter,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::{ConfigError, Settings, SinkKind};
+    use super::*;
+
+    fn parse(sink: &str) -> Result<Settings, ConfigError> {
+        let text =
+            format!("data_dir = \"/tmp/d\"\n[[sources]]\ninclude = [\"/l/*.log\"]\n[[sinks]]\nname = \"out\"\n{sink}");
+        Settings::from_toml(Path::new("/etc/t.toml"), &text, &|_: &str| None)
+    }
+
+    #[test]
+    fn defaults_and_keys() {
+        let s = parse("type = \"tcp\"\naddress = \"c:5170\"").unwrap();
+        let SinkKind::Tcp(t) = &s.sinks[0].kind else { panic!() };
+        assert_eq!(t.settle, DEFAULT_SETTLE);
+        assert_eq!((t.settle_bytes, t.replay_window_bytes), (4 << 20, 8 << 20));
+        assert_eq!(t.poison_closes, 3);
+        assert!(t.tls.is_none());
+        let s = parse(
+            "type = \"tcp\"\naddress = \"c:5170\"\nsettle = \"50ms\"\npoison_closes = 5\ntls = { server_name = \"collector\", insecure_skip_verify = true }",
+        )
+        .unwrap();
+        let SinkKind::Tcp(t) = &s.sinks[0].kind else { panic!() };
+        assert_eq!((t.settle, t.poison_closes), (Duration::from_millis(50), 5));
+        assert_eq!(t.tls.as_ref().and_then(|t| t.server_name.as_deref()), Some("collector"));
+        assert!(s.warnings().iter().any(|w| w.contains("insecure_skip_verify")));
+    }
+
+    #[test]
+    fn bad_values_and_foreign_keys_are_refused() {
+        for (sink, key) in [
+            ("type = \"tcp\"\naddress = \"c\"", "address"),
+            ("type = \"tcp\"\naddress = \"c:1\"\npoison_closes = 0", "poison_closes"),
+            (
+                "type = \"tcp\"\naddress = \"c:1\"\nreplay_window_bytes = 1000",
+                "replay_window_bytes",
+            ),
+            ("type = \"stdout\"\nsettle = \"1s\"", "settle"),
+            (
+                "type = \"http\"\nurl = \"https://c/\"\ntls = { server_name = \"x\" }",
+                "tls.server_name",
+            ),
+        ] {
+            let e = parse(sink).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains(key), "{sink}: {e}");
+        }
+    }
+}
