@@ -87,6 +87,12 @@ pub enum Msg {
     Closed { uid: u64 },
     /// A sink delivered everything up to these marks.
     Ack { sink: usize, marks: Vec<FileMark> },
+    /// The copy `to` (copytruncate's `app.log.1`) continues generation `from` from offset
+    /// `at`, where the tailer had read `from` when its file was truncated. Until every sink
+    /// has acknowledged `from` up to `at`, `from`'s acknowledged marks (valid in the copy,
+    /// which holds the same bytes) are `to`'s checkpoint: a `kill -9` before those
+    /// acknowledgements come reads the copy again from them, not from `at`.
+    Continues { from: u64, to: u64, at: u64 },
     /// A reload rebuilds the sink acknowledging as `old`; its successor acknowledges as `new`
     /// (a slot not used before) and reads what `old` read. Sent before the successor gets
     /// its first batch, so its slot exists when its first acknowledgement comes; it starts at
@@ -176,6 +182,15 @@ struct Live {
     closed_at: Option<Instant>,
     /// Loaded from disk and not yet claimed by the tailer in this run.
     unclaimed_since: Option<Instant>,
+    /// A copy still waiting for the generation it continues (`Msg::Continues`).
+    behind: Option<Behind>,
+}
+
+/// The generation a copy continues, while some sink has not acknowledged it up to `until`.
+struct Behind {
+    /// Per sink, its acknowledged mark (as `Live::acked`).
+    acked: Vec<Option<Mark>>,
+    until: u64,
 }
 
 pub struct Checkpointer {
@@ -185,6 +200,8 @@ pub struct Checkpointer {
     sink_count: usize,
     grace: Duration,
     files: HashMap<u64, Live>,
+    /// A generation replaced by a truncation → the copy that continues it (`Msg::Continues`).
+    continued: HashMap<u64, u64>,
     dirty: bool,
     metrics: Arc<Metrics>,
     writes: Writes,
@@ -213,6 +230,7 @@ impl Checkpointer {
                         acked: Vec::new(),
                         closed_at: None,
                         unclaimed_since: Some(now),
+                        behind: None,
                     },
                 )
             })
@@ -223,6 +241,7 @@ impl Checkpointer {
             sink_count,
             grace,
             files,
+            continued: HashMap::new(),
             dirty: false,
             metrics,
             writes: Writes {
@@ -239,6 +258,31 @@ impl Checkpointer {
             },
             sync_tx: None,
         }
+    }
+
+    /// An acknowledgement for `from`, a generation the copy `to` continues; true if the
+    /// copy's checkpoint moved. Once every sink is past where the copy starts, the copy is on
+    /// its own.
+    fn ack_behind(&mut self, from: u64, to: u64, sink: usize, mark: Mark) -> bool {
+        let Some(copy) = self.files.get_mut(&to) else {
+            self.continued.remove(&from);
+            return false;
+        };
+        let Some(b) = copy.behind.as_mut() else {
+            self.continued.remove(&from);
+            return false;
+        };
+        if let Some(Some(slot)) = b.acked.get_mut(sink) {
+            if mark.offset > slot.offset {
+                *slot = mark;
+            }
+        }
+        let until = b.until;
+        if b.acked.iter().flatten().all(|m| m.offset >= until) {
+            copy.behind = None;
+            self.continued.remove(&from);
+        }
+        recommit(copy)
     }
 
     pub fn apply(&mut self, msg: Msg) {
@@ -263,6 +307,7 @@ impl Checkpointer {
                         acked,
                         closed_at: None,
                         unclaimed_since: None,
+                        behind: None,
                     },
                 );
                 self.dirty = true;
@@ -292,6 +337,9 @@ impl Checkpointer {
             }
             Msg::Ack { sink, marks } => {
                 for FileMark { uid, mark } in marks {
+                    if let Some(&to) = self.continued.get(&uid) {
+                        self.dirty |= self.ack_behind(uid, to, sink, mark);
+                    }
                     // Acks for a generation replaced by a truncation find no entry: ignore.
                     let Some(l) = self.files.get_mut(&uid) else { continue };
                     let Some(Some(slot)) = l.acked.get_mut(sink) else {
@@ -301,6 +349,14 @@ impl Checkpointer {
                         *slot = mark;
                         self.dirty |= recommit(l);
                     }
+                }
+            }
+            Msg::Continues { from, to, at } => {
+                let acked = self.files.get(&from).map(|l| l.acked.clone());
+                if let (Some(acked), Some(copy)) = (acked, self.files.get_mut(&to)) {
+                    copy.behind = Some(Behind { acked, until: at });
+                    self.continued.insert(from, to);
+                    self.dirty |= recommit(copy);
                 }
             }
             Msg::SinkReplacing { old, new } => {
@@ -474,7 +530,16 @@ const MAX_GAP: Duration = Duration::from_secs(1);
 
 /// Moves a file's committed mark to the lowest one its sinks acknowledged; true if it moved.
 fn recommit(l: &mut Live) -> bool {
-    let committed = l.acked.iter().flatten().min_by_key(|a| a.offset).copied();
+    let behind = |s: usize| {
+        let b = l.behind.as_ref()?;
+        b.acked.get(s).copied().flatten().filter(|m| m.offset < b.until)
+    };
+    let committed = l
+        .acked
+        .iter()
+        .enumerate()
+        .filter_map(|(s, a)| a.map(|a| behind(s).unwrap_or(a)))
+        .min_by_key(|a| a.offset);
     match committed {
         Some(at) if at.offset != l.entry.at.offset => {
             l.entry.at = at;
@@ -628,6 +693,60 @@ mod tests {
         assert!(loaded
             .iter()
             .any(|e| e.uid == 7 && e.at.offset == 50 && e.at.validator == 50));
+    }
+
+    #[test]
+    fn a_copytruncate_copy_starts_from_what_the_old_generation_had_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cp = Checkpointer::new(
+            dir.path().into(),
+            vec![],
+            vec![vec![0]],
+            1,
+            Duration::from_secs(60),
+            Arc::new(Metrics::default()),
+            Cadence::default(),
+        );
+        let ack = |cp: &mut Checkpointer, uid, offset| {
+            cp.apply(Msg::Ack {
+                sink: 0,
+                marks: vec![mark(uid, offset)],
+            })
+        };
+        // The live file (uid 1, inode 10), read to 500, acknowledged to 200, is truncated;
+        // its copy (uid 2, inode 20) is registered where the reading was, then the live
+        // file's new generation (uid 3, same inode) replaces uid 1's entry.
+        cp.apply(Msg::Register {
+            entry: entry(1, 10, 0),
+            source_idx: 0,
+        });
+        ack(&mut cp, 1, 200);
+        cp.apply(Msg::Register {
+            entry: entry(2, 20, 500),
+            source_idx: 0,
+        });
+        cp.apply(Msg::Continues {
+            from: 1,
+            to: 2,
+            at: 500,
+        });
+        cp.apply(Msg::Register {
+            entry: entry(3, 10, 0),
+            source_idx: 0,
+        });
+        assert!(!cp.files.contains_key(&1));
+        assert_eq!(
+            cp.files[&2].entry.at.offset, 200,
+            "the copy resumes where uid 1 was acknowledged"
+        );
+        // The copy's own lines acknowledged first (another adapt worker): still held back.
+        ack(&mut cp, 2, 800);
+        assert_eq!(cp.files[&2].entry.at.offset, 200);
+        ack(&mut cp, 1, 400);
+        assert_eq!(cp.files[&2].entry.at.offset, 400);
+        ack(&mut cp, 1, 500);
+        assert_eq!(cp.files[&2].entry.at.offset, 800, "on its own once uid 1 reached 500");
+        assert!(cp.continued.is_empty());
     }
 
     #[test]

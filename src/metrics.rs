@@ -143,6 +143,8 @@ pub struct SinkMetrics {
     pub bytes_compressed: AtomicU64,
     /// Records written to the dead-letter file (rejected by the collector).
     pub dead_letter_records: AtomicU64,
+    /// The tcp sink: records written again after the receiver closed before they settled.
+    pub resent_records: AtomicU64,
     /// The sink thread's progress (`liveness`).
     pub heartbeat: Heartbeat,
     /// Records per batch sent.
@@ -400,7 +402,7 @@ impl Metrics {
     fn render_sinks(&self, out: &mut String) {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         type SinkField = fn(&SinkMetrics) -> &AtomicU64;
-        let sink_rows: [(&str, &str, &str, SinkField); 6] = [
+        let sink_rows: [(&str, &str, &str, SinkField); 7] = [
             (
                 "tailship_records_sent_total",
                 "counter",
@@ -430,6 +432,12 @@ impl Metrics {
                 "counter",
                 "Failed send attempts and rejected batches (HTTP 4xx, dead-lettered).",
                 |s| &s.errors,
+            ),
+            (
+                "tailship_sink_resent_records_total",
+                "counter",
+                "Records sent again after the receiver closed before they settled (tcp sink; duplicates at the receiver).",
+                |s| &s.resent_records,
             ),
             (
                 "tailship_sink_up",

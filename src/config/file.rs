@@ -173,6 +173,11 @@ pub(super) struct SinkFileConfig {
     pub(super) shared_key_file: Option<PathBuf>,
     pub(super) ack_timeout: Option<DurationValue>,
     pub(super) time_as_integer: Option<bool>,
+    // The tcp sink's own keys (it shares `address`, `tls`, `dead_letter`).
+    pub(super) settle: Option<DurationValue>,
+    pub(super) settle_bytes: Option<usize>,
+    pub(super) replay_window_bytes: Option<usize>,
+    pub(super) poison_closes: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -171,6 +171,12 @@ pub(super) fn validate_kafka(
         }
     };
     let tls = s.tls.as_ref().map(|_| tls(s, None, &mut bad));
+    if tls.as_ref().is_some_and(|t| t.server_name.is_some()) {
+        bad(
+            "tls.server_name",
+            "only a tcp or forward sink takes it; librdkafka checks each broker's name".into(),
+        );
+    }
     let sasl = s.sasl.as_ref().and_then(|c| sasl(c, &mut bad));
     let message_max_bytes = s.message_max_bytes.unwrap_or(DEFAULT_MESSAGE_MAX_BYTES);
     if !(1000..=1_000_000_000).contains(&message_max_bytes) {

@@ -27,6 +27,7 @@ mod source;
 mod syntax;
 #[cfg(test)]
 mod syntax_tests;
+mod tcp;
 mod transform;
 
 use self::file::{duration, FileConfig};
@@ -51,6 +52,7 @@ pub use self::source::{
     DEFAULT_MULTILINE_MAX_LINES, DEFAULT_MULTILINE_TIMEOUT_MS, FORMAT_NAMES, STRICT_FORMATS,
 };
 pub use self::syntax::Syntax;
+pub use self::tcp::TcpSettings;
 pub use self::transform::SharedTransform;
 
 /// Checkpoints live here when the config does not say otherwise.
@@ -242,6 +244,15 @@ impl Settings {
         for sink in &self.sinks {
             if let SinkKind::Kafka(k) = &sink.kind {
                 out.extend(kafka_warnings(&sink.name, k));
+                continue;
+            }
+            if let SinkKind::Tcp(t) = &sink.kind {
+                if t.tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
+                    out.push(format!(
+                        "sink {:?}: tls.insecure_skip_verify = true: the receiver's certificate is not checked, so anyone on the way can read and change what is sent",
+                        sink.name
+                    ));
+                }
                 continue;
             }
             let SinkKind::Http(h) = &sink.kind else { continue };

@@ -51,7 +51,12 @@ pub(super) fn agent_files(config: &Path, data_dir: &Path, sinks: &[SinkSettings]
                     files.push(p.clone());
                 }
             }
-            SinkKind::Stdout | SinkKind::Tcp { .. } => {}
+            SinkKind::Tcp(t) => {
+                if let Some(tls) = &t.tls {
+                    tls_files(tls, &mut files);
+                }
+            }
+            SinkKind::Stdout => {}
         }
     }
     AgentFiles {

@@ -122,8 +122,19 @@ fn sink(settings: &Settings, s: &SinkSettings) -> Table {
         SinkKind::File { path: p } => {
             t.insert("path".into(), path(p));
         }
-        SinkKind::Tcp { address } => {
-            t.insert("address".into(), Value::String(address.clone()));
+        SinkKind::Tcp(tcp) => {
+            t.insert("address".into(), Value::String(tcp.address.clone()));
+            if let Some(tls) = &tcp.tls {
+                t.insert("tls".into(), tls_table(tls));
+            }
+            t.insert(
+                "settle".into(),
+                Value::String(humantime::format_duration(tcp.settle).to_string()),
+            );
+            t.insert("settle_bytes".into(), int(tcp.settle_bytes));
+            t.insert("replay_window_bytes".into(), int(tcp.replay_window_bytes));
+            t.insert("poison_closes".into(), int(tcp.poison_closes));
+            t.insert("dead_letter".into(), dead_letter(&tcp.dead_letter));
         }
         SinkKind::Http(h) => http(h, &mut t),
         SinkKind::Kafka(k) => kafka(k, &mut t),
@@ -258,6 +269,9 @@ fn tls_table(tls: &TlsSettings) -> Value {
         t.insert("key_file".into(), path(key));
     }
     t.insert("insecure_skip_verify".into(), Value::Boolean(tls.insecure_skip_verify));
+    if let Some(n) = &tls.server_name {
+        t.insert("server_name".into(), Value::String(n.clone()));
+    }
     Value::Table(t)
 }
 

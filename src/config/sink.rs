@@ -10,6 +10,7 @@ use super::forward::{forward_keys_set, validate_forward, ForwardSettings};
 use super::http::{http_keys_set, validate_http, HttpSettings};
 use super::kafka::{kafka_keys_set, validate_kafka, KafkaSettings};
 use super::source::SourceSettings;
+use super::tcp::{tcp_keys_set, validate_tcp, TcpSettings};
 use crate::ship::encode::{Shape, ShapeError};
 
 #[derive(Debug, Clone)]
@@ -28,7 +29,7 @@ pub struct SinkSettings {
 pub enum SinkKind {
     Stdout,
     File { path: PathBuf },
-    Tcp { address: String },
+    Tcp(Box<TcpSettings>),
     Http(Box<HttpSettings>),
     Kafka(Box<KafkaSettings>),
     Forward(Box<ForwardSettings>),
@@ -40,7 +41,7 @@ impl SinkKind {
         match self {
             SinkKind::Stdout => "stdout",
             SinkKind::File { .. } => "file",
-            SinkKind::Tcp { .. } => "tcp",
+            SinkKind::Tcp(_) => "tcp",
             SinkKind::Http(h) => match h.api {
                 super::Api::Plain => "http",
                 super::Api::Elasticsearch(_) => "elasticsearch",
@@ -119,7 +120,8 @@ fn validate(
     let keys = http_keys_set(s.kind.as_deref(), s).into_iter();
     let keys = keys
         .chain(kafka_keys_set(s.kind.as_deref(), s))
-        .chain(forward_keys_set(s.kind.as_deref(), s));
+        .chain(forward_keys_set(s.kind.as_deref(), s))
+        .chain(tcp_keys_set(s.kind.as_deref(), s));
     for key in keys {
         problem(
             at(key),
@@ -242,21 +244,9 @@ fn kind(
                 SinkKind::Stdout
             }
         },
-        Some("tcp") => match &s.address {
-            Some(a)
-                if a.rsplit_once(':')
-                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()) =>
-            {
-                SinkKind::Tcp { address: a.clone() }
-            }
-            Some(a) => {
-                problem(at("address"), format!("{a:?} is not host:port"));
-                SinkKind::Stdout
-            }
-            None => {
-                problem(at("address"), "missing; a tcp sink needs host:port".into());
-                SinkKind::Stdout
-            }
+        Some("tcp") => match validate_tcp(s, name, data_dir, at, problem) {
+            Some(t) => SinkKind::Tcp(Box::new(t)),
+            None => SinkKind::Stdout,
         },
         Some(http_type @ ("http" | "elasticsearch" | "loki" | "otlp" | "splunk_hec")) => {
             match validate_http(http_type, s, name, data_dir, at, problem) {

@@ -121,7 +121,7 @@ fn includes_with_wildcards_and_set_variables() {
     let toml = super::convert(&main).unwrap();
     let s = Settings::from_toml(Path::new("/etc/t.toml"), &toml, &|_| None).unwrap();
     assert_eq!(s.sources[0].include, vec!["/srv/logs/*.log"]);
-    assert!(matches!(&s.sinks[0].kind, SinkKind::Tcp { address } if address == "collector.local:5170"));
+    assert!(matches!(&s.sinks[0].kind, SinkKind::Tcp(t) if t.address == "collector.local:5170"));
     assert!(toml.contains("missing.conf was not found"), "{toml}");
 }
 

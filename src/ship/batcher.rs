@@ -232,6 +232,17 @@ pub trait Deliver {
 
     /// Called once after the last batch: wait for what is still on its way.
     fn finish(&mut self);
+
+    /// When the sink wants `on_poll` called even if nothing comes (the tcp sink, while
+    /// batches wait for the receiver's acknowledgement); `None`: never.
+    fn poll_at(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Called once `poll_at` has come; false: stop now (the hard stop).
+    fn on_poll(&mut self) -> bool {
+        true
+    }
 }
 
 /// What ended a sink's wait.
@@ -293,9 +304,18 @@ fn run_loop<D: Deliver>(
             b.resume(encoder, now);
             continue;
         }
-        let timer = b
-            .deadline()
-            .map_or_else(crossbeam_channel::never, crossbeam_channel::at);
+        let poll = sink.poll_at();
+        if poll.is_some_and(|p| p <= now) {
+            if !sink.on_poll() {
+                return;
+            }
+            continue;
+        }
+        let wake = match (b.deadline(), poll) {
+            (Some(d), Some(p)) => Some(d.min(p)),
+            (d, p) => d.or(p),
+        };
+        let timer = wake.map_or_else(crossbeam_channel::never, crossbeam_channel::at);
         let woke = heartbeat.wait_for(|| {
             select! {
                 recv(input) -> r => Woke::Records(r.ok()),

@@ -21,6 +21,8 @@ pub mod otlp;
 pub mod output;
 pub mod resolve;
 pub mod splunk;
+pub mod tcp;
+pub mod tls;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -73,6 +75,10 @@ pub fn run(ctx: SinkContext) {
     if matches!(ctx.settings.kind, crate::config::SinkKind::Kafka(_)) {
         return kafka::run(ctx);
     }
+    // The tcp sink keeps a replay window of what the receiver may not have read: `ship::tcp`.
+    if matches!(ctx.settings.kind, crate::config::SinkKind::Tcp(_)) {
+        return tcp::run(ctx);
+    }
     // And the forward sink, through its connection thread: `ship::forward`.
     if matches!(ctx.settings.kind, crate::config::SinkKind::Forward(_)) {
         return forward::run(ctx);
@@ -112,7 +118,7 @@ pub fn run(ctx: SinkContext) {
     );
 }
 
-/// A stdout, file or tcp sink: a batch is delivered once its bytes are written, retried with
+/// A stdout or file sink: a batch is delivered once its bytes are written, retried with
 /// backoff until they are.
 struct ByteSink {
     index: usize,

@@ -55,6 +55,13 @@ impl Ledger {
         });
     }
 
+    /// The copy `to` continues the truncated generation `from` from offset `at`
+    /// (`Msg::Continues`): until `from` is acknowledged up to there, its marks are the copy's
+    /// checkpoint.
+    pub fn continues(&self, from: u64, to: u64, at: u64) {
+        let _ = self.tx.send(Msg::Continues { from, to, at });
+    }
+
     /// The file generation `uid` is drained and closed; nothing more will be read from it.
     pub fn closed(&self, uid: u64) {
         let _ = self.tx.send(Msg::Closed { uid });

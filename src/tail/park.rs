@@ -306,9 +306,19 @@ mod tests {
         // 1,024 descriptors, 10 in use, one tcp sink: 1024 - 10 - 64 - 3.
         let tcp = SinkSettings {
             name: "out".into(),
-            kind: SinkKind::Tcp {
+            kind: SinkKind::Tcp(Box::new(crate::config::TcpSettings {
                 address: "127.0.0.1:9".into(),
-            },
+                tls: None,
+                settle: std::time::Duration::from_millis(250),
+                settle_bytes: 4 << 20,
+                replay_window_bytes: 8 << 20,
+                poison_closes: 3,
+                dead_letter: crate::config::DeadLetterSettings {
+                    dir: "/nonexistent".into(),
+                    max_file_bytes: 1 << 20,
+                    max_total_bytes: 1 << 20,
+                },
+            })),
             encoding: crate::config::Encoding::Ndjson,
             inputs: vec![0],
             batch: Default::default(),

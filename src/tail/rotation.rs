@@ -161,6 +161,7 @@ impl Tailer {
         }
         let Some(dir) = f.path.parent() else { return false };
         let Ok(entries) = fs::read_dir(dir) else { return false };
+        let old_uid = f.uid;
         let (fp, last, source, generation, seed, original) = (
             f.fp,
             f.last_bytes.clone(),
@@ -212,6 +213,9 @@ impl Tailer {
                 continue;
             };
             tracing::info!(path = %original.display(), copy = %path.display(), offset = end, until = m.len(), "reading the lines written before the truncation from the copy");
+            // Registered at `resume`; what the old generation still has in flight below it
+            // holds the copy's checkpoint back until it is acknowledged.
+            self.ledger.continues(old_uid, t.uid, resume);
             t.attached = false;
             t.limit = Some(m.len());
             add(&self.metrics.files_discovered, 1);

@@ -106,6 +106,10 @@ mod shutdown;
 /// The forward sink against a Forward server in Python (msgpack from PyPI) that withholds
 /// acks, closes mid-message and checks the shared key; kill -9 twice: 0 lost.
 mod sink_forward;
+/// The tcp sink against receivers that drop what they got: closing on records over 32 KiB
+/// (Fluent Bit's `in_tcp`; the poison records dead-lettered), reading slowly then closing;
+/// `sink_up` while the receiver is down; TLS with the right and the wrong CA.
+mod sink_tcp;
 /// `tailship status` against a running agent and a stopped one; `validate --print` on YAML.
 mod status;
 /// Links made by the app: to secrets, to /etc and /sys, doubling chains; follow_symlinks.

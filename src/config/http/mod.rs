@@ -54,6 +54,9 @@ pub(super) struct TlsFileConfig {
     cert_file: Option<PathBuf>,
     key_file: Option<PathBuf>,
     insecure_skip_verify: Option<bool>,
+    /// The name the server's certificate must carry (tcp and forward sinks), when it is not
+    /// the address's host.
+    server_name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -257,6 +260,9 @@ pub struct TlsSettings {
     pub client_cert: Option<(PathBuf, PathBuf)>,
     /// Accept any server certificate: only by explicit opt-in.
     pub insecure_skip_verify: bool,
+    /// The name checked against the server's certificate (tcp and forward sinks); `None`:
+    /// the address's host.
+    pub server_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -303,6 +309,7 @@ pub(in crate::config) fn http_keys_set(kind: Option<&str>, s: &SinkFileConfig) -
     // The kafka sink takes some of the HTTP sinks' keys.
     .filter(|k| kind != Some("kafka") || !super::kafka::SHARED_WITH_HTTP.contains(k))
     .filter(|k| kind != Some("forward") || !super::forward::SHARED_WITH_HTTP.contains(k))
+    .filter(|k| kind != Some("tcp") || !super::tcp::SHARED_WITH_HTTP.contains(k))
     .collect()
 }
 

@@ -197,6 +197,15 @@ pub(in crate::config) fn tls(s: &SinkFileConfig, url: Option<&reqwest::Url>, bad
             (None, None) => {}
         }
         tls.insecure_skip_verify = t.insecure_skip_verify.unwrap_or(false);
+        match (&t.server_name, url) {
+            (Some(_), Some(_)) => bad(
+                "tls.server_name",
+                "only a tcp or forward sink takes it; an http sink checks the url's host".into(),
+            ),
+            (Some(n), None) if n.is_empty() => bad("tls.server_name", "must not be empty".into()),
+            (Some(n), None) => tls.server_name = Some(n.clone()),
+            (None, _) => {}
+        }
     }
     if let Some(u) = url {
         if u.scheme() == "http" && (s.tls.is_some()) {

@@ -21,13 +21,13 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::tls;
 use crate::config::ForwardSettings;
 use crate::forward::{decode, handshake};
 use crate::logsafe;
 use crate::metrics::{add, Metrics};
 use crate::ship::backoff::Backoff;
 use crate::ship::resolve;
+use crate::ship::tls;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// An aggregator that stops reading must not hang the sink: past this a write fails and the

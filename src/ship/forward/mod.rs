@@ -15,7 +15,6 @@
 
 mod conn;
 mod record;
-mod tls;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -26,6 +25,7 @@ use tokio::sync::{mpsc, watch};
 use self::conn::{Chunk, Conn, Told};
 use super::batcher::{self, Batch, Deliver, Part};
 use super::deadletter::DeadLetter;
+use super::tls;
 use super::SinkContext;
 use crate::budget::{Budget, BudgetGuard};
 use crate::checkpoint::Msg;
