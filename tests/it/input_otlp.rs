@@ -18,6 +18,7 @@ use prost::Message;
 use crate::util::*;
 
 const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/otlp_client.py");
+const GRPC_PUSH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/otlp_grpc_push.py");
 
 /// An agent with one `otlp` source on `http` (and `grpc`), shipping NDJSON to `rx`.
 fn start(dir: &TestDir, rx: &Receiver, http: u16, grpc: Option<u16>, extra: &str) -> Agent {
@@ -323,4 +324,44 @@ fn a_full_spool_pushes_back_and_nothing_accepted_is_lost() {
     );
     let m = agent.metrics().expect("metrics");
     assert!(m.get_with("tailship_input_pushbacks_total", "app-otlp").unwrap_or(0.0) >= 1.0);
+}
+
+/// The same over gRPC, with grpcio's generated stub (PyPI): a full spool answers
+/// `RESOURCE_EXHAUSTED`, and every call answered OK is delivered once the collector is back.
+#[test]
+fn a_full_spool_answers_grpc_resource_exhausted_and_nothing_accepted_is_lost() {
+    let dir = TestDir::new("otlp-grpc-full");
+    let mut rx = Receiver::keeping();
+    rx.stop();
+    let (http, grpc) = (free_port(), free_port());
+    let mut agent = start(&dir, &rx, http, Some(grpc), "max_spool_bytes = 1048576");
+    let acked = dir.join("acked");
+    let out = Command::new("python3")
+        .args([GRPC_PUSH, &format!("127.0.0.1:{grpc}"), "0"])
+        .arg(&acked)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "the gRPC client failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("pushed back after"), "{said}");
+    let accepted = acked_seqs(&acked);
+    assert!(!accepted.is_empty(), "{said}");
+    rx.restart();
+    wait_progress(Some(&mut agent), "every accepted record", STALL, LIMIT, || {
+        let got = by_seq(&rx);
+        let n = accepted.iter().filter(|s| got.contains_key(s)).count() as u64;
+        (n, n == accepted.len() as u64)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let m = agent.metrics().expect("metrics");
+    assert!(m.get_with("tailship_input_pushbacks_total", "app-otlp").unwrap_or(0.0) >= 1.0);
+    eprintln!(
+        "otlp gRPC, full spool: {} records accepted, then {said}",
+        accepted.len()
+    );
 }
