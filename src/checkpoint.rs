@@ -117,7 +117,7 @@ pub struct Cadence {
     /// the kernel a new inode and a rename, so a steady stream is written at this rate, while
     /// a burst after a quiet spell (a collector that just came back) is written every
     /// `coalesce`, up to `burst` writes. 50 a second: what a `kill -9` sends again is about
-    /// 20 ms of traffic (at 20 a second, 1.25–1.75 % of the lines in `durability::kill9_twice…`,
+    /// 20 ms of traffic (at 20 a second, 1.0–1.75 % of the lines in `durability::kill9_twice…`,
     /// at 50, 0.25–1 %; a steady 10 MB/s cost the same share of a core either way, within the
     /// machine's noise).
     pub rate: f64,
