@@ -20,21 +20,11 @@ fn start(dir: &TestDir, rx: &Receiver, port: u16) -> Agent {
 
 /// `start` with `extra` lines in the source.
 fn start_with(dir: &TestDir, rx: &Receiver, port: u16, extra: &str) -> Agent {
-    let text = format!(
-        "data_dir = {data}\n[metrics]\naddress = \"127.0.0.1:0\"\n\n[[sources]]\nname = \"app-fwd\"\ntype = \"forward\"\naddress = \"127.0.0.1:{port}\"\nread_timeout = \"5s\"\nmax_message_bytes = 1048576\n{extra}\n\n[[sinks]]\nname = \"out\"\ntype = \"tcp\"\naddress = {rx}\nencoding = \"ndjson\"\nbatch = {{ max_events = 1000, linger_ms = 50 }}\n",
-        data = q(&dir.subdir("data").to_string_lossy()),
-        rx = q(&rx.addr().to_string()),
+    let source = format!(
+        "[[sources]]\nname = \"app-fwd\"\ntype = \"forward\"\naddress = \"127.0.0.1:{port}\"\nread_timeout = \"5s\"\nmax_message_bytes = 1048576\n{extra}"
     );
-    let path = dir.join("tailship.toml");
-    std::fs::write(&path, text).unwrap();
-    let args = vec!["--config".to_owned(), path.to_string_lossy().into_owned()];
-    let mut agent = Agent::spawn(dir, &args, Some(SocketAddr::from(([127, 0, 0, 1], 0))), |_| {});
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    assert!(
-        wait_until(Duration::from_secs(20), || TcpStream::connect(addr).is_ok()),
-        "the input never listened on {addr}\n{}",
-        agent.diag()
-    );
+    let mut agent = network_agent(dir, rx, &source);
+    wait_listening(&mut agent, port);
     agent
 }
 
@@ -50,16 +40,6 @@ fn client_args(kind: &str, port: u16, count: u64, first: u64, more: &[&str]) -> 
         .stderr(Stdio::piped())
         .spawn()
         .expect("python3 runs")
-}
-
-/// Waits for the client; fails loudly with its stderr (a missing package, a missing ack).
-fn finish(mut c: Child) {
-    let status = c.wait().expect("wait for the client");
-    let mut err = String::new();
-    if let Some(mut e) = c.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
-    assert!(status.success(), "the forward client failed ({status}):\n{err}");
 }
 
 fn seqs(rx: &Receiver) -> HashSet<u64> {
@@ -90,8 +70,8 @@ fn fluent_logger_and_acked_packed_messages_all_arrive() {
     let mut oversized = TcpStream::connect(addr).unwrap();
     let _ = oversized.write_all(&[0x93, 0xa1, b't', 0xc6, 0x7f, 0x00, 0x00, 0x00]);
     let _ = oversized.write_all(&vec![0u8; 2 << 20]);
-    finish(a);
-    finish(b);
+    finish_client(a, "the forward client");
+    finish_client(b, "the forward client");
     wait_progress(Some(&mut agent), "every record at the receiver", STALL, LIMIT, || {
         let n = seqs(&rx).len() as u64;
         (n, n >= LOGGER + PACKED)
@@ -130,14 +110,6 @@ fn fluent_logger_and_acked_packed_messages_all_arrive() {
     assert!(agent.alive());
 }
 
-fn acked_seqs(path: &std::path::Path) -> Vec<u64> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
-}
-
 /// PackedForward chunks acknowledged one by one while the agent is killed with `kill -9`
 /// twice and restarted: every record of an acknowledged chunk is delivered.
 #[test]
@@ -159,7 +131,7 @@ fn kill9_while_chunks_are_sent_loses_nothing_acknowledged() {
         agent.kill9();
         agent = start(&dir, &rx, port);
     }
-    finish(c);
+    finish_client(c, "the forward client");
     let acked = acked_seqs(&acked);
     assert_eq!(
         acked.len() as u64,
@@ -216,7 +188,7 @@ fn a_full_spool_withholds_the_ack_and_nothing_acknowledged_is_lost() {
         m.text
     );
     rx.restart();
-    finish(c);
+    finish_client(c, "the forward client");
     assert_eq!(acked_seqs(&acked).len() as u64, N);
     wait_progress(Some(&mut agent), "every record", STALL, LIMIT, || {
         let n = seqs(&rx).len() as u64;
@@ -243,7 +215,10 @@ fn the_shared_key_handshake_admits_the_right_key_only() {
     let rx = Receiver::keeping();
     let port = free_port();
     let mut agent = start_with(&dir, &rx, port, "shared_key = \"the-pods-own-key-0123\"");
-    finish(client_args("shared", port, 1000, 0, &["the-pods-own-key-0123"]));
+    finish_client(
+        client_args("shared", port, 1000, 0, &["the-pods-own-key-0123"]),
+        "the forward client",
+    );
     wait_progress(Some(&mut agent), "the right key's records", STALL, LIMIT, || {
         let n = seqs(&rx).len() as u64;
         (n, n == 1000)

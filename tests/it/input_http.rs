@@ -4,7 +4,7 @@
 //! input serves on; a full spool → 429 with `Retry-After`, and every accepted record arrives
 //! once the sink is back; `kill -9` while Python posts: every record answered 200 arrives.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -18,21 +18,11 @@ const PATH: &str = "/ingest";
 
 /// An agent with one `http` source at `port` and `PATH`, shipping NDJSON to `rx`.
 fn start(dir: &TestDir, rx: &Receiver, port: u16, extra: &str) -> Agent {
-    let text = format!(
-        "data_dir = {data}\n[metrics]\naddress = \"127.0.0.1:0\"\n\n[[sources]]\nname = \"{SOURCE}\"\ntype = \"http\"\naddress = \"127.0.0.1:{port}\"\npath = \"{PATH}\"\n{extra}\n\n[[sinks]]\nname = \"out\"\ntype = \"tcp\"\naddress = {rx}\nencoding = \"ndjson\"\nbatch = {{ max_events = 1000, linger_ms = 50 }}\n",
-        data = q(&dir.subdir("data").to_string_lossy()),
-        rx = q(&rx.addr().to_string()),
+    let source = format!(
+        "[[sources]]\nname = \"{SOURCE}\"\ntype = \"http\"\naddress = \"127.0.0.1:{port}\"\npath = \"{PATH}\"\n{extra}"
     );
-    let path = dir.join("tailship.toml");
-    std::fs::write(&path, text).unwrap();
-    let args = vec!["--config".to_owned(), path.to_string_lossy().into_owned()];
-    let mut agent = Agent::spawn(dir, &args, Some(SocketAddr::from(([127, 0, 0, 1], 0))), |_| {});
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    assert!(
-        wait_until(Duration::from_secs(20), || TcpStream::connect(addr).is_ok()),
-        "the input never listened on {addr}\n{}",
-        agent.diag()
-    );
+    let mut agent = network_agent(dir, rx, &source);
+    wait_listening(&mut agent, port);
     agent
 }
 
@@ -84,30 +74,6 @@ fn python(port: u16, count: u64, first: u64, batch: u64, acked: &std::path::Path
         .stderr(Stdio::piped())
         .spawn()
         .expect("python3 runs")
-}
-
-fn finish(mut c: Child) {
-    let status = c.wait().expect("wait for the client");
-    let mut err = String::new();
-    if let Some(mut e) = c.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
-    assert!(status.success(), "the http client failed ({status}):\n{err}");
-}
-
-fn acked_seqs(path: &std::path::Path) -> Vec<u64> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
-}
-
-fn by_seq(rx: &Receiver) -> HashMap<u64, Record> {
-    rx.records()
-        .into_iter()
-        .filter_map(|r| Some((r.field("seq")?.as_u64()?, r)))
-        .collect()
 }
 
 /// `method` of `body` to `path` over a raw connection; (status, head lower-cased, body).
@@ -174,7 +140,7 @@ fn curl_and_python_urllib_with_gzip_deliver_100000_records() {
             agent.diag()
         );
     }
-    finish(py);
+    finish_client(py, "the http client");
     assert_eq!(
         acked_seqs(&acked).len() as u64,
         PYTHON,
@@ -324,7 +290,7 @@ fn kill9_while_python_posts_loses_nothing_answered_200() {
         agent.kill9();
         agent = start(&dir, &rx, port, "");
     }
-    finish(c);
+    finish_client(c, "the http client");
     let acked = acked_seqs(&acked);
     assert_eq!(acked.len() as u64, N);
     wait_progress(Some(&mut agent), "every acknowledged record", STALL, LIMIT, || {

@@ -83,29 +83,17 @@ fn ten_thousand_idle_connections_are_capped_timed_out_and_real_clients_are_serve
     let dir = TestDir::new("input-flood");
     let rx = Receiver::keeping();
     let (otlp, forward) = (free_port(), free_port());
-    let text = format!(
-        "data_dir = {data}\n[metrics]\naddress = \"127.0.0.1:0\"\n\n\
-         [[sources]]\nname = \"app-otlp\"\ntype = \"otlp\"\naddress = \"127.0.0.1:{otlp}\"\nread_timeout = \"2s\"\nmax_connections = {MAX_CONNECTIONS}\n\n\
-         [[sources]]\nname = \"app-fwd\"\ntype = \"forward\"\naddress = \"127.0.0.1:{forward}\"\nread_timeout = \"2s\"\nmax_connections = {MAX_CONNECTIONS}\n\n\
-         [[sinks]]\nname = \"out\"\ntype = \"tcp\"\naddress = {rx}\nencoding = \"ndjson\"\nbatch = {{ max_events = 1000, linger_ms = 50 }}\n",
-        data = q(&dir.subdir("data").to_string_lossy()),
-        rx = q(&rx.addr().to_string()),
+    let sources = format!(
+        "[[sources]]\nname = \"app-otlp\"\ntype = \"otlp\"\naddress = \"127.0.0.1:{otlp}\"\nread_timeout = \"2s\"\nmax_connections = {MAX_CONNECTIONS}\n\n\
+         [[sources]]\nname = \"app-fwd\"\ntype = \"forward\"\naddress = \"127.0.0.1:{forward}\"\nread_timeout = \"2s\"\nmax_connections = {MAX_CONNECTIONS}"
     );
-    let path = dir.join("tailship.toml");
-    std::fs::write(&path, text).unwrap();
-    let args = vec!["--config".to_owned(), path.to_string_lossy().into_owned()];
-    let mut agent = Agent::spawn(&dir, &args, Some(SocketAddr::from(([127, 0, 0, 1], 0))), |_| {});
+    let mut agent = network_agent(&dir, &rx, &sources);
+    wait_listening(&mut agent, otlp);
+    wait_listening(&mut agent, forward);
     let (otlp_addr, fwd_addr) = (
         SocketAddr::from(([127, 0, 0, 1], otlp)),
         SocketAddr::from(([127, 0, 0, 1], forward)),
     );
-    for addr in [otlp_addr, fwd_addr] {
-        assert!(
-            wait_until(Duration::from_secs(20), || TcpStream::connect(addr).is_ok()),
-            "the input never listened on {addr}\n{}",
-            agent.diag()
-        );
-    }
     assert_eq!(post_otlp(otlp_addr, 0, 10), Some(200), "{}", agent.diag());
     assert!(
         wait_until(Duration::from_secs(20), || rx.records().len() == 10),

@@ -4,7 +4,6 @@
 //! saw acknowledged; bad requests get clear answers and are counted; a full spool pushes back
 //! with 429 and Retry-After, and nothing accepted is lost once the collector is back.
 
-use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -23,21 +22,10 @@ const GRPC_PUSH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/otlp_grpc
 /// An agent with one `otlp` source on `http` (and `grpc`), shipping NDJSON to `rx`.
 fn start(dir: &TestDir, rx: &Receiver, http: u16, grpc: Option<u16>, extra: &str) -> Agent {
     let grpc = grpc.map_or(String::new(), |p| format!("grpc_address = \"127.0.0.1:{p}\"\n"));
-    let text = format!(
-        "data_dir = {data}\n[metrics]\naddress = \"127.0.0.1:0\"\n\n[[sources]]\nname = \"app-otlp\"\ntype = \"otlp\"\naddress = \"127.0.0.1:{http}\"\n{grpc}{extra}\n\n[[sinks]]\nname = \"out\"\ntype = \"tcp\"\naddress = {rx}\nencoding = \"ndjson\"\nbatch = {{ max_events = 1000, linger_ms = 50 }}\n",
-        data = q(&dir.subdir("data").to_string_lossy()),
-        rx = q(&rx.addr().to_string()),
-    );
-    let path = dir.join("tailship.toml");
-    std::fs::write(&path, text).unwrap();
-    let args = vec!["--config".to_owned(), path.to_string_lossy().into_owned()];
-    let mut agent = Agent::spawn(dir, &args, Some(SocketAddr::from(([127, 0, 0, 1], 0))), |_| {});
-    let addr = SocketAddr::from(([127, 0, 0, 1], http));
-    assert!(
-        wait_until(Duration::from_secs(20), || TcpStream::connect(addr).is_ok()),
-        "the input never listened on {addr}\n{}",
-        agent.diag()
-    );
+    let source =
+        format!("[[sources]]\nname = \"app-otlp\"\ntype = \"otlp\"\naddress = \"127.0.0.1:{http}\"\n{grpc}{extra}");
+    let mut agent = network_agent(dir, rx, &source);
+    wait_listening(&mut agent, http);
     agent
 }
 
@@ -53,32 +41,6 @@ fn client(protocol: &str, endpoint: &str, count: u64, first: u64, acked: &std::p
         .expect("python3 runs")
 }
 
-/// Waits for the client and fails loudly with its stderr (a missing package, a crash).
-fn finish(mut c: Child) {
-    let mut err = String::new();
-    let status = c.wait().expect("wait for the client");
-    if let Some(mut e) = c.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
-    assert!(status.success(), "the OTLP client failed ({status}):\n{err}");
-}
-
-fn acked_seqs(path: &std::path::Path) -> Vec<u64> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
-}
-
-/// The received records by `fields.seq`.
-fn by_seq(rx: &Receiver) -> HashMap<u64, Record> {
-    rx.records()
-        .into_iter()
-        .filter_map(|r| Some((r.field("seq")?.as_u64()?, r)))
-        .collect()
-}
-
 #[test]
 fn sdk_records_over_http_and_grpc_arrive_with_body_severity_and_attributes() {
     const HTTP: u64 = 100_000;
@@ -91,8 +53,8 @@ fn sdk_records_over_http_and_grpc_arrive_with_body_severity_and_attributes() {
     let acked = dir.join("acked");
     let a = client("http", &format!("http://127.0.0.1:{http}"), HTTP, 0, &acked);
     let b = client("grpc", &format!("127.0.0.1:{grpc}"), GRPC, HTTP, &acked);
-    finish(a);
-    finish(b);
+    finish_client(a, "the OTLP client");
+    finish_client(b, "the OTLP client");
     assert_eq!(acked_seqs(&acked).len() as u64, HTTP + GRPC, "every batch acknowledged");
     wait_progress(Some(&mut agent), "every record", STALL, LIMIT, || {
         let n = by_seq(&rx).len() as u64;
@@ -146,7 +108,7 @@ fn kill9_while_the_sdk_sends_loses_nothing_it_saw_acknowledged() {
         agent.kill9();
         agent = start(&dir, &rx, http, None, "");
     }
-    finish(c);
+    finish_client(c, "the OTLP client");
     let acked = acked_seqs(&acked);
     assert!(acked.len() as u64 > 30_000, "{}", acked.len());
     wait_progress(Some(&mut agent), "every acknowledged record", STALL, LIMIT, || {

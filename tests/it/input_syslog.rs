@@ -20,25 +20,21 @@ const SOURCE: &str = "app-syslog";
 /// An agent with one `syslog` source on `port` (UDP and TCP unless `extra` sets `mode`),
 /// shipping NDJSON to `rx`.
 fn start(dir: &TestDir, rx: &Receiver, port: u16, extra: &str) -> Agent {
-    let text = format!(
-        "data_dir = {data}\n[metrics]\naddress = \"127.0.0.1:0\"\n\n[[sources]]\nname = \"{SOURCE}\"\ntype = \"syslog\"\naddress = \"127.0.0.1:{port}\"\nread_timeout = \"5s\"\n{extra}\n\n[[sinks]]\nname = \"out\"\ntype = \"tcp\"\naddress = {rx}\nencoding = \"ndjson\"\nbatch = {{ max_events = 1000, linger_ms = 50 }}\n",
-        data = q(&dir.subdir("data").to_string_lossy()),
-        rx = q(&rx.addr().to_string()),
+    let source = format!(
+        "[[sources]]\nname = \"{SOURCE}\"\ntype = \"syslog\"\naddress = \"127.0.0.1:{port}\"\nread_timeout = \"5s\"\n{extra}"
     );
-    let path = dir.join("tailship.toml");
-    std::fs::write(&path, text).unwrap();
-    let args = vec!["--config".to_owned(), path.to_string_lossy().into_owned()];
-    let mut agent = Agent::spawn(dir, &args, Some(SocketAddr::from(([127, 0, 0, 1], 0))), |_| {});
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let udp_only = extra.contains("mode = \"udp\"");
-    assert!(
-        wait_until(Duration::from_secs(20), || match udp_only {
-            true => agent.stderr().contains("input listening (syslog over UDP)"),
-            false => TcpStream::connect(addr).is_ok(),
-        }),
-        "the input never listened on {addr}\n{}",
-        agent.diag()
-    );
+    let mut agent = network_agent(dir, rx, &source);
+    if extra.contains("mode = \"udp\"") {
+        assert!(
+            wait_until(Duration::from_secs(20), || agent
+                .stderr()
+                .contains("input listening (syslog over UDP)")),
+            "the input never listened on UDP port {port}\n{}",
+            agent.diag()
+        );
+    } else {
+        wait_listening(&mut agent, port);
+    }
     agent
 }
 
@@ -63,7 +59,7 @@ fn logger(port: u16, args: &[&str], lines: impl Iterator<Item = String>, pace: b
         }
     }
     drop(stdin);
-    finish(child, "logger");
+    finish_client(child, "logger");
 }
 
 fn python(transport: &str, port: u16, count: u64, first: u64) -> Child {
@@ -79,16 +75,6 @@ fn python(transport: &str, port: u16, count: u64, first: u64) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("python3 runs")
-}
-
-/// Waits for a client; fails loudly with its stderr.
-fn finish(mut c: Child, what: &str) {
-    let status = c.wait().expect("wait for the client");
-    let mut err = String::new();
-    if let Some(mut e) = c.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
-    assert!(status.success(), "{what} failed ({status}):\n{err}");
 }
 
 /// The received records by (the message's first word, its number): `"<tag> <n>"` and
@@ -246,8 +232,8 @@ fn python_syslog_handler_over_udp_and_tcp_all_arrive() {
     let mut agent = start(&dir, &rx, port, "");
     let udp = python("udp", port, N, 0);
     let tcp = python("tcp", port, N, N);
-    finish(udp, "SysLogHandler over UDP");
-    finish(tcp, "SysLogHandler over TCP");
+    finish_client(udp, "SysLogHandler over UDP");
+    finish_client(tcp, "SysLogHandler over TCP");
     wait_progress(Some(&mut agent), "every SysLogHandler record", STALL, LIMIT, || {
         let n = by_key(&rx).len() as u64;
         (n, n >= 2 * N)

@@ -1749,3 +1749,58 @@ pub fn checkpoint_offsets(cfg: &Config) -> Vec<(String, u64)> {
         })
         .unwrap_or_default()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Network inputs: an agent with network sources, and the clients' bookkeeping
+// ---------------------------------------------------------------------------------------------
+
+/// An agent whose `sources` (TOML `[[sources]]` tables) ship NDJSON to `rx` over tcp; the
+/// caller waits for it to listen (`wait_listening`).
+pub fn network_agent(dir: &TestDir, rx: &Receiver, sources: &str) -> Agent {
+    let text = format!(
+        "data_dir = {data}\n[metrics]\naddress = \"127.0.0.1:0\"\n\n{sources}\n\n[[sinks]]\nname = \"out\"\ntype = \"tcp\"\naddress = {rx}\nencoding = \"ndjson\"\nbatch = {{ max_events = 1000, linger_ms = 50 }}\n",
+        data = q(&dir.subdir("data").to_string_lossy()),
+        rx = q(&rx.addr().to_string()),
+    );
+    let path = dir.join("tailship.toml");
+    fs::write(&path, text).unwrap();
+    let args = vec!["--config".to_owned(), path.to_string_lossy().into_owned()];
+    Agent::spawn(dir, &args, Some(SocketAddr::from(([127, 0, 0, 1], 0))), |_| {})
+}
+
+/// Fails unless a TCP connection to `port` on 127.0.0.1 succeeds within 20 s.
+pub fn wait_listening(agent: &mut Agent, port: u16) {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    assert!(
+        wait_until(Duration::from_secs(20), || TcpStream::connect(addr).is_ok()),
+        "the input never listened on {addr}\n{}",
+        agent.diag()
+    );
+}
+
+/// Waits for a client process; fails loudly with its stderr (a missing package, a crash).
+pub fn finish_client(mut c: Child, what: &str) {
+    let status = c.wait().expect("wait for the client");
+    let mut err = String::new();
+    if let Some(mut e) = c.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(status.success(), "{what} failed ({status}):\n{err}");
+}
+
+/// The seqs a client wrote to `path`, one per line, as it saw them acknowledged.
+pub fn acked_seqs(path: &Path) -> Vec<u64> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// The received records by `fields.seq`.
+pub fn by_seq(rx: &Receiver) -> HashMap<u64, Record> {
+    rx.records()
+        .into_iter()
+        .filter_map(|r| Some((r.field("seq")?.as_u64()?, r)))
+        .collect()
+}
