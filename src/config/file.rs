@@ -236,3 +236,9 @@ pub(super) fn duration(
         }),
     }
 }
+
+/// The keys of `keys` that are set: for refusing a type's own keys on a sink or source of
+/// another type.
+pub(super) fn keys_set<const N: usize>(keys: [(&'static str, bool); N]) -> Vec<&'static str> {
+    keys.into_iter().filter_map(|(k, set)| set.then_some(k)).collect()
+}

@@ -4,6 +4,7 @@
 //! The shared key file is read at validation, so `tailship validate` reports a missing one;
 //! the key itself is kept in `Secret` and never printed.
 
+use super::file::keys_set;
 use std::path::Path;
 use std::time::Duration;
 
@@ -41,17 +42,14 @@ pub(super) fn forward_keys_set(kind: Option<&str>, s: &SinkFileConfig) -> Vec<&'
     if kind == Some("forward") {
         return Vec::new();
     }
-    [
+    keys_set([
         ("tag", s.tag.is_some()),
         ("require_ack_response", s.require_ack_response.is_some()),
         ("shared_key", s.shared_key.is_some()),
         ("shared_key_file", s.shared_key_file.is_some()),
         ("ack_timeout", s.ack_timeout.is_some()),
         ("time_as_integer", s.time_as_integer.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(k, set)| set.then_some(k))
-    .collect()
+    ])
 }
 
 /// The HTTP sinks' keys a forward sink takes too.

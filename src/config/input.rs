@@ -2,6 +2,7 @@
 //! and its spool in `data_dir/spool/<source>/`, whose segments the tailer then reads as the
 //! source's files (format `json`).
 
+use super::file::keys_set;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -77,7 +78,7 @@ pub struct InputSettings {
 
 /// The keys only a network source takes, to reject them on a file source.
 pub(super) fn network_keys(s: &SourceFileConfig) -> Vec<&'static str> {
-    [
+    keys_set([
         ("address", s.address.is_some()),
         ("grpc_address", s.grpc_address.is_some()),
         ("max_message_bytes", s.max_message_bytes.is_some()),
@@ -91,15 +92,12 @@ pub(super) fn network_keys(s: &SourceFileConfig) -> Vec<&'static str> {
         ("mode", s.mode.is_some()),
         ("path", s.path.is_some()),
         ("max_request_bytes", s.max_request_bytes.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(k, set)| set.then_some(k))
-    .collect()
+    ])
 }
 
 /// The file-source keys a network source must not have (its files are its spool).
 pub(super) fn file_keys(s: &SourceFileConfig) -> Vec<&'static str> {
-    [
+    keys_set([
         ("include", !s.include.is_empty()),
         ("exclude", s.exclude.is_some()),
         ("format", s.format.is_some()),
@@ -109,10 +107,7 @@ pub(super) fn file_keys(s: &SourceFileConfig) -> Vec<&'static str> {
         ("multiline", s.multiline.is_some()),
         ("kubernetes_metadata", s.kubernetes_metadata.is_some()),
         ("strict", s.strict),
-    ]
-    .into_iter()
-    .filter_map(|(k, set)| set.then_some(k))
-    .collect()
+    ])
 }
 
 /// Validates the network keys of source `name` of type `kind`.

@@ -7,6 +7,7 @@
 //! validation, so `tailship validate` reports a missing one; the password is kept in `Secret`,
 //! whose `Debug` never shows it.
 
+use super::file::keys_set;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -94,17 +95,14 @@ pub(super) fn kafka_keys_set(kind: Option<&str>, s: &SinkFileConfig) -> Vec<&'st
     if kind == Some("kafka") {
         return Vec::new();
     }
-    [
+    keys_set([
         ("brokers", s.brokers.is_some()),
         ("topic", s.topic.is_some()),
         ("default_topic", s.default_topic.is_some()),
         ("key", s.key.is_some()),
         ("sasl", s.sasl.is_some()),
         ("message_max_bytes", s.message_max_bytes.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(k, set)| set.then_some(k))
-    .collect()
+    ])
 }
 
 /// The HTTP sinks' keys a kafka sink takes too (with its own meaning for `compression`).

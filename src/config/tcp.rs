@@ -3,6 +3,7 @@
 //! `replay_window_bytes`), `poison_closes` and the dead-letter file (shared with the HTTP
 //! sinks). `ship/tcp/` says what they do.
 
+use super::file::keys_set;
 use std::path::Path;
 use std::time::Duration;
 
@@ -42,15 +43,12 @@ pub(super) fn tcp_keys_set(kind: Option<&str>, s: &SinkFileConfig) -> Vec<&'stat
     if kind == Some("tcp") {
         return Vec::new();
     }
-    [
+    keys_set([
         ("settle", s.settle.is_some()),
         ("settle_bytes", s.settle_bytes.is_some()),
         ("replay_window_bytes", s.replay_window_bytes.is_some()),
         ("poison_closes", s.poison_closes.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(k, set)| set.then_some(k))
-    .collect()
+    ])
 }
 
 /// The HTTP sinks' keys a tcp sink takes too.

@@ -8,6 +8,7 @@
 //! validation, so `tailship validate` reports a missing or unparsable one; secrets are kept
 //! in `Secret`, whose `Debug` never shows them.
 
+use super::file::keys_set;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -314,7 +315,7 @@ pub(in crate::config) fn http_keys_set(kind: Option<&str>, s: &SinkFileConfig) -
 }
 
 fn http_only_keys(s: &SinkFileConfig) -> Vec<&'static str> {
-    [
+    keys_set([
         ("url", s.url.is_some()),
         ("method", s.method.is_some()),
         ("headers", s.headers.is_some()),
@@ -325,10 +326,7 @@ fn http_only_keys(s: &SinkFileConfig) -> Vec<&'static str> {
         ("concurrency", s.concurrency.is_some()),
         ("retry", s.retry.is_some()),
         ("dead_letter", s.dead_letter.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(k, set)| set.then_some(k))
-    .collect()
+    ])
 }
 
 /// Validates an HTTP sink of type `kind`; `None` when a problem was reported.
