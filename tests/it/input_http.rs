@@ -2,7 +2,9 @@
 //! Python's `urllib.request` with gzip (stdlib) → 100,000 records delivered; a malformed line
 //! → 400 naming it, counted, nothing of that request delivered; a 100 MB body → 413 and the
 //! input serves on; a full spool → 429 with `Retry-After`, and every accepted record arrives
-//! once the sink is back; `kill -9` while Python posts: every record answered 200 arrives.
+//! once the sink is back; `kill -9` while Python posts: every record answered 200 arrives; a
+//! body slower than `read_timeout` → 408; a spool that cannot be written → 503 with
+//! `Retry-After`, and the input recovers.
 
 use std::collections::HashSet;
 use std::io::{self, Read, Write};
@@ -300,4 +302,122 @@ fn kill9_while_python_posts_loses_nothing_answered_200() {
     })
     .unwrap_or_else(|e| panic!("{e}"));
     println!("http kill -9 twice: all {N} records answered 200 delivered");
+}
+
+/// A body that does not come within `read_timeout` is answered 408 and counted as rejected;
+/// the input serves the next request.
+#[test]
+fn a_body_slower_than_read_timeout_gets_408_and_the_input_serves_on() {
+    let dir = TestDir::new("http-408");
+    let rx = Receiver::keeping();
+    let port = free_port();
+    let mut agent = start(&dir, &rx, port, "read_timeout = \"1s\"");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    // 100 of the 100,000 bytes announced, then nothing: a stalled (or slowloris) client.
+    let head = format!(
+        "POST {PATH} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-ndjson\r\nContent-Length: 100000\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&ndjson(0, 100)[..100]).unwrap();
+    let started = std::time::Instant::now();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Read until the whole head and body are in (the server may keep the connection open).
+    while !String::from_utf8_lossy(&raw).contains("}") {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("no answer within 20 s: {e}\n{}", agent.diag()),
+        }
+    }
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"error\""), "{text}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "answered before the timeout"
+    );
+    let (status, _, _) = request(addr, "POST", PATH, &[NDJSON], &ndjson(0, 10)).unwrap();
+    assert_eq!(status, 200);
+    wait_progress(Some(&mut agent), "the next request's records", STALL, LIMIT, || {
+        let n = by_seq(&rx).len() as u64;
+        (n, n == 10)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let m = agent.metrics().expect("metrics");
+    assert_eq!(m.get_with("tailship_input_requests_rejected_total", SOURCE), Some(1.0));
+}
+
+/// A spool that cannot be written (here: the next segment's name taken by a directory, so the
+/// roll fails) is answered 503 with `Retry-After`, logged, and nothing of that request kept;
+/// once the obstacle is gone the input accepts again and every record answered 200 arrives.
+#[test]
+fn an_unwritable_spool_answers_503_with_retry_after_and_the_input_recovers() {
+    let dir = TestDir::new("http-503");
+    let rx = Receiver::keeping();
+    let port = free_port();
+    // A 4 MiB cap rolls segments at 1 MiB.
+    let mut agent = start(&dir, &rx, port, "max_spool_bytes = 4194304");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let spool = dir.subdir("data").join("spool").join(SOURCE);
+    let live = std::fs::read_dir(&spool)
+        .unwrap_or_else(|e| panic!("{}: {e}", spool.display()))
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_suffix(".ndjson")?
+                .parse::<u64>()
+                .ok()
+        })
+        .max()
+        .expect("a live segment");
+    let blocker = spool.join(format!("{:020}.ndjson", live + 1));
+    std::fs::create_dir(&blocker).unwrap();
+    let (mut accepted, mut seq) = (Vec::new(), 0u64);
+    let mut unavailable = None;
+    // 500 records of ~90 bytes a request: the 1 MiB segment is full within ~25.
+    for _ in 0..100 {
+        let (status, head, body) = request(addr, "POST", PATH, &[NDJSON], &ndjson(seq, 500)).unwrap();
+        match status {
+            200 => accepted.extend(seq..seq + 500),
+            503 => {
+                unavailable = Some((head, body));
+                break;
+            }
+            other => panic!("status {other}: {body}\n{}", agent.diag()),
+        }
+        seq += 500;
+    }
+    let (head, body) = unavailable.expect("a 503 once the segment cannot roll");
+    assert!(head.contains("retry-after: 1"), "{head}");
+    assert!(body.contains("cannot write its spool"), "{body}");
+    assert!(
+        wait_until(Duration::from_secs(10), || agent
+            .stderr()
+            .contains("cannot write the spool")),
+        "the failure was not logged\n{}",
+        agent.diag()
+    );
+    let refused: HashSet<u64> = (seq..seq + 500).collect();
+    seq += 500;
+    std::fs::remove_dir(&blocker).unwrap();
+    let (status, _, body) = request(addr, "POST", PATH, &[NDJSON], &ndjson(seq, 500)).unwrap();
+    assert_eq!(status, 200, "{body}\n{}", agent.diag());
+    accepted.extend(seq..seq + 500);
+    wait_progress(Some(&mut agent), "every record answered 200", STALL, LIMIT, || {
+        let got = by_seq(&rx);
+        let n = accepted.iter().filter(|s| got.contains_key(s)).count() as u64;
+        (n, n == accepted.len() as u64)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        by_seq(&rx).keys().all(|s| !refused.contains(s)),
+        "the request answered 503 arrived"
+    );
+    let m = agent.metrics().expect("metrics");
+    assert!(m.get_with("tailship_input_pushbacks_total", SOURCE).unwrap_or(0.0) >= 1.0);
+    assert!(agent.alive(), "{}", agent.diag());
 }

@@ -2,7 +2,8 @@
 //! OTLP exporters over HTTP and gRPC, from PyPI; `.ci/run` installs them): numbered records
 //! arrive with body, severity and attributes; `kill -9` while the SDK sends loses nothing it
 //! saw acknowledged; bad requests get clear answers and are counted; a full spool pushes back
-//! with 429 and Retry-After, and nothing accepted is lost once the collector is back.
+//! with 429 and Retry-After, and nothing accepted is lost once the collector is back; the
+//! collector down for 20 s while the SDK sends: pushback, nothing acknowledged lost, RSS bounded.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -325,5 +326,89 @@ fn a_full_spool_answers_grpc_resource_exhausted_and_nothing_accepted_is_lost() {
     eprintln!(
         "otlp gRPC, full spool: {} records accepted, then {said}",
         accepted.len()
+    );
+}
+
+/// The issue's outage: the collector is down for 20 s while the SDK sends. Once the 1 MiB
+/// spool is full the agent answers 429 with `Retry-After`; the exporter retries and, after its
+/// six tries, gives up on those batches (it never saw them acknowledged). Every record the
+/// client saw acknowledged, and every record the agent counted as accepted, arrives once the
+/// collector is back; the agent's RSS stays bounded while it pushes back (the backlog is on
+/// disk, not in memory).
+#[test]
+fn the_collector_down_for_20s_while_the_sdk_sends_pushes_back_loses_nothing_acknowledged() {
+    const N: u64 = 100_000;
+    const OUTAGE: Duration = Duration::from_secs(20);
+    /// Peak RSS allowed: the agent's usual ~30 MiB with room for the runtime's buffers; a
+    /// backlog kept in memory would pass it (100,000 records are ~25 MB of spool lines).
+    const MAX_HWM_KIB: u64 = 64 << 10;
+    let _heavy = heavy();
+    let dir = TestDir::new("otlp-outage");
+    let mut rx = Receiver::keeping();
+    rx.stop();
+    let down = std::time::Instant::now();
+    let http = free_port();
+    let mut agent = start(&dir, &rx, http, None, "max_spool_bytes = 1048576");
+    let acked = dir.join("acked");
+    let c = client("http", &format!("http://127.0.0.1:{http}"), N, 0, &acked);
+    let pushbacks = |agent: &Agent| {
+        agent
+            .metrics()
+            .and_then(|m| m.get_with("tailship_input_pushbacks_total", "app-otlp"))
+            .unwrap_or(0.0)
+    };
+    assert!(
+        wait_until(OUTAGE, || pushbacks(&agent) >= 1.0),
+        "no pushback within the outage\n{}",
+        agent.diag()
+    );
+    let acked_at_pushback = acked_seqs(&acked).len();
+    let mut hwm = 0;
+    while down.elapsed() < OUTAGE {
+        assert!(agent.alive(), "the agent died during the outage\n{}", agent.diag());
+        if let Some((_, h)) = proc_mem_kib(agent.pid) {
+            hwm = hwm.max(h);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let refused = pushbacks(&agent);
+    rx.restart();
+    finish_client(c, "the OTLP client");
+    let acked = acked_seqs(&acked);
+    // The exporter gave up on what was pushed back for longer than its retries: fewer
+    // acknowledged than sent, and most of them after the collector came back.
+    assert!(
+        acked.len() < N as usize,
+        "the client saw no pushback: {} acknowledged",
+        acked.len()
+    );
+    assert!(acked.len() > acked_at_pushback, "nothing acknowledged after the outage");
+    wait_progress(Some(&mut agent), "every acknowledged record", STALL, LIMIT, || {
+        let got = by_seq(&rx);
+        let n = acked.iter().filter(|s| got.contains_key(s)).count() as u64;
+        (n, n == acked.len() as u64)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let m = agent.metrics().expect("metrics");
+    let accepted = m
+        .get_with("tailship_input_records_accepted_total", "app-otlp")
+        .expect("records accepted") as usize;
+    assert!(
+        wait_until(STALL, || by_seq(&rx).len() >= accepted),
+        "{} records delivered, {accepted} accepted\n{}",
+        by_seq(&rx).len(),
+        agent.diag()
+    );
+    if let Some((_, h)) = proc_mem_kib(agent.pid) {
+        hwm = hwm.max(h);
+    }
+    assert!(hwm <= MAX_HWM_KIB, "peak RSS {hwm} KiB over {MAX_HWM_KIB}");
+    println!(
+        "otlp, collector down {}s: {refused} requests pushed back, {} of {N} records acknowledged \
+         ({acked_at_pushback} before the first pushback), {accepted} accepted and all delivered, \
+         agent peak RSS {:.1} MiB",
+        OUTAGE.as_secs(),
+        acked.len(),
+        hwm as f64 / 1024.0
     );
 }
