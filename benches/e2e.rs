@@ -268,6 +268,7 @@ fn main() {
     let self_cpu = self_cpu_seconds() - self_cpu0;
     let (utime, stime) = proc_cpu(pid).unwrap_or((0.0, 0.0));
     let hwm_kib = proc_hwm_kib(pid).unwrap_or(0);
+    let threads = proc_threads(pid);
 
     unsafe {
         libc::kill(pid, libc::SIGTERM);
@@ -315,6 +316,10 @@ fn main() {
             total_bytes as f64 / 1e6 / seconds as f64,
             100.0 * cpu / wall
         );
+    }
+    // Where the agent's CPU went, by thread: which stage pays, and how often it woke.
+    for (name, cpu_s, switches) in threads.iter().take(8) {
+        println!("  thread         {name:<16} {cpu_s:6.2} CPU-s, {switches} wake-ups");
     }
     if sinks > 1 {
         println!("  sinks          {sinks} tcp sinks reading the source ({expected} records expected)");
@@ -677,6 +682,37 @@ fn proc_cpu(pid: i32) -> Option<(f64, f64)> {
         f.get(11)?.parse::<f64>().ok()? / tck,
         f.get(12)?.parse::<f64>().ok()? / tck,
     ))
+}
+
+/// The agent's threads, busiest first: (name, CPU seconds, voluntary context switches).
+fn proc_threads(pid: i32) -> Vec<(String, f64, u64)> {
+    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let mut out = Vec::new();
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let name = fs::read_to_string(dir.join("comm"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        let Ok(stat) = fs::read_to_string(dir.join("stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else { continue };
+        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        let switches = fs::read_to_string(dir.join("status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        out.push((name, (ticks(11) + ticks(12)) / tck, switches));
+    }
+    out.sort_by(|a, b| b.1.total_cmp(&a.1));
+    out
 }
 
 fn proc_hwm_kib(pid: i32) -> Option<u64> {

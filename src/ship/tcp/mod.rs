@@ -32,8 +32,12 @@ use crate::config::{SinkKind, TcpSettings};
 use crate::metrics::{add, Metrics};
 use crate::stop::HardStop;
 
-/// How often acks and closes are looked at while batches are in the window.
+/// How often acks and closes are looked at while batches written are not yet acknowledged.
 const POLL: Duration = Duration::from_millis(5);
+/// How often once everything written is acknowledged (its marks are at the checkpoint): only
+/// the receiver's reading and the settling are left to see, which nothing waits on closely. A
+/// sidecar's sink spends most of its time here, between batches.
+const IDLE_POLL: Duration = Duration::from_millis(50);
 /// How often, while the window is full and the connection up.
 const ROOM_POLL: Duration = Duration::from_millis(1);
 const RETRY_MIN: Duration = Duration::from_millis(100);
@@ -156,7 +160,11 @@ impl TcpSink {
         let now = Instant::now();
         self.next_poll = now + POLL;
         if self.conn.is_none() {
-            if self.window.is_empty() || self.retry_at.is_some_and(|t| t > now) {
+            if let Some(t) = self.retry_at.filter(|t| *t > now) {
+                self.next_poll = t;
+                return;
+            }
+            if self.window.is_empty() {
                 return;
             }
             match Conn::connect(&self.settings.address, self.tls.as_ref()) {
@@ -196,7 +204,12 @@ impl TcpSink {
             },
         };
         self.largest_window = self.largest_window.max(window);
-        let moved = self.window.progress(progress, Instant::now());
+        let now = Instant::now();
+        let moved = self.window.progress(progress, now);
+        if self.window.all_acked() {
+            let idle = now + IDLE_POLL;
+            self.next_poll = self.window.settles_at().map_or(idle, |t| t.clamp(now + POLL, idle));
+        }
         let m = &self.metrics.sinks[self.index];
         if moved.any {
             m.succeeded();
@@ -213,8 +226,14 @@ impl TcpSink {
         for marks in moved.marks {
             let _ = self.checkpoints.send(Msg::Ack { sink: self.slot, marks });
         }
+        // Settled buffers are kept for the next batches while the spares and the window
+        // together stay within the window's size: in a steady stream they then cycle through a
+        // fixed set of buffers, instead of a fresh one (page faults, and `madvise` when it is
+        // freed) for most batches.
+        let mut kept: usize = self.spare.iter().map(Vec::capacity).sum::<usize>() + self.window.bytes();
         for mut b in moved.freed {
-            if self.spare.len() < 2 {
+            if kept + b.capacity() <= self.settings.replay_window_bytes {
+                kept += b.capacity();
                 b.clear();
                 self.spare.push(b);
             }
@@ -347,7 +366,10 @@ impl Deliver for TcpSink {
     /// Puts the batch in the window and writes it, first waiting (stepping) until the window
     /// has room.
     fn deliver(&mut self, batch: &mut Batch) -> bool {
-        let spare = self.spare.pop().unwrap_or_default();
+        // A fresh buffer starts at the batch's capacity: grown from empty by doubling, each of
+        // the window's first buffers cost a reallocation and a copy per doubling.
+        let capacity = batch.bytes.capacity();
+        let spare = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(capacity));
         let bytes = std::mem::replace(&mut batch.bytes, spare);
         self.window.push(Entry::new(
             bytes,

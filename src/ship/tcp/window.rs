@@ -202,6 +202,11 @@ impl Window {
         self.entries.iter().all(|e| e.acked)
     }
 
+    /// When the front batch settles by time, if it has been read.
+    pub fn settles_at(&self) -> Option<Instant> {
+        self.entries.front()?.read_at.map(|t| t + self.settle)
+    }
+
     /// The next batch to write on the current connection, if the ramp allows one more in
     /// flight. It is in flight from now on (a close during its write counts against it);
     /// `wrote` says where it ended.
