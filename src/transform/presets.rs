@@ -3,7 +3,9 @@
 //!
 //! Every pattern stays on one line (no `\s`, which matches a newline) and uses ASCII word
 //! boundaries (`(?-u:\b)`): a Unicode boundary would make the regex engine leave its DFA for a
-//! slower one on any non-ASCII text. A group named `value` marks the part to replace (the
+//! slower one on any non-ASCII text. Keywords are matched case-insensitively in ASCII only
+//! (`(?i-u:…)`), and only the keywords: Unicode case folding would add `ſ` to every `s` and
+//! the Kelvin sign to every `k` — multi-byte branches that grow the DFA for nothing. A group named `value` marks the part to replace (the
 //! token after `Bearer `, the value of `password=`); without it the whole match is replaced.
 
 use std::net::Ipv6Addr;
@@ -52,7 +54,7 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "bearer",
-        pattern: r"(?i)(?-u:\b)bearer[ \t]+(?P<value>[A-Za-z0-9\-._~+/]+=*)",
+        pattern: r"(?-u:\b)(?i-u:bearer)[ \t]+(?P<value>[A-Za-z0-9\-._~+/]+=*)",
         check: Check::None,
     },
     Preset {
@@ -68,7 +70,7 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         // `password=x`, `"password": "x"`, `api_key: x`, …: the value only, quotes kept.
         name: "password",
-        pattern: r#"(?i)(?-u:\b)(?:password|passwd|pwd|passphrase|secret|client_secret|api[_-]?key|access[_-]?token|auth[_-]?token|token)["']?[ \t]*[=:][ \t]*(?P<value>"[^"\n]*"|'[^'\n]*'|[^ \t\n,;&"'}]+)"#,
+        pattern: r#"(?-u:\b)(?i-u:password|passwd|pwd|passphrase|secret|client_secret|api[_-]?key|access[_-]?token|auth[_-]?token|token)["']?[ \t]*[=:][ \t]*(?P<value>"[^"\n]*"|'[^'\n]*'|[^ \t\n,;&"'}]+)"#,
         check: Check::None,
     },
 ];
