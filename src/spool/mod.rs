@@ -5,7 +5,8 @@
 //! transforms, sinks, acknowledgements — is the file path unchanged.
 //!
 //! A segment is rolled at `segment_bytes`; a rolled one is deleted once the checkpoint shows
-//! every sink acknowledged all of it (`reclaim`, which reads `checkpoints.json` as written).
+//! every sink acknowledged all of it (`reclaim`, which reads `checkpoints.json` as written,
+//! without changing anything in `data_dir`).
 //! The bytes on disk are capped at `max_bytes`: an append that would pass it is refused
 //! (`AppendError::Full`) and the input pushes back. Each append is one `write` of whole lines,
 //! fsynced before it returns with `Fsync::Batch`, or by `sync_if_due` with `Fsync::Interval`.
@@ -202,7 +203,11 @@ impl Spool {
         if self.closed.is_empty() {
             return;
         }
-        let saved = match checkpoint::load(&self.data_dir) {
+        // Read only (`peek`): `load` is for the agent's start — it removes the checkpoint's
+        // temporary file, probes `data_dir` by writing that same file, and moves a file it cannot
+        // read aside. Run here, beside the checkpoint thread's writes, it could remove or
+        // truncate the temporary file between that thread's write and its rename.
+        let saved = match checkpoint::peek(&self.data_dir) {
             Ok(saved) => saved.unwrap_or_default(),
             Err(e) => {
                 tracing::warn!(source = %self.source, error = %e, "spool: cannot read the checkpoint; keeping every segment");

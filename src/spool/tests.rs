@@ -121,6 +121,36 @@ fn the_live_segment_is_never_reclaimed() {
     assert_eq!(segments(dir.path()).len(), 1);
 }
 
+/// Reclaiming runs beside the checkpoint thread: it must leave the checkpoint's temporary file
+/// (that thread's write in progress) and an unreadable checkpoint where they are, and delete
+/// nothing while the checkpoint cannot be read.
+#[test]
+fn reclaiming_reads_the_checkpoint_without_touching_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(dir.path(), 1 << 20, 4);
+    let mut spool = Spool::open(dir.path(), "app", &s).unwrap();
+    spool.append(b"{\"a\":1}\n").unwrap();
+    spool.append(b"{\"b\":2}\n").unwrap();
+    let first = s.dir.join("00000000000000000001.ndjson");
+    acknowledge(dir.path(), &first, 8);
+    let tmp = dir.path().join(format!("{}.tmp", checkpoint::FILE_NAME));
+    fs::write(&tmp, b"{\"version\":1,\"files\":[]}").unwrap();
+    spool.reclaim();
+    assert!(!first.exists(), "the acknowledged segment is deleted");
+    assert_eq!(
+        fs::read(&tmp).unwrap(),
+        b"{\"version\":1,\"files\":[]}",
+        "the temporary file is untouched"
+    );
+    // A checkpoint that cannot be read: nothing deleted, nothing moved aside.
+    spool.append(b"{\"c\":3}\n").unwrap();
+    let saved = dir.path().join(checkpoint::FILE_NAME);
+    fs::write(&saved, b"{not json").unwrap();
+    spool.reclaim();
+    assert_eq!(segments(dir.path()).len(), 2);
+    assert_eq!(fs::read(&saved).unwrap(), b"{not json");
+}
+
 #[test]
 fn interval_fsync_waits_for_its_interval() {
     let dir = tempfile::tempdir().unwrap();
