@@ -3,10 +3,12 @@
 //! One thread owns the state (`run`), fed by one channel: the tailer registers files and their
 //! identity, the sinks send acknowledgements. A file's committed offset is the minimum over the
 //! sinks that read its source, so a line is never skipped after a restart unless every sink
-//! has it. The file `checkpoints.json` in `data_dir` is replaced atomically (temp file, rename)
-//! within tens of milliseconds of an acknowledgement (see `Cadence`): a `kill -9` keeps the page
-//! cache, so only what was not yet acknowledged is sent again. Durability against a power cut
-//! costs an fsync, which is paid on a slower cadence and at the end.
+//! has it. Within tens of milliseconds of an acknowledgement (see `Cadence`) the state is
+//! overwritten in place in `data_dir/checkpoints.live` (`inplace.rs`: one `pwrite`, a length and
+//! a hash), and `checkpoints.json` is replaced atomically (temp file, rename) at least once a
+//! second while it lags: a `kill -9` keeps the page cache, so only what was not yet acknowledged
+//! is sent again. Durability against a power cut costs an fsync, which is paid on a slower
+//! cadence and at the end.
 
 use std::collections::HashMap;
 use std::io;
@@ -20,11 +22,13 @@ use serde::{Deserialize, Serialize};
 
 mod cadence;
 mod file;
+mod inplace;
 
 pub use self::cadence::Cadence;
 use self::cadence::{Writes, COST_PER_BYTE, MAX_GAP};
+use self::file::{body, store_body, sync, unix_now};
 pub use self::file::{load, peek, store, PeekError};
-use self::file::{sync, unix_now};
+use self::inplace::InPlace;
 use crate::mark::{FileMark, Mark};
 use crate::metrics::{add, Metrics};
 
@@ -142,6 +146,11 @@ pub struct Checkpointer {
     writes: Writes,
     /// Asks the sync thread for an fsync (see `run`); `None`: fsync here.
     sync_tx: Option<Sender<()>>,
+    /// The in-place copy, written at every write; `None` once a write to it failed (then
+    /// `checkpoints.json` is replaced at every write, as it is without one).
+    inplace: Option<InPlace>,
+    /// Since when `checkpoints.json` lags what the in-place copy holds.
+    json_behind: Option<Instant>,
 }
 
 impl Checkpointer {
@@ -171,7 +180,6 @@ impl Checkpointer {
             })
             .collect();
         Checkpointer {
-            data_dir,
             sinks_of_source,
             sink_count,
             grace,
@@ -192,6 +200,11 @@ impl Checkpointer {
                 credited: now,
             },
             sync_tx: None,
+            inplace: InPlace::open(&data_dir)
+                .map_err(|e| tracing::warn!(data_dir = %data_dir.display(), error = %e, "cannot open the in-place checkpoint; replacing checkpoints.json at every write"))
+                .ok(),
+            data_dir,
+            json_behind: None,
         }
     }
 
@@ -345,14 +358,15 @@ impl Checkpointer {
     /// garbage collection.
     fn next_due(&self, now: Instant) -> Instant {
         let w = &self.writes;
-        if self.dirty {
+        let due = if self.dirty {
             let next = w.next_write();
             w.register_due.map_or(next, |d| d.min(next)).max(now)
         } else if w.unsynced {
             w.last_sync + w.cadence.sync
         } else {
             now + IDLE_TICK
-        }
+        };
+        self.json_behind.map_or(due, |t| due.min(t + w.cadence.json))
     }
 
     /// Writes what changed once the gap since the last write has passed (durably when the
@@ -364,7 +378,8 @@ impl Checkpointer {
         }
         self.writes.refill(now);
         let registered = self.writes.register_due.is_some_and(|d| now >= d);
-        if self.dirty && (registered || now >= self.writes.next_write()) {
+        let json_due = self.json_behind.is_some_and(|t| now >= t + self.writes.cadence.json);
+        if (self.dirty && (registered || now >= self.writes.next_write())) || json_due {
             self.writes.credit -= 1.0;
             self.writes.register_due = None;
             self.write(false);
@@ -387,7 +402,7 @@ impl Checkpointer {
     /// Writes the checkpoint file if anything changed, durably (at the end of a run).
     pub fn flush(&mut self) {
         self.collect_garbage();
-        if self.dirty {
+        if self.dirty || self.json_behind.is_some() {
             self.write(true);
         } else if self.writes.unsynced {
             let result = sync(&self.data_dir);
@@ -395,10 +410,38 @@ impl Checkpointer {
         }
     }
 
+    /// Overwrites the in-place copy, and replaces `checkpoints.json` when `durable`, when it has
+    /// lagged the copy for `Cadence::json`, or without a copy.
     fn write(&mut self, durable: bool) {
         let mut entries: Vec<Entry> = self.files.values().map(|l| l.entry.clone()).collect();
         entries.sort_by(|a, b| a.path.cmp(&b.path).then(a.uid.cmp(&b.uid)));
-        let result = store(&self.data_dir, &entries, durable);
+        let now = Instant::now();
+        let result = body(&entries)
+            .map_err(|e| Error::Write {
+                path: self.data_dir.join(FILE_NAME),
+                source: io::Error::other(e),
+            })
+            .and_then(|body| {
+                let mut json = durable || self.json_behind.is_some_and(|t| now >= t + self.writes.cadence.json);
+                match self.inplace.as_mut().map(|c| c.write(&body, durable)) {
+                    Some(Ok(())) => {}
+                    Some(Err(e)) => {
+                        tracing::error!(data_dir = %self.data_dir.display(), error = %e, "in-place checkpoint write failed; replacing checkpoints.json at every write from now on");
+                        if let Some(c) = self.inplace.take() {
+                            c.discard();
+                        }
+                        json = true;
+                    }
+                    None => json = true,
+                }
+                if json {
+                    store_body(&self.data_dir, &body, durable)?;
+                    self.json_behind = None;
+                } else {
+                    self.json_behind.get_or_insert(now);
+                }
+                Ok(body.len())
+            });
         let cost = match &result {
             Ok(len) => {
                 self.dirty = false;
@@ -811,7 +854,14 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
         }
         let last_ack = Instant::now();
+        // What a restart would resume from: the in-place copy (or checkpoints.json).
         let on_disk = |want: u64| {
+            peek(dir.path())
+                .ok()
+                .flatten()
+                .is_some_and(|files| files.iter().any(|e| e.at.offset == want))
+        };
+        let in_json = |want: u64| {
             let text = fs::read(dir.path().join(FILE_NAME)).unwrap_or_default();
             serde_json::from_slice::<OnDisk>(&text).is_ok_and(|d| d.files.iter().any(|e| e.at.offset == want))
         };
@@ -826,9 +876,59 @@ mod tests {
         let writes = metrics.checkpoint_writes.load(Ordering::Relaxed);
         assert!(took < Duration::from_millis(500), "written {took:?} after the ack");
         assert!(writes < 100, "200 acks in ~200 ms took {writes} writes");
+        // checkpoints.json follows within `Cadence::json` (1 s), with no further ack.
+        while !in_json(2000) {
+            assert!(
+                last_ack.elapsed() < Duration::from_secs(5),
+                "checkpoints.json never caught up with the in-place copy"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
         drop(tx);
         thread.join().unwrap();
         assert!(!dir.path().join(format!("{FILE_NAME}.tmp")).exists());
+    }
+
+    /// A restart resumes from the in-place copy, which is ahead of checkpoints.json between
+    /// its replacements; from checkpoints.json when the copy is torn.
+    #[test]
+    fn a_start_resumes_from_the_in_place_copy_or_from_checkpoints_json_when_it_is_torn() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cp = Checkpointer::new(
+            dir.path().into(),
+            vec![],
+            vec![vec![0]],
+            1,
+            Duration::from_secs(60),
+            Arc::new(Metrics::default()),
+            Cadence::default(),
+        );
+        cp.apply(Msg::Register {
+            entry: entry(1, 10, 0),
+            source_idx: 0,
+        });
+        cp.apply(Msg::Ack {
+            sink: 0,
+            marks: vec![mark(1, 100)],
+        });
+        cp.flush();
+        cp.apply(Msg::Ack {
+            sink: 0,
+            marks: vec![mark(1, 200)],
+        });
+        cp.write(false);
+        let offset = |files: Option<Vec<Entry>>| files.unwrap()[0].at.offset;
+        assert_eq!(offset(load(dir.path()).unwrap()), 200, "the in-place copy");
+        let json = fs::read(dir.path().join(FILE_NAME)).unwrap();
+        assert_eq!(serde_json::from_slice::<OnDisk>(&json).unwrap().files[0].at.offset, 100);
+        // Torn: its last bytes are not those hashed.
+        let live = dir.path().join(inplace::LIVE_NAME);
+        let mut bytes = fs::read(&live).unwrap();
+        let at = bytes.len() - 2;
+        bytes[at] = b' ';
+        fs::write(&live, &bytes).unwrap();
+        assert_eq!(offset(load(dir.path()).unwrap()), 100, "checkpoints.json");
+        assert_eq!(offset(peek(dir.path()).unwrap()), 100);
     }
 
     #[test]

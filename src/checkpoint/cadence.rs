@@ -12,8 +12,9 @@ pub struct Cadence {
     /// after a quiet spell is written at once. Grows with the cost of a write (ten times it),
     /// so a huge checkpoint cannot eat the CPU.
     pub coalesce: Duration,
-    /// Writes per second while acknowledgements keep coming, on average: each write costs
-    /// the kernel a new inode and a rename, so a steady stream is written at this rate, while
+    /// Writes per second while acknowledgements keep coming, on average: a steady stream is
+    /// written at this rate (an overwrite of the in-place copy, a copy into the page cache; a
+    /// replacement of `checkpoints.json` at most every `json`), while
     /// a burst after a quiet spell (a collector that just came back) is written every
     /// `coalesce`, up to `burst` writes. 50 a second: what a `kill -9` sends again is about
     /// 20 ms of traffic (at 20 a second, 1.0–1.75 % of the lines in `durability::kill9_twice…`,
@@ -23,6 +24,9 @@ pub struct Cadence {
     pub burst: f64,
     /// How often the written state is fsynced (what a power cut may cost).
     pub sync: Duration,
+    /// `checkpoints.json` is replaced at least this often while the in-place copy, written at
+    /// every write, is ahead of it (`inplace.rs`).
+    pub json: Duration,
     /// How often a failing write is tried again.
     pub retry: Duration,
 }
@@ -34,6 +38,7 @@ impl Default for Cadence {
             rate: 50.0,
             burst: 8.0,
             sync: Duration::from_secs(5),
+            json: Duration::from_secs(1),
             retry: Duration::from_secs(1),
         }
     }

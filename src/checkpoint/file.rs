@@ -1,11 +1,13 @@
 //! The checkpoint file on disk: read at start (a bad one is moved aside, never a crash loop),
-//! replaced atomically (temporary file, rename) at every write, fsynced on its own cadence.
+//! replaced atomically (temporary file, rename) at least once a second while it lags the
+//! in-place copy (`inplace.rs`) and at the end, fsynced on its own cadence.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::inplace;
 use super::{Entry, Error, OnDisk, FILE_NAME, VERSION};
 
 /// Loads `data_dir/checkpoints.json`. `Ok(None)` when there is none yet: the agent's first
@@ -20,7 +22,15 @@ pub fn load(data_dir: &Path) -> Result<Option<Vec<Entry>>, Error> {
         source,
     })?;
     clear_tmp(data_dir);
-    let loaded = read_saved(&data_dir.join(FILE_NAME));
+    // The in-place copy is never older than `checkpoints.json` when it is whole (inplace.rs).
+    let loaded = match inplace::read(data_dir) {
+        Ok(Some(files)) => Some(files),
+        Ok(None) => read_saved(&data_dir.join(FILE_NAME)),
+        Err(e) => {
+            tracing::warn!(error = %e, "the in-place checkpoint cannot be used; resuming from checkpoints.json (up to about a second older: duplicates)");
+            read_saved(&data_dir.join(FILE_NAME))
+        }
+    };
     check_writable(data_dir)?;
     Ok(loaded)
 }
@@ -39,6 +49,10 @@ pub enum PeekError {
 /// The saved entries of `data_dir`, read without changing anything (`tailship status` while
 /// an agent may be running): `Ok(None)` when there is no checkpoint yet.
 pub fn peek(data_dir: &Path) -> Result<Option<Vec<Entry>>, PeekError> {
+    // A copy torn by a write under way reads as unusable: `checkpoints.json` is then read.
+    if let Ok(Some(files)) = inplace::read(data_dir) {
+        return Ok(Some(files));
+    }
     let path = data_dir.join(FILE_NAME);
     let text = match fs::read(&path) {
         Ok(t) => t,
@@ -139,21 +153,34 @@ pub(super) fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// The JSON of `files`, as both checkpoint files hold it.
+pub(super) fn body(files: &[Entry]) -> Result<Vec<u8>, serde_json::Error> {
+    serde_json::to_vec(&OnDisk {
+        version: VERSION,
+        files: files.to_vec(),
+    })
+}
+
 /// Writes `files` to `data_dir/checkpoints.json` atomically: readers see the old file or the
 /// new one. `durable`: also fsync the file and the directory, so it survives a power cut; without
 /// it, it survives the process's death (the page cache is the kernel's).
 /// Returns the bytes written.
 pub fn store(data_dir: &Path, files: &[Entry], durable: bool) -> Result<usize, Error> {
+    let body = body(files).map_err(|e| Error::Write {
+        path: data_dir.join(FILE_NAME),
+        source: io::Error::other(e),
+    })?;
+    store_body(data_dir, &body, durable)?;
+    Ok(body.len())
+}
+
+/// `store` of a body already made.
+pub(super) fn store_body(data_dir: &Path, body: &[u8], durable: bool) -> Result<(), Error> {
     let path = data_dir.join(FILE_NAME);
     let tmp = tmp_path(data_dir);
-    let write = || -> io::Result<usize> {
-        let body = serde_json::to_vec(&OnDisk {
-            version: VERSION,
-            files: files.to_vec(),
-        })
-        .map_err(io::Error::other)?;
+    let write = || -> io::Result<()> {
         let mut f = File::create(&tmp)?;
-        f.write_all(&body)?;
+        f.write_all(body)?;
         if durable {
             f.sync_all()?;
         }
@@ -162,7 +189,7 @@ pub fn store(data_dir: &Path, files: &[Entry], durable: bool) -> Result<usize, E
             // The rename is durable only once the directory entry is on disk too.
             File::open(data_dir)?.sync_all()?;
         }
-        Ok(body.len())
+        Ok(())
     };
     write().map_err(|source| Error::Write { path, source })
 }
@@ -171,7 +198,13 @@ pub fn store(data_dir: &Path, files: &[Entry], durable: bool) -> Result<usize, E
 pub(super) fn sync(data_dir: &Path) -> Result<(), Error> {
     let path = data_dir.join(FILE_NAME);
     let run = || -> io::Result<()> {
-        File::open(&path)?.sync_all()?;
+        inplace::sync(data_dir)?;
+        match File::open(&path) {
+            Ok(f) => f.sync_all()?,
+            // Not written yet: the in-place copy holds everything there is.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
         File::open(data_dir)?.sync_all()
     };
     run().map_err(|source| Error::Write { path, source })
