@@ -610,6 +610,19 @@ mod tests {
         }
     }
 
+    /// A checkpointer in `dir` whose one source is read by `sinks` sinks (a 60 s grace).
+    fn with_sinks(dir: &Path, loaded: Vec<Entry>, sinks: usize, metrics: Arc<Metrics>) -> Checkpointer {
+        Checkpointer::new(
+            dir.into(),
+            loaded,
+            vec![(0..sinks).collect()],
+            sinks,
+            Duration::from_secs(60),
+            metrics,
+            Cadence::default(),
+        )
+    }
+
     fn mark(uid: u64, offset: u64) -> FileMark {
         FileMark {
             uid,
@@ -670,15 +683,7 @@ mod tests {
     #[test]
     fn a_copytruncate_copy_starts_from_what_the_old_generation_had_acknowledged() {
         let dir = tempfile::tempdir().unwrap();
-        let mut cp = Checkpointer::new(
-            dir.path().into(),
-            vec![],
-            vec![vec![0]],
-            1,
-            Duration::from_secs(60),
-            Arc::new(Metrics::default()),
-            Cadence::default(),
-        );
+        let mut cp = with_sinks(dir.path(), vec![], 1, Arc::new(Metrics::default()));
         let ack = |cp: &mut Checkpointer, uid, offset| {
             cp.apply(Msg::Ack {
                 sink: 0,
@@ -725,15 +730,7 @@ mod tests {
     fn a_replaced_sink_holds_the_checkpoint_until_it_has_drained_then_hands_over() {
         let dir = tempfile::tempdir().unwrap();
         // Source 0 is read by sinks 0 and 1; sink 1 is rebuilt as slot 2.
-        let mut cp = Checkpointer::new(
-            dir.path().into(),
-            vec![],
-            vec![vec![0, 1]],
-            2,
-            Duration::from_secs(60),
-            Arc::new(Metrics::default()),
-            Cadence::default(),
-        );
+        let mut cp = with_sinks(dir.path(), vec![], 2, Arc::new(Metrics::default()));
         let ack = |cp: &mut Checkpointer, sink, uid, offset| {
             cp.apply(Msg::Ack {
                 sink,
@@ -778,15 +775,7 @@ mod tests {
     #[test]
     fn register_replaces_older_generation_of_same_inode() {
         let dir = tempfile::tempdir().unwrap();
-        let mut cp = Checkpointer::new(
-            dir.path().into(),
-            vec![entry(1, 5, 10)],
-            vec![vec![0]],
-            1,
-            Duration::from_secs(60),
-            Arc::default(),
-            Cadence::default(),
-        );
+        let mut cp = with_sinks(dir.path(), vec![entry(1, 5, 10)], 1, Arc::new(Metrics::default()));
         cp.apply(Msg::Register {
             entry: entry(2, 5, 0),
             source_idx: 0,
@@ -829,15 +818,7 @@ mod tests {
     fn acks_are_written_within_tens_of_milliseconds_and_coalesced() {
         let dir = tempfile::tempdir().unwrap();
         let metrics = Arc::new(Metrics::default());
-        let cp = Checkpointer::new(
-            dir.path().into(),
-            vec![],
-            vec![vec![0]],
-            1,
-            Duration::from_secs(60),
-            Arc::clone(&metrics),
-            Cadence::default(),
-        );
+        let cp = with_sinks(dir.path(), vec![], 1, Arc::clone(&metrics));
         let (tx, rx) = crossbeam_channel::bounded(64);
         let thread = std::thread::spawn(move || run(cp, rx));
         tx.send(Msg::Register {
@@ -894,15 +875,7 @@ mod tests {
     #[test]
     fn a_start_resumes_from_the_in_place_copy_or_from_checkpoints_json_when_it_is_torn() {
         let dir = tempfile::tempdir().unwrap();
-        let mut cp = Checkpointer::new(
-            dir.path().into(),
-            vec![],
-            vec![vec![0]],
-            1,
-            Duration::from_secs(60),
-            Arc::new(Metrics::default()),
-            Cadence::default(),
-        );
+        let mut cp = with_sinks(dir.path(), vec![], 1, Arc::new(Metrics::default()));
         cp.apply(Msg::Register {
             entry: entry(1, 10, 0),
             source_idx: 0,

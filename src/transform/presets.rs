@@ -94,27 +94,24 @@ pub fn passes(check: Check, hay: &[u8], start: usize, end: usize) -> bool {
     }
 }
 
-/// The Luhn sum of the digits of `text` (spaces and dashes skipped), for 13 to 19 digits.
+/// The Luhn sum of the digits of `text` (spaces and dashes skipped), for 13 to 19 digits. No
+/// allocation: on logs full of long digit runs (HDFS's `081109 203615 148`) this runs for most
+/// lines, and collecting the digits first was a sixth of the `redact` scan's cost.
 fn luhn(text: &[u8]) -> bool {
-    let digits: Vec<u32> = text
-        .iter()
-        .filter(|b| b.is_ascii_digit())
-        .map(|b| u32::from(b - b'0'))
-        .collect();
-    if !(13..=19).contains(&digits.len()) {
-        return false;
-    }
-    let sum: u32 = digits
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, &d)| match (i % 2, d * 2) {
+    let (mut count, mut sum) = (0u32, 0u32);
+    for &b in text.iter().rev() {
+        if !b.is_ascii_digit() {
+            continue;
+        }
+        let d = u32::from(b - b'0');
+        sum += match (count % 2, d * 2) {
             (0, _) => d,
             (_, dd) if dd > 9 => dd - 9,
             (_, dd) => dd,
-        })
-        .sum();
-    sum.is_multiple_of(10)
+        };
+        count += 1;
+    }
+    (13..=19).contains(&count) && sum.is_multiple_of(10)
 }
 
 #[cfg(test)]
