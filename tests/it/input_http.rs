@@ -254,12 +254,7 @@ fn a_full_spool_answers_429_and_nothing_accepted_is_lost() {
     let head = pushed_back.expect("a 429 once the spool is full");
     assert!(head.contains("retry-after: 1"), "{head}");
     rx.restart();
-    wait_progress(Some(&mut agent), "every accepted record", STALL, LIMIT, || {
-        let got = by_seq(&rx);
-        let n = accepted.iter().filter(|s| got.contains_key(s)).count() as u64;
-        (n, n == accepted.len() as u64)
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
+    wait_seqs_delivered(&mut agent, &rx, "every accepted record", &accepted);
     let refused: HashSet<u64> = (seq..seq + 500).collect();
     assert!(
         by_seq(&rx).keys().all(|s| !refused.contains(s)),
@@ -295,12 +290,7 @@ fn kill9_while_python_posts_loses_nothing_answered_200() {
     finish_client(c, "the http client");
     let acked = acked_seqs(&acked);
     assert_eq!(acked.len() as u64, N);
-    wait_progress(Some(&mut agent), "every acknowledged record", STALL, LIMIT, || {
-        let got = by_seq(&rx);
-        let n = acked.iter().filter(|s| got.contains_key(s)).count() as u64;
-        (n, n == acked.len() as u64)
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
+    wait_seqs_delivered(&mut agent, &rx, "every acknowledged record", &acked);
     println!("http kill -9 twice: all {N} records answered 200 delivered");
 }
 
@@ -407,12 +397,7 @@ fn an_unwritable_spool_answers_503_with_retry_after_and_the_input_recovers() {
     let (status, _, body) = request(addr, "POST", PATH, &[NDJSON], &ndjson(seq, 500)).unwrap();
     assert_eq!(status, 200, "{body}\n{}", agent.diag());
     accepted.extend(seq..seq + 500);
-    wait_progress(Some(&mut agent), "every record answered 200", STALL, LIMIT, || {
-        let got = by_seq(&rx);
-        let n = accepted.iter().filter(|s| got.contains_key(s)).count() as u64;
-        (n, n == accepted.len() as u64)
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
+    wait_seqs_delivered(&mut agent, &rx, "every record answered 200", &accepted);
     assert!(
         by_seq(&rx).keys().all(|s| !refused.contains(s)),
         "the request answered 503 arrived"

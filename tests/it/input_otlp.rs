@@ -112,12 +112,7 @@ fn kill9_while_the_sdk_sends_loses_nothing_it_saw_acknowledged() {
     finish_client(c, "the OTLP client");
     let acked = acked_seqs(&acked);
     assert!(acked.len() as u64 > 30_000, "{}", acked.len());
-    wait_progress(Some(&mut agent), "every acknowledged record", STALL, LIMIT, || {
-        let got = by_seq(&rx);
-        let n = acked.iter().filter(|s| got.contains_key(s)).count() as u64;
-        (n, n == acked.len() as u64)
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
+    wait_seqs_delivered(&mut agent, &rx, "every acknowledged record", &acked);
 }
 
 /// POSTs `body` to the input; (status, headers lower-cased, body).
@@ -272,12 +267,7 @@ fn a_full_spool_pushes_back_and_nothing_accepted_is_lost() {
     assert!(head.contains("retry-after: 1"), "{head}");
     assert!(!accepted.is_empty());
     rx.restart();
-    wait_progress(Some(&mut agent), "every accepted record", STALL, LIMIT, || {
-        let got = by_seq(&rx);
-        let n = accepted.iter().filter(|s| got.contains_key(s)).count() as u64;
-        (n, n == accepted.len() as u64)
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
+    wait_seqs_delivered(&mut agent, &rx, "every accepted record", &accepted);
     // Once delivered, the spool has room again.
     assert!(
         wait_until(LIMIT, || post(addr, &[PROTOBUF], &request(seq, 100, 1000))
@@ -315,12 +305,7 @@ fn a_full_spool_answers_grpc_resource_exhausted_and_nothing_accepted_is_lost() {
     let accepted = acked_seqs(&acked);
     assert!(!accepted.is_empty(), "{said}");
     rx.restart();
-    wait_progress(Some(&mut agent), "every accepted record", STALL, LIMIT, || {
-        let got = by_seq(&rx);
-        let n = accepted.iter().filter(|s| got.contains_key(s)).count() as u64;
-        (n, n == accepted.len() as u64)
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
+    wait_seqs_delivered(&mut agent, &rx, "every accepted record", &accepted);
     let m = agent.metrics().expect("metrics");
     assert!(m.get_with("tailship_input_pushbacks_total", "app-otlp").unwrap_or(0.0) >= 1.0);
     eprintln!(
@@ -383,12 +368,7 @@ fn the_collector_down_for_20s_while_the_sdk_sends_pushes_back_loses_nothing_ackn
         acked.len()
     );
     assert!(acked.len() > acked_at_pushback, "nothing acknowledged after the outage");
-    wait_progress(Some(&mut agent), "every acknowledged record", STALL, LIMIT, || {
-        let got = by_seq(&rx);
-        let n = acked.iter().filter(|s| got.contains_key(s)).count() as u64;
-        (n, n == acked.len() as u64)
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
+    wait_seqs_delivered(&mut agent, &rx, "every acknowledged record", &acked);
     let m = agent.metrics().expect("metrics");
     let accepted = m
         .get_with("tailship_input_records_accepted_total", "app-otlp")

@@ -1798,6 +1798,17 @@ pub fn acked_seqs(path: &Path) -> Vec<u64> {
 }
 
 /// The received records by `fields.seq`.
+/// Waits until every record of `seqs` (by its `seq` field) has reached `rx`, failing with
+/// `what` and the agent's diagnostics when delivery stalls for `STALL` or passes `LIMIT`.
+pub fn wait_seqs_delivered(agent: &mut Agent, rx: &Receiver, what: &str, seqs: &[u64]) {
+    wait_progress(Some(agent), what, STALL, LIMIT, || {
+        let got = by_seq(rx);
+        let n = seqs.iter().filter(|s| got.contains_key(s)).count() as u64;
+        (n, n == seqs.len() as u64)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
 pub fn by_seq(rx: &Receiver) -> HashMap<u64, Record> {
     rx.records()
         .into_iter()
