@@ -378,8 +378,7 @@ impl Checkpointer {
         }
         self.writes.refill(now);
         let registered = self.writes.register_due.is_some_and(|d| now >= d);
-        let json_due = self.json_behind.is_some_and(|t| now >= t + self.writes.cadence.json);
-        if (self.dirty && (registered || now >= self.writes.next_write())) || json_due {
+        if (self.dirty && (registered || now >= self.writes.next_write())) || self.json_due(now) {
             self.writes.credit -= 1.0;
             self.writes.register_due = None;
             self.write(false);
@@ -410,19 +409,19 @@ impl Checkpointer {
         }
     }
 
+    /// Whether `checkpoints.json` has lagged the in-place copy for `Cadence::json`.
+    fn json_due(&self, now: Instant) -> bool {
+        self.json_behind.is_some_and(|t| now >= t + self.writes.cadence.json)
+    }
+
     /// Overwrites the in-place copy, and replaces `checkpoints.json` when `durable`, when it has
     /// lagged the copy for `Cadence::json`, or without a copy.
     fn write(&mut self, durable: bool) {
         let mut entries: Vec<Entry> = self.files.values().map(|l| l.entry.clone()).collect();
         entries.sort_by(|a, b| a.path.cmp(&b.path).then(a.uid.cmp(&b.uid)));
         let now = Instant::now();
-        let result = body(&entries)
-            .map_err(|e| Error::Write {
-                path: self.data_dir.join(FILE_NAME),
-                source: io::Error::other(e),
-            })
-            .and_then(|body| {
-                let mut json = durable || self.json_behind.is_some_and(|t| now >= t + self.writes.cadence.json);
+        let result = body(&self.data_dir, &entries).and_then(|body| {
+                let mut json = durable || self.json_due(now);
                 match self.inplace.as_mut().map(|c| c.write(&body, durable)) {
                     Some(Ok(())) => {}
                     Some(Err(e)) => {

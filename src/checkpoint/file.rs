@@ -154,10 +154,14 @@ pub(super) fn unix_now() -> u64 {
 }
 
 /// The JSON of `files`, as both checkpoint files hold it.
-pub(super) fn body(files: &[Entry]) -> Result<Vec<u8>, serde_json::Error> {
+pub(super) fn body(data_dir: &Path, files: &[Entry]) -> Result<Vec<u8>, Error> {
     serde_json::to_vec(&OnDisk {
         version: VERSION,
         files: files.to_vec(),
+    })
+    .map_err(|e| Error::Write {
+        path: data_dir.join(FILE_NAME),
+        source: io::Error::other(e),
     })
 }
 
@@ -166,10 +170,7 @@ pub(super) fn body(files: &[Entry]) -> Result<Vec<u8>, serde_json::Error> {
 /// it, it survives the process's death (the page cache is the kernel's).
 /// Returns the bytes written.
 pub fn store(data_dir: &Path, files: &[Entry], durable: bool) -> Result<usize, Error> {
-    let body = body(files).map_err(|e| Error::Write {
-        path: data_dir.join(FILE_NAME),
-        source: io::Error::other(e),
-    })?;
+    let body = body(data_dir, files)?;
     store_body(data_dir, &body, durable)?;
     Ok(body.len())
 }
