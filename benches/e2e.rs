@@ -675,7 +675,12 @@ fn count(mut s: TcpStream, lines: &AtomicU64, bytes: &AtomicU64) -> io::Result<(
 
 /// (utime, stime) of `pid` in seconds.
 fn proc_cpu(pid: i32) -> Option<(f64, f64)> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_cpu(Path::new(&format!("/proc/{pid}/stat")))
+}
+
+/// (utime, stime) in seconds from a `/proc/…/stat` file (a process's or a thread's).
+fn stat_cpu(path: &Path) -> Option<(f64, f64)> {
+    let stat = fs::read_to_string(path).ok()?;
     let f: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
     let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     Some((
@@ -686,31 +691,27 @@ fn proc_cpu(pid: i32) -> Option<(f64, f64)> {
 
 /// The agent's threads, busiest first: (name, CPU seconds, voluntary context switches).
 fn proc_threads(pid: i32) -> Vec<(String, f64, u64)> {
-    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let mut out = Vec::new();
     let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
-        return out;
+        return Vec::new();
     };
-    for task in tasks.flatten() {
-        let dir = task.path();
-        let name = fs::read_to_string(dir.join("comm"))
-            .unwrap_or_default()
-            .trim()
-            .to_owned();
-        let Ok(stat) = fs::read_to_string(dir.join("stat")) else {
-            continue;
-        };
-        let Some(close) = stat.rfind(')') else { continue };
-        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        let switches = fs::read_to_string(dir.join("status"))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        out.push((name, (ticks(11) + ticks(12)) / tck, switches));
-    }
+    let mut out: Vec<(String, f64, u64)> = tasks
+        .flatten()
+        .filter_map(|task| {
+            let dir = task.path();
+            let (user, sys) = stat_cpu(&dir.join("stat"))?;
+            let name = fs::read_to_string(dir.join("comm"))
+                .unwrap_or_default()
+                .trim()
+                .to_owned();
+            let switches = fs::read_to_string(dir.join("status"))
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            Some((name, user + sys, switches))
+        })
+        .collect();
     out.sort_by(|a, b| b.1.total_cmp(&a.1));
     out
 }
