@@ -243,9 +243,7 @@ fn sighup_with_an_unchanged_config_keeps_the_pipeline_running() {
     .unwrap_or_else(|e| panic!("{e}\n{}", rx.summary()));
     agent.signal(libc::SIGHUP);
     assert!(
-        wait_until(Duration::from_secs(10), || agent
-            .stderr()
-            .contains("the config is unchanged; nothing to do")),
+        agent.logged_within("the config is unchanged; nothing to do", Duration::from_secs(10)),
         "SIGHUP reloads, finding nothing to change\n{}",
         agent.diag()
     );

@@ -385,9 +385,7 @@ fn an_unwritable_spool_answers_503_with_retry_after_and_the_input_recovers() {
     assert!(head.contains("retry-after: 1"), "{head}");
     assert!(body.contains("cannot write its spool"), "{body}");
     assert!(
-        wait_until(Duration::from_secs(10), || agent
-            .stderr()
-            .contains("cannot write the spool")),
+        agent.logged_within("cannot write the spool", Duration::from_secs(10)),
         "the failure was not logged\n{}",
         agent.diag()
     );

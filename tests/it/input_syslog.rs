@@ -26,9 +26,7 @@ fn start(dir: &TestDir, rx: &Receiver, port: u16, extra: &str) -> Agent {
     let mut agent = network_agent(dir, rx, &source);
     if extra.contains("mode = \"udp\"") {
         assert!(
-            wait_until(Duration::from_secs(20), || agent
-                .stderr()
-                .contains("input listening (syslog over UDP)")),
+            agent.logged_within("input listening (syslog over UDP)", Duration::from_secs(20)),
             "the input never listened on UDP port {port}\n{}",
             agent.diag()
         );

@@ -366,7 +366,7 @@ fn watch_config_follows_a_configmap_symlink_swap() {
     std::os::unix::fs::symlink("..v2", cm.join("..data_tmp")).unwrap();
     std::fs::rename(cm.join("..data_tmp"), cm.join("..data")).unwrap();
     assert!(
-        wait_until(Duration::from_secs(30), || agent.stderr().contains("config reloaded")),
+        agent.logged_within("config reloaded", Duration::from_secs(30)),
         "the swap is seen\n{}",
         agent.diag()
     );

@@ -195,9 +195,7 @@ fn a_wrong_shared_key_sends_nothing_and_says_why() {
     let mut agent = start(&dir, &config(&dir, port, "shared_key = \"wrong-s3cret\"\n"));
     write_lines(&dir, "a", 0, 100);
     assert!(
-        wait_until(Duration::from_secs(20), || agent
-            .stderr()
-            .contains("shared key mismatch")),
+        agent.logged_within("shared key mismatch", Duration::from_secs(20)),
         "no log line about the refused key\n{}",
         agent.diag()
     );

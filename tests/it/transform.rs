@@ -498,7 +498,7 @@ fn each_source_says_how_many_files_it_matches_and_an_empty_glob_warns() {
     );
     assert_eq!(files(&agent, "typo"), Some(0.0));
     assert!(
-        wait_until(Duration::from_secs(10), || agent.stderr().contains("match no file")),
+        agent.logged_within("match no file", Duration::from_secs(10)),
         "{}",
         agent.stderr_tail(20)
     );

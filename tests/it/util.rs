@@ -682,6 +682,11 @@ impl Agent {
         String::from_utf8_lossy(&fs::read(&self.stderr_path).unwrap_or_default()).into_owned()
     }
 
+    /// Whether `text` appears in the agent's stderr within `within`.
+    pub fn logged_within(&self, text: &str, within: Duration) -> bool {
+        wait_until(within, || self.stderr().contains(text))
+    }
+
     pub fn stderr_tail(&self, n: usize) -> String {
         let text = self.stderr();
         let lines: Vec<&str> = text.lines().collect();
