@@ -5,8 +5,9 @@
 //! boundaries (`(?-u:\b)`): a Unicode boundary would make the regex engine leave its DFA for a
 //! slower one on any non-ASCII text. Keywords are matched case-insensitively in ASCII only
 //! (`(?i-u:…)`), and only the keywords: Unicode case folding would add `ſ` to every `s` and
-//! the Kelvin sign to every `k` — multi-byte branches that grow the DFA for nothing. A group named `value` marks the part to replace (the
-//! token after `Bearer `, the value of `password=`); without it the whole match is replaced.
+//! the Kelvin sign to every `k` — multi-byte branches that grow the DFA for nothing. A group
+//! named `value` marks the part to replace (the token after `Bearer `, the value of
+//! `password=`); without it the whole match is replaced.
 
 use std::net::Ipv6Addr;
 
