@@ -422,7 +422,10 @@ impl Checkpointer {
         let now = Instant::now();
         let result = body(&self.data_dir, &entries).and_then(|body| {
                 let mut json = durable || self.json_due(now);
-                match self.inplace.as_mut().map(|c| c.write(&body, durable)) {
+                // Unchanged since the last write (`checkpoints.json` catching up): the copy
+                // already holds this body.
+                let changed = self.dirty || durable;
+                match self.inplace.as_mut().filter(|_| changed).map(|c| c.write(&body, durable)) {
                     Some(Ok(())) => {}
                     Some(Err(e)) => {
                         tracing::error!(data_dir = %self.data_dir.display(), error = %e, "in-place checkpoint write failed; replacing checkpoints.json at every write from now on");
@@ -431,6 +434,7 @@ impl Checkpointer {
                         }
                         json = true;
                     }
+                    // No copy (or nothing new for it, and then `checkpoints.json` is due).
                     None => json = true,
                 }
                 if json {
