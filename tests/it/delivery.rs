@@ -30,7 +30,15 @@ fn three_files_300k_lines_each_arrive_exactly_once_in_order() {
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", rx.summary()));
     let took = t0.elapsed();
-    let m = agent.metrics();
+    // A record counts as sent when its batch settles (`settle` after the receiver's TCP
+    // acknowledged it), so the counter may trail the receiver by the last batches.
+    let mut m = None;
+    wait_until(Duration::from_secs(10), || {
+        m = agent.metrics();
+        m.as_ref()
+            .and_then(|m| m.get_with("tailship_records_sent_total", "sink=\"out\""))
+            .is_some_and(|v| v >= (3 * N) as f64)
+    });
     stop_clean(&mut agent, &rx);
     eprintln!(
         "3 × {N} lines ({:.1} MB) delivered in {took:.2?} ({:.1} MB/s)",
