@@ -35,7 +35,10 @@ fn every_preset_finds_its_leak_and_leaves_look_alikes() {
         ("grouped 4111 1111 1111 1111 003 ok", "grouped [X] ok"),
         // Digit runs not grouped as cards are printed, though their Luhn sums pass: HDFS's
         // date, time and pid; separators mixed; a 20-digit number.
-        ("081109 203600 102 INFO dfs.DataNode", "081109 203600 102 INFO dfs.DataNode"),
+        (
+            "081109 203600 102 INFO dfs.DataNode",
+            "081109 203600 102 INFO dfs.DataNode",
+        ),
         ("4111 1111-1111 1111", "4111 1111-1111 1111"),
         ("id 41111111111111110000", "id 41111111111111110000"),
         ("mail ana.lima+x@shop.example.com now", "mail [X] now"),
